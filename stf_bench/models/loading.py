@@ -1,0 +1,401 @@
+"""`load_model`: presets, local checkpoints and hub ids -> (model, processor).
+
+Checkpoint formats understood (DESIGN.md section 2):
+1. transformers-format LLaVA (`llava-hf/llava-1.5-7b-hf`; `model_type: llava`), old and new key layouts;
+2. original-LLaVA format (`liuhaotian/llava-v1.5-7b`; `model_type: llava_llama`);
+3. the LLaVA-STF release (original format plus `mm_projector_crosslayer`), and its stage-1 `mm_projector.bin`
+   through `projector_weights=`;
+4. our own `save_pretrained` output (`model_type: stf_llava`).
+Pickled `.bin` files are read only with `torch.load(weights_only=True)`; nothing runs remote code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, CLIPVisionConfig, LlamaConfig
+
+from stf_bench.errors import StfBenchError
+from stf_bench.models.modeling import StfLlavaConfig, StfLlavaForConditionalGeneration
+from stf_bench.models.presets import CLIP_L_336, LLM_TOKENIZERS, PRESETS, get_preset, preset_config, split_overrides
+from stf_bench.models.processing import StfLlavaProcessor, clip_image_processor
+from stf_bench.models.tokenizer import IMAGE_TOKEN, build_tiny_tokenizer
+
+log = logging.getLogger(__name__)
+CLIP_L_336_ID = "openai/clip-vit-large-patch14-336"
+IGNORED_KEYS = re.compile(r"(position_ids|rotary_emb\.inv_freq)$")  # buffers some checkpoints carry
+
+
+def load_model(name_or_path: str | os.PathLike, *, random_weights: bool = False, device: str | torch.device | None = None,
+               dtype: torch.dtype | str | None = None, **overrides) -> tuple[StfLlavaForConditionalGeneration, StfLlavaProcessor]:
+    """Build or load a model of the family and its processor.
+
+    `name_or_path`: a preset (`stf-7b`, `stf-tiny`, ...), a local checkpoint directory or a hub id. `random_weights`
+    builds a full-size preset from its config alone (latency and FLOPs do not depend on weight values);
+    `device="meta"` allocates nothing. Overrides: `k`, `e`, `mbtf_blocks`, ... (config) and `attn_implementation`,
+    `seed`, `projector_weights` (a stage-1 `mm_projector.bin` or safetensors), `vision_tower` (a local CLIP dir).
+    """
+    name = str(name_or_path)
+    device = torch.device(device or "cpu")
+    dtype = _resolve_dtype(dtype, device)
+    config_overrides, options = split_overrides(overrides)
+    if name in PRESETS:
+        preset = get_preset(name)
+        if preset.tiny or random_weights:
+            config = preset_config(name, **config_overrides)
+            _set_attn(config, options)
+            model = build_random(config, device=device, dtype=dtype, seed=options.get("seed", 0))
+            tokenizer = build_tiny_tokenizer() if preset.tiny else _cached_tokenizer(preset.weights or LLM_TOKENIZERS[preset.llm])
+            processor = _processor(config, tokenizer)
+        else:
+            if preset.weights is None:
+                raise StfBenchError(f"preset {name!r} has no released weights; pass random_weights=True "
+                                    f"(--random-weights) to build it untrained, or a checkpoint directory you trained")
+            model, processor = load_checkpoint(fetch(preset.weights), device=device, dtype=dtype, options=options,
+                                               config_overrides=config_overrides)
+    elif Path(name).is_dir():
+        model, processor = load_checkpoint(Path(name), device=device, dtype=dtype, options=options,
+                                           config_overrides=config_overrides)
+    elif Path(name).exists():
+        raise StfBenchError(f"{name} is a file; pass the checkpoint's directory (a stage-1 projector file goes in "
+                            f"projector_weights=..., with a preset such as stf-7b)")
+    elif re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w./-]+)?", name):
+        model, processor = load_checkpoint(fetch(name), device=device, dtype=dtype, options=options,
+                                           config_overrides=config_overrides)
+    else:
+        get_preset(name)  # raises with the list of presets
+    if options.get("projector_weights"):
+        load_projector_weights(model, options["projector_weights"])
+    model.eval()
+    return model, processor
+
+
+def _resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                 "float16": torch.float16, "fp16": torch.float16}
+        if dtype not in names:
+            raise StfBenchError(f"unknown dtype {dtype!r}; valid: {', '.join(names)}")
+        return names[dtype]
+    return dtype
+
+
+def _set_attn(config: StfLlavaConfig, options: dict) -> None:
+    attn = options.get("attn_implementation")
+    if attn:
+        if attn not in ("eager", "sdpa", "flash_attention_2"):
+            raise StfBenchError(f"unknown attn_implementation {attn!r}; valid: eager, sdpa, flash_attention_2")
+        for cfg in (config, config.text_config, config.vision_config):
+            cfg._attn_implementation = attn
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype):
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def build_random(config: StfLlavaConfig, *, device: torch.device, dtype: torch.dtype, seed: int = 0
+                 ) -> StfLlavaForConditionalGeneration:
+    """Instantiate with deterministic random weights (fixed seed, global RNG untouched); on `meta`, nothing allocated."""
+    with torch.random.fork_rng(devices=[]), _default_dtype(dtype), torch.device(device):
+        torch.manual_seed(seed)
+        return StfLlavaForConditionalGeneration(config)
+
+
+def _processor(config: StfLlavaConfig, tokenizer) -> StfLlavaProcessor:
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return StfLlavaProcessor(tokenizer, clip_image_processor(config.vision_config.image_size), config.num_visual_tokens,
+                             pad_to_square=config.image_aspect_ratio == "pad")
+
+
+def _cached_tokenizer(repo: str | None):
+    """The real tokenizer if its repo is in the local hub cache; else the byte-level one (random-weight runs only)."""
+    if repo:
+        repo_id, _, sub = _split_repo(repo)
+        try:
+            from huggingface_hub import snapshot_download
+            path = Path(snapshot_download(repo_id, local_files_only=True)) / sub
+            return _add_image_token(AutoTokenizer.from_pretrained(path))
+        except Exception:  # not cached: fall through, with a note
+            pass
+    log.info("no cached tokenizer for %s: using the byte-level tokenizer (text token counts will differ)", repo)
+    return build_tiny_tokenizer()
+
+
+def _add_image_token(tokenizer):
+    if IMAGE_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# hub access: cached snapshot, else a fast, clear failure (never a hang)
+
+def _split_repo(spec: str) -> tuple[str, str, str]:
+    parts = spec.split("/")
+    return "/".join(parts[:2]), "", "/".join(parts[2:])
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def fetch(spec: str) -> Path:
+    """Local directory of hub repo `owner/name[/subfolder]`, from the cache or downloaded; StfBenchError offline."""
+    from huggingface_hub import snapshot_download
+
+    repo_id, _, sub = _split_repo(spec)
+    patterns = [f"{sub}/*"] if sub else None
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True)) / sub
+    except Exception:
+        pass
+    how = (f"download it where the hub is reachable with `hf download {repo_id}"
+           f"{' --include ' + repr(sub + '/*') if sub else ''} --local-dir DIR`, copy DIR here and pass "
+           f"the directory{' DIR/' + sub if sub else ' DIR'} as the model")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or not _hub_reachable():
+        raise StfBenchError(f"{spec} is not in the local hub cache and the hub is unreachable (offline); {how}")
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns)) / sub
+    except Exception as exc:
+        raise StfBenchError(f"could not download {spec}: {exc}; {how}") from None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# checkpoints
+
+def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint directory: *.safetensors, else *.bin read with weights_only=True."""
+    from safetensors.torch import load_file
+
+    files = sorted(directory.glob("*.safetensors"))
+    if files:
+        state = {}
+        for f in files:
+            state.update(load_file(f))
+        return state
+    files = sorted(p for p in directory.glob("*.bin") if p.name != "training_args.bin")
+    if not files:
+        raise StfBenchError(f"no *.safetensors or *.bin weights in {directory}")
+    state = {}
+    for f in files:
+        state.update(_torch_load(f))
+    return state
+
+
+def _torch_load(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise StfBenchError(f"{path} is not a weights-only PyTorch file ({exc}); stf-bench never unpickles code; "
+                            f"convert it to safetensors") from None
+
+
+def load_checkpoint(directory: Path, *, device: torch.device, dtype: torch.dtype, options: dict | None = None,
+                    config_overrides: dict | None = None) -> tuple[StfLlavaForConditionalGeneration, StfLlavaProcessor]:
+    """Load any supported checkpoint format from a local directory."""
+    options, config_overrides = options or {}, config_overrides or {}
+    cfg_path = directory / "config.json"
+    if not cfg_path.is_file():
+        raise StfBenchError(f"{directory} has no config.json: not a model checkpoint directory")
+    raw = json.loads(cfg_path.read_text())
+    kind = raw.get("model_type")
+    state = read_state_dict(directory)
+    if kind == "stf_llava":
+        config = StfLlavaConfig.from_pretrained(directory, **config_overrides)
+        state = {_map_llava_hf_key(k): v for k, v in state.items()}
+        processor_dir = directory
+    elif kind == "llava":
+        config = _config_from_llava_hf(raw, config_overrides)
+        state = {_map_llava_hf_key(k): v for k, v in state.items()}
+        processor_dir = directory
+    elif kind == "llava_llama" or "LlavaLlamaForCausalLM" in raw.get("architectures", []):
+        tokenizer = _add_image_token(AutoTokenizer.from_pretrained(directory))
+        config, state = _from_original_llava(raw, state, tokenizer, options, config_overrides)
+        _set_attn(config, options)
+        model = _materialise(config, state, device, dtype, directory)
+        return model, _processor(config, tokenizer)
+    else:
+        raise StfBenchError(f"{cfg_path}: model_type {kind!r} is not one stf-bench loads; expected llava "
+                            f"(transformers format), llava_llama (original LLaVA / LLaVA-STF) or stf_llava")
+    _set_attn(config, options)
+    model = _materialise(config, state, device, dtype, directory)
+    if (processor_dir / "stf_processor.json").is_file():
+        processor = StfLlavaProcessor.from_pretrained(processor_dir)
+        processor.num_visual_tokens = config.num_visual_tokens
+    else:
+        processor = _processor(config, _add_image_token(AutoTokenizer.from_pretrained(processor_dir)))
+    return model, processor
+
+
+def _map_llava_hf_key(key: str) -> str:
+    """transformers 4.x llava-hf layout -> the 5.x one used by our model."""
+    for old, new in (("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."),
+                     ("vision_tower.", "model.vision_tower."), ("multi_modal_projector.", "model.multi_modal_projector.")):
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def _config_from_llava_hf(raw: dict, overrides: dict) -> StfLlavaConfig:
+    fields = {k: raw[k] for k in ("image_token_index", "vision_feature_layer", "projector_hidden_act") if k in raw}
+    text = LlamaConfig(**{k: v for k, v in raw["text_config"].items() if k != "model_type"})
+    vision = CLIPVisionConfig(**{k: v for k, v in raw["vision_config"].items() if k != "model_type"})
+    if raw.get("image_token_id") is not None and "image_token_index" not in fields:
+        fields["image_token_index"] = raw["image_token_id"]
+    return StfLlavaConfig(vision_config=vision, text_config=text, **{"projector_type": "mlp2x_gelu", **fields, **overrides})
+
+
+def _from_original_llava(raw: dict, state: dict, tokenizer, options: dict, overrides: dict):
+    """Original LLaVA / LLaVA-STF: rebuild our config from the llama fields + projector shapes; rename keys."""
+    text_fields = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                   "vocab_size", "max_position_embeddings", "rms_norm_eps", "rope_theta", "rope_scaling",
+                   "bos_token_id", "eos_token_id", "pad_token_id", "hidden_act", "tie_word_embeddings")
+    text = LlamaConfig(**{k: raw[k] for k in text_fields if raw.get(k) is not None})
+    vision_cfg, vision_state = _original_vision_tower(raw, state, options)
+    c = vision_cfg.hidden_size
+    fields: dict = {"image_token_index": tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+                    "vision_feature_layer": raw.get("mm_vision_select_layer", -2),
+                    "image_aspect_ratio": raw.get("image_aspect_ratio", "pad")}
+    if any(k.startswith("model.mm_projector_crosslayer.") for k in state):
+        w_mbtf = state["model.mm_projector_crosslayer.0.weight"]  # [4C, M*C]
+        fields.update(projector_type="mbtf+stf", mbtf_blocks=w_mbtf.shape[1] // c)
+        fields["stf_hidden"] = state["model.mm_projector.0.weight"].shape[0]
+        prefix_map = {"model.mm_projector_crosslayer.": "model.multi_modal_projector.mbtf.",
+                      "model.mm_projector.": "model.multi_modal_projector.stf."}
+    else:
+        fields["projector_type"] = "mlp2x_gelu"
+        prefix_map = {"model.mm_projector.0.": "model.multi_modal_projector.linear_1.",
+                      "model.mm_projector.2.": "model.multi_modal_projector.linear_2."}
+    fields.update(overrides)
+    config = StfLlavaConfig(vision_config=vision_cfg, text_config=text, **fields)
+    mapped = {}
+    for key, value in state.items():
+        if key.startswith("model.vision_tower.vision_tower."):
+            continue
+        for old, new in {**prefix_map, "model.": "model.language_model.", "lm_head.": "lm_head."}.items():
+            if key.startswith(old):
+                mapped[new + key[len(old):]] = value
+                break
+        else:
+            mapped[key] = value
+    mapped.update(vision_state)
+    return config, mapped
+
+
+def _original_vision_tower(raw: dict, state: dict, options: dict) -> tuple[CLIPVisionConfig, dict]:
+    """Vision config and weights of an original-format checkpoint: embedded CLIP-L/336 config, or a local CLIP dir."""
+    tower = options.get("vision_tower") or raw.get("mm_vision_tower", CLIP_L_336_ID)
+    prefix = "model.vision_tower.vision_tower."
+    weights = {"model.vision_tower." + k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if Path(str(tower)).is_dir():
+        cfg_raw = json.loads((Path(tower) / "config.json").read_text())
+        cfg_raw = cfg_raw.get("vision_config", cfg_raw)
+        config = CLIPVisionConfig(**{k: v for k, v in cfg_raw.items() if k != "model_type"})
+        if not weights:
+            weights = {"model.vision_tower." + k[k.index("vision_model."):]: v
+                       for k, v in read_state_dict(Path(tower)).items() if "vision_model." in k}
+    elif tower == CLIP_L_336_ID:
+        config = CLIPVisionConfig(**CLIP_L_336)
+        if not weights:
+            clip_dir = fetch(CLIP_L_336_ID)
+            weights = {"model.vision_tower." + k: v for k, v in read_state_dict(clip_dir).items()
+                       if k.startswith("vision_model.")}
+    else:
+        raise StfBenchError(f"vision tower {tower!r} is neither {CLIP_L_336_ID} nor a local directory; "
+                            f"pass vision_tower=/path/to/clip")
+    return config, weights
+
+
+def _materialise(config: StfLlavaConfig, state: dict, device: torch.device, dtype: torch.dtype, source: Path
+                 ) -> StfLlavaForConditionalGeneration:
+    """Build on `meta`, check every key and shape against the checkpoint, then assign the tensors."""
+    with torch.device("meta"):
+        model = StfLlavaForConditionalGeneration(config)
+    check_state_dict(model, state, source)
+    if device.type == "meta":
+        return model.to(dtype)
+    state = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in state.items()
+             if not IGNORED_KEYS.search(k)}
+    model.load_state_dict(state, strict=False, assign=True)
+    _rebuild_buffers(model, device)
+    return model
+
+
+def _rebuild_buffers(model: torch.nn.Module, device: torch.device) -> None:
+    """Non-persistent buffers (rotary inv_freq, CLIP position ids) are not in checkpoints: recompute them."""
+    for module in model.modules():
+        for name, buf in list(module.named_buffers(recurse=False)):
+            if not buf.is_meta:
+                continue
+            if name == "position_ids":
+                module.register_buffer(name, torch.arange(buf.shape[-1], device=device).expand(buf.shape), persistent=False)
+            elif name in ("inv_freq", "original_inv_freq"):
+                inv_freq, _ = module.rope_init_fn(module.config, device)
+                module.register_buffer(name, inv_freq, persistent=False)
+            else:
+                raise StfBenchError(f"buffer {name} of {type(module).__name__} was not restored from the checkpoint")
+
+
+def check_state_dict(model: torch.nn.Module, state: dict, source: Path | str) -> None:
+    """Every parameter present with its shape, nothing left over; else name the first offending key and shapes."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not IGNORED_KEYS.search(k)}
+    got = {k: tuple(v.shape) for k, v in state.items() if not IGNORED_KEYS.search(k)}
+    for key, shape in expected.items():
+        if key not in got:
+            raise StfBenchError(f"{source}: checkpoint lacks {key} (model expects shape {list(shape)}); "
+                                f"is it the right model or projector for {getattr(model.config, 'projector_type', '?')}?")
+        if got[key] != shape:
+            raise StfBenchError(f"{source}: {key} has shape {list(got[key])} in the checkpoint but the model expects "
+                                f"{list(shape)}; check k/e/mbtf_blocks or the preset")
+    extra = sorted(set(got) - set(expected))
+    if extra:
+        raise StfBenchError(f"{source}: unexpected key {extra[0]} (shape {list(got[extra[0]])}) that the model "
+                            f"({getattr(model.config, 'projector_type', type(model).__name__)}) has no place for; {len(extra)} such keys in all")
+
+
+def load_projector_weights(model: StfLlavaForConditionalGeneration, path: str | os.PathLike) -> None:
+    """Load a stage-1 projector file (`mm_projector.bin` of the release, or safetensors) into the model's projector."""
+    path = Path(path)
+    if not path.is_file():
+        raise StfBenchError(f"projector weights {path} not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        raw = load_file(path)
+    else:
+        raw = _torch_load(path)
+    prefix_map = ({"model.mm_projector_crosslayer.": "mbtf.", "model.mm_projector.": "stf."}
+                  if model.config.projector_type == "mbtf+stf" else
+                  {"model.mm_projector.0.": "linear_1.", "model.mm_projector.2.": "linear_2."})
+    state = {}
+    for key, value in raw.items():
+        for old, new in prefix_map.items():
+            if key.startswith(old):
+                state[new + key[len(old):]] = value
+                break
+        else:
+            raise StfBenchError(f"{path}: unexpected key {key}; expected keys under {', '.join(prefix_map)}")
+    projector = model.model.multi_modal_projector
+    check_state_dict(projector, state, path)
+    ref = next(projector.parameters())
+    projector.load_state_dict({k: v.to(ref.device, ref.dtype) for k, v in state.items()}, assign=ref.is_meta)

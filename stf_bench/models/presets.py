@@ -1,0 +1,171 @@
+"""The preset registry, timm-style: one name, one config; `-tiny` twins share the architecture at tiny widths.
+
+Full-size presets follow the paper (CLIP ViT-L/14-336 + Vicuna-1.5 7B/13B, or Llama-3.1-8B). Tiny twins keep
+the 24x24 patch grid and the 24 vision blocks (MBTF indexes them) and shrink every width, so that every code path
+runs on a CPU in seconds with deterministic weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import CLIPVisionConfig, LlamaConfig
+
+from stf_bench.errors import StfBenchError
+
+# The public, fixed CLIP-L/336 vision config (openai/clip-vit-large-patch14-336), embedded: no download needed.
+CLIP_L_336 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                  image_size=336, patch_size=14, hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=768)
+CLIP_TINY = dict(CLIP_L_336, hidden_size=32, intermediate_size=64, num_attention_heads=2, projection_dim=32)
+
+VICUNA_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                 num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096, rms_norm_eps=1e-5,
+                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+VICUNA_13B = dict(VICUNA_7B, hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
+                  num_key_value_heads=40)
+LLAMA31_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                  num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072, rms_norm_eps=1e-5,
+                  rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                                   "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+                  bos_token_id=128000, eos_token_id=128001)
+TINY_VOCAB = 261  # stf_bench.models.tokenizer: 4 specials + 256 bytes + <image>
+VICUNA_TINY = dict(VICUNA_7B, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=4, vocab_size=TINY_VOCAB, max_position_embeddings=2048,
+                   bos_token_id=1, eos_token_id=2, pad_token_id=3)
+LLAMA31_TINY = dict(LLAMA31_8B, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, vocab_size=TINY_VOCAB, max_position_embeddings=131072,
+                    bos_token_id=1, eos_token_id=2, pad_token_id=3)
+
+LLMS = {"vicuna-1.5-7b": VICUNA_7B, "vicuna-1.5-13b": VICUNA_13B, "llama-3.1-8b": LLAMA31_8B,
+        "vicuna-tiny": VICUNA_TINY, "llama-3.1-tiny": LLAMA31_TINY}
+# Where the real tokenizer of each LLM lives on the hub (used from the local cache for random-weight builds).
+LLM_TOKENIZERS = {"vicuna-1.5-7b": "lmsys/vicuna-7b-v1.5", "vicuna-1.5-13b": "lmsys/vicuna-13b-v1.5",
+                  "llama-3.1-8b": "meta-llama/Llama-3.1-8B-Instruct", "vicuna-tiny": None, "llama-3.1-tiny": None}
+VISION = {"clip-vit-large-patch14-336": CLIP_L_336, "clip-tiny": CLIP_TINY}
+
+# User-facing override names (lmms-eval `k=v` style) -> config fields.
+OVERRIDE_FIELDS = {"k": "stf_k", "e": "stf_e", "mbtf_blocks": "mbtf_blocks", "stf_hidden": "stf_hidden",
+                   "mbtf_top_layer": "mbtf_top_layer", "qformer_queries": "qformer_queries",
+                   "qformer_layers": "qformer_layers", "image_aspect_ratio": "image_aspect_ratio",
+                   "projector": "projector_type"}
+LOAD_OPTIONS = ("attn_implementation", "seed", "projector_weights", "vision_tower")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model: projector, LLM, vision tower, and where its weights live (hub id[/subfolder]) if released."""
+
+    name: str
+    projector: str
+    llm: str
+    vision: str
+    weights: str | None = None
+    settings: dict = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def tiny(self) -> bool:
+        return self.vision == "clip-tiny"
+
+
+def _family(name: str, projector: str, llm: str, weights: str | None = None, note: str = "", tiny_name: str = "",
+            **settings) -> list[Preset]:
+    tiny_llm = "llama-3.1-tiny" if llm.startswith("llama") else "vicuna-tiny"
+    return [Preset(name, projector, llm, "clip-vit-large-patch14-336", weights, settings, note),
+            Preset(tiny_name, projector, tiny_llm, "clip-tiny", None, settings, f"tiny twin of {name}")]
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    *_family("llava-1.5-7b", "mlp2x_gelu", "vicuna-1.5-7b", "llava-hf/llava-1.5-7b-hf",
+             "LLaVA-1.5 baseline, 576 tokens", "llava-tiny"),
+    *_family("llava-1.5-13b", "mlp2x_gelu", "vicuna-1.5-13b", "llava-hf/llava-1.5-13b-hf",
+             "LLaVA-1.5 baseline, 576 tokens", "llava-13b-tiny"),
+    *_family("stf-7b", "mbtf+stf", "vicuna-1.5-7b", "visresearch/LLaVA-STF/full-parameter-finetune",
+             "released MBTF+STF (k=2, E=1, 8 blocks), 144 tokens", "stf-tiny"),
+    *_family("stf-13b", "mbtf+stf", "vicuna-1.5-13b", None, "MBTF+STF on 13B (Table 10); no released weights",
+             "stf-13b-tiny"),
+    *_family("mbtf-7b", "mbtf", "vicuna-1.5-7b", None, "MBTF only, 576 tokens (Table 3)", "mbtf-tiny"),
+    *_family("stf-only-7b", "stf", "vicuna-1.5-7b", None, "STF only, no MBTF, 144 tokens (Table 3)", "stf-only-tiny"),
+    *_family("avgpool-7b", "avgpool", "vicuna-1.5-7b", None, "2x2 average pooling + MLP, 144 tokens (Table 6)",
+             "avgpool-tiny"),
+    *_family("tokenconcat-7b", "token_concat", "vicuna-1.5-7b", None, "2x2 token concatenation + MLP (Table 6)",
+             "tokenconcat-tiny"),
+    *_family("qformer-7b", "qformer", "vicuna-1.5-7b", None, "Q-Former, 144 queries (Table 6)", "qformer-tiny"),
+    *_family("llava-llama3.1-8b", "mlp2x_gelu", "llama-3.1-8b", None, "LLaVA on Llama-3.1-8B (Table 12)",
+             "llava-llama3.1-tiny"),
+    *_family("stf-llama3.1-8b", "mbtf+stf", "llama-3.1-8b", None, "MBTF+STF on Llama-3.1-8B (Table 12)",
+             "stf-llama3.1-tiny"),
+]}
+
+
+def list_presets() -> list[Preset]:
+    """All presets, full-size first, in registry order."""
+    return sorted(PRESETS.values(), key=lambda p: p.tiny)
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`, or a StfBenchError listing the valid names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise StfBenchError(f"unknown model preset {name!r}; valid presets: {', '.join(PRESETS)} "
+                            f"(or a local checkpoint directory, or a hub id); `stf-bench models` lists them") from None
+
+
+def parse_model_args(text: str | None) -> dict:
+    """lmms-eval style `k=4,e=8,mbtf_blocks=16` -> {"k": 4, "e": 8, "mbtf_blocks": 16} (ints, floats, bools, strings)."""
+    out: dict = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        if "=" not in part:
+            raise StfBenchError(f"model argument {part!r} is not of the form key=value (e.g. k=4,e=8)")
+        key, value = (s.strip() for s in part.split("=", 1))
+        out[key] = _parse_value(value)
+    return out
+
+
+def _parse_value(value: str):
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def split_overrides(overrides: dict) -> tuple[dict, dict]:
+    """Separate config overrides (k, e, ...) from load options (attn_implementation, ...); refuse unknown keys."""
+    config, options = {}, {}
+    for key, value in overrides.items():
+        if key in OVERRIDE_FIELDS:
+            config[OVERRIDE_FIELDS[key]] = value
+        elif key in OVERRIDE_FIELDS.values():
+            config[key] = value
+        elif key in LOAD_OPTIONS:
+            options[key] = value
+        else:
+            raise StfBenchError(f"unknown model argument {key!r}; valid: {', '.join([*OVERRIDE_FIELDS, *LOAD_OPTIONS])}")
+    return config, options
+
+
+def preset_config(name: str, **overrides):
+    """The StfLlavaConfig of a preset with config overrides applied (k=, e=, mbtf_blocks=, ...)."""
+    from stf_bench.models.modeling import StfLlavaConfig
+
+    preset = get_preset(name)
+    fields, _ = split_overrides({**preset.settings, **overrides})
+    fields.setdefault("projector_type", preset.projector)
+    text = LlamaConfig(**LLMS[preset.llm])
+    vision = CLIPVisionConfig(**VISION[preset.vision])
+    image_token = TINY_VOCAB - 1 if preset.tiny else text.vocab_size  # outside the LLM's vocab for full size
+    try:
+        return StfLlavaConfig(vision_config=vision, text_config=text, image_token_index=image_token,
+                              preset=name, **fields)
+    except StfBenchError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise StfBenchError(f"invalid model arguments for {name}: {exc}") from None

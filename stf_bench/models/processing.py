@@ -1,0 +1,101 @@
+"""Turn (images, prompts) into model inputs: square padding, CLIP preprocessing, and exactly as many `<image>`
+placeholders as the model variant produces visual tokens (576 for LLaVA-1.5, 144 for STF k=2 E=1, ...)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
+from transformers.models.clip import CLIPImageProcessorPil
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+PROCESSOR_FILE = "stf_processor.json"
+
+
+def expand2square(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """Pad to a square canvas of the background colour, image centred (LLaVA-1.5's `image_aspect_ratio: pad`)."""
+    w, h = image.size
+    if w == h:
+        return image
+    side = max(w, h)
+    canvas = Image.new(image.mode, (side, side), background)
+    canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+def clip_image_processor(image_size: int) -> CLIPImageProcessorPil:
+    """CLIP preprocessing at `image_size` px (resize shortest edge, centre crop, CLIP mean/std); no torchvision."""
+    return CLIPImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+        image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD),
+    )
+
+
+class StfLlavaProcessor:
+    """Tokenizer + image processor for one model variant; `__call__` mirrors transformers' LlavaProcessor."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, image_processor: CLIPImageProcessorPil,
+                 num_visual_tokens: int, image_token: str = "<image>", pad_to_square: bool = True):
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.num_visual_tokens = num_visual_tokens
+        self.image_token = image_token
+        self.pad_to_square = pad_to_square
+        self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
+
+    def preprocess_images(self, images: list[Image.Image]) -> torch.Tensor:
+        """PIL images -> pixel_values (B, 3, S, S), padded to square with the CLIP mean colour first if configured."""
+        images = [im.convert("RGB") for im in images]
+        if self.pad_to_square:
+            mean = tuple(int(255 * m) for m in self.image_processor.image_mean)
+            images = [expand2square(im, mean) for im in images]
+        return self.image_processor(images, return_tensors="pt")["pixel_values"]
+
+    def expand_prompt(self, text: str) -> str:
+        """Replace each `<image>` with `num_visual_tokens` placeholders."""
+        return text.replace(self.image_token, self.image_token * self.num_visual_tokens)
+
+    def __call__(self, images: Image.Image | list[Image.Image] | None = None, text: str | list[str] | None = None,
+                 return_tensors: str = "pt", padding: bool | str = True, **tokenizer_kwargs) -> BatchFeature:
+        """Tokenise prompts (each `<image>` expanded) and preprocess images; images match `<image>`s in order."""
+        data: dict = {}
+        if text is not None:
+            texts = [text] if isinstance(text, str) else list(text)
+            n_tags = sum(t.count(self.image_token) for t in texts)
+            n_images = 0 if images is None else (1 if isinstance(images, Image.Image) else len(images))
+            if n_tags != n_images:
+                raise ValueError(f"the prompts hold {n_tags} '{self.image_token}' tags for {n_images} images; "
+                                 f"put one '{self.image_token}' in the prompt per image")
+            data.update(self.tokenizer([self.expand_prompt(t) for t in texts], return_tensors=return_tensors,
+                                       padding=padding, **tokenizer_kwargs))
+        if images is not None:
+            data["pixel_values"] = self.preprocess_images([images] if isinstance(images, Image.Image) else images)
+        return BatchFeature(data)
+
+    def batch_decode(self, *args, **kwargs) -> list[str]:
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+    def decode(self, *args, **kwargs) -> str:
+        return self.tokenizer.decode(*args, **kwargs)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write tokenizer files, preprocessor_config.json and our own settings."""
+        directory = Path(directory)
+        self.tokenizer.save_pretrained(directory)
+        self.image_processor.save_pretrained(directory)
+        settings = {"num_visual_tokens": self.num_visual_tokens, "image_token": self.image_token,
+                    "pad_to_square": self.pad_to_square}
+        (directory / PROCESSOR_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> StfLlavaProcessor:
+        """Inverse of `save_pretrained`."""
+        directory = Path(directory)
+        settings = json.loads((directory / PROCESSOR_FILE).read_text())
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        image_processor = CLIPImageProcessorPil.from_pretrained(directory)
+        return cls(tokenizer, image_processor, **settings)

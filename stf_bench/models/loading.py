@@ -248,10 +248,21 @@ def load_checkpoint(directory: Path, *, device: torch.device, dtype: torch.dtype
     return model, processor
 
 
+VISION_PREFIX = re.compile(r"^(model\.)?vision_tower\.(vision_tower\.)?(vision_model\.)?")
+
+
+def _map_vision_key(key: str) -> str:
+    """Every published layout of the CLIP tower (`vision_tower.vision_model.*`, original LLaVA's
+    `model.vision_tower.vision_tower.vision_model.*`) -> transformers 5's `model.vision_tower.*`."""
+    return VISION_PREFIX.sub("model.vision_tower.", key, count=1)
+
+
 def _map_llava_hf_key(key: str) -> str:
-    """transformers 4.x llava-hf layout -> the 5.x one used by our model."""
+    """transformers 4.x llava-hf layout (the hub's) -> the 5.x one used by our model."""
+    if VISION_PREFIX.match(key):
+        return _map_vision_key(key)
     for old, new in (("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."),
-                     ("vision_tower.", "model.vision_tower."), ("multi_modal_projector.", "model.multi_modal_projector.")):
+                     ("multi_modal_projector.", "model.multi_modal_projector.")):
         if key.startswith(old):
             return new + key[len(old):]
     return key
@@ -291,7 +302,7 @@ def _from_original_llava(raw: dict, state: dict, tokenizer, options: dict, overr
     config = StfLlavaConfig(vision_config=vision_cfg, text_config=text, **fields)
     mapped = {}
     for key, value in state.items():
-        if key.startswith("model.vision_tower.vision_tower."):
+        if key.startswith("model.vision_tower."):
             continue
         for old, new in {**prefix_map, "model.": "model.language_model.", "lm_head.": "lm_head."}.items():
             if key.startswith(old):
@@ -306,21 +317,20 @@ def _from_original_llava(raw: dict, state: dict, tokenizer, options: dict, overr
 def _original_vision_tower(raw: dict, state: dict, options: dict) -> tuple[CLIPVisionConfig, dict]:
     """Vision config and weights of an original-format checkpoint: embedded CLIP-L/336 config, or a local CLIP dir."""
     tower = options.get("vision_tower") or raw.get("mm_vision_tower", CLIP_L_336_ID)
-    prefix = "model.vision_tower.vision_tower."
-    weights = {"model.vision_tower." + k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    weights = {_map_vision_key(k): v for k, v in state.items() if k.startswith("model.vision_tower.")}
     if Path(str(tower)).is_dir():
         cfg_raw = json.loads((Path(tower) / "config.json").read_text())
         cfg_raw = cfg_raw.get("vision_config", cfg_raw)
         config = CLIPVisionConfig(**{k: v for k, v in cfg_raw.items() if k != "model_type"})
         if not weights:
-            weights = {"model.vision_tower." + k[k.index("vision_model."):]: v
+            weights = {"model.vision_tower." + k.split("vision_model.", 1)[1]: v
                        for k, v in read_state_dict(Path(tower)).items() if "vision_model." in k}
     elif tower == CLIP_L_336_ID:
         config = CLIPVisionConfig(**CLIP_L_336)
         if not weights:
             clip_dir = fetch(CLIP_L_336_ID)
-            weights = {"model.vision_tower." + k: v for k, v in read_state_dict(clip_dir).items()
-                       if k.startswith("vision_model.")}
+            weights = {"model.vision_tower." + k.split("vision_model.", 1)[1]: v
+                       for k, v in read_state_dict(clip_dir).items() if "vision_model." in k}
     else:
         raise StfBenchError(f"vision tower {tower!r} is neither {CLIP_L_336_ID} nor a local directory; "
                             f"pass vision_tower=/path/to/clip")
@@ -329,32 +339,21 @@ def _original_vision_tower(raw: dict, state: dict, options: dict) -> tuple[CLIPV
 
 def _materialise(config: StfLlavaConfig, state: dict, device: torch.device, dtype: torch.dtype, source: Path
                  ) -> StfLlavaForConditionalGeneration:
-    """Build on `meta`, check every key and shape against the checkpoint, then assign the tensors."""
-    with torch.device("meta"):
+    """Build with parameters on `meta` (buffers real), check every key and shape, then assign the tensors."""
+    from accelerate import init_empty_weights
+
+    if device.type == "meta":
+        with torch.device("meta"):
+            model = StfLlavaForConditionalGeneration(config)
+        check_state_dict(model, state, source)
+        return model.to(dtype)
+    with init_empty_weights(include_buffers=False):
         model = StfLlavaForConditionalGeneration(config)
     check_state_dict(model, state, source)
-    if device.type == "meta":
-        return model.to(dtype)
     state = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in state.items()
              if not IGNORED_KEYS.search(k)}
     model.load_state_dict(state, strict=False, assign=True)
-    _rebuild_buffers(model, device)
-    return model
-
-
-def _rebuild_buffers(model: torch.nn.Module, device: torch.device) -> None:
-    """Non-persistent buffers (rotary inv_freq, CLIP position ids) are not in checkpoints: recompute them."""
-    for module in model.modules():
-        for name, buf in list(module.named_buffers(recurse=False)):
-            if not buf.is_meta:
-                continue
-            if name == "position_ids":
-                module.register_buffer(name, torch.arange(buf.shape[-1], device=device).expand(buf.shape), persistent=False)
-            elif name in ("inv_freq", "original_inv_freq"):
-                inv_freq, _ = module.rope_init_fn(module.config, device)
-                module.register_buffer(name, inv_freq, persistent=False)
-            else:
-                raise StfBenchError(f"buffer {name} of {type(module).__name__} was not restored from the checkpoint")
+    return model.to(device)
 
 
 def check_state_dict(model: torch.nn.Module, state: dict, source: Path | str) -> None:

@@ -1,0 +1,66 @@
+"""The model and processor on tiny presets: placeholders, batching, generation."""
+
+import pytest
+import torch
+from PIL import Image
+
+from stf_bench import load_model
+from stf_bench.errors import StfBenchError
+
+TINY = ["llava-tiny", "stf-tiny", "mbtf-tiny", "stf-only-tiny", "avgpool-tiny", "tokenconcat-tiny", "qformer-tiny",
+        "stf-llama3.1-tiny"]
+EXPECTED_TOKENS = {"llava-tiny": 576, "mbtf-tiny": 576}
+
+
+def _image(colour=(200, 30, 30), size=(320, 200)):
+    return Image.new("RGB", size, colour)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_processor_inserts_exactly_the_variants_token_count(name):
+    model, processor = load_model(name)
+    n = EXPECTED_TOKENS.get(name, 144)
+    assert model.num_visual_tokens == n
+    inputs = processor(images=[_image()], text=["USER: <image>\nWhat colour? ASSISTANT:"])
+    assert int((inputs["input_ids"] == processor.image_token_id).sum()) == n
+    with torch.no_grad():
+        out = model(**inputs)
+    assert out.logits.shape[1] == inputs["input_ids"].shape[1]
+    assert out.image_hidden_states.shape == (1, n, model.config.text_config.hidden_size)
+
+
+def test_generate_on_cpu_produces_tokens():
+    model, processor = load_model("stf-tiny")
+    processor.tokenizer.padding_side = "left"
+    inputs = processor(images=[_image(), _image((0, 0, 255), (100, 300))],
+                       text=["USER: <image>\nWhat colour? ASSISTANT:", "USER: <image>\nWhat is it? Be brief. ASSISTANT:"])
+    out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    new = out[:, inputs["input_ids"].shape[1]:]
+    assert new.shape == (2, 8)
+    assert all(isinstance(t, str) for t in processor.batch_decode(new, skip_special_tokens=True))
+
+
+def test_batched_and_single_visual_tokens_agree():
+    model, processor = load_model("stf-tiny")
+    pixels = processor.preprocess_images([_image(), _image((10, 200, 10), (50, 90))])
+    with torch.no_grad():
+        both = model.visual_tokens(pixels)
+        one = model.visual_tokens(pixels[1:])
+    assert torch.allclose(both[1:], one, atol=1e-6)
+
+
+def test_square_padding_uses_the_clip_mean_colour():
+    _, processor = load_model("llava-tiny")
+    pixels = processor.preprocess_images([Image.new("RGB", (336, 100), (255, 255, 255))])
+    corner = pixels[0, :, 0, 0]  # padded region, normalised mean colour ~ 0
+    assert corner.abs().max() < 0.02
+    assert pixels[0, :, 168, 168].min() > 1.0  # the white image itself
+
+
+def test_placeholder_mismatch_is_a_clear_error():
+    model, processor = load_model("stf-tiny")
+    ids = processor.tokenizer(["USER: <image>\nHi ASSISTANT:"], return_tensors="pt")["input_ids"]  # 1 placeholder
+    with pytest.raises(StfBenchError, match="144"):
+        model(input_ids=ids, pixel_values=processor.preprocess_images([_image()]))
+    with pytest.raises(ValueError, match="1 '<image>' tags for 2 images"):
+        processor(images=[_image(), _image()], text=["<image> one"])

@@ -261,3 +261,24 @@ def test_format1_legacy_llava_hf_key_layout(tmp_path):
     with torch.no_grad():
         assert torch.allclose(model(input_ids=ids, pixel_values=pixels).logits,
                               ref(input_ids=ids, pixel_values=pixels).logits, atol=1e-4)
+
+
+def test_export_llava_hf_loads_in_transformers_with_identical_logits(tmp_path):
+    from transformers import AutoProcessor
+
+    from stf_bench.models.export import export_llava_hf
+
+    model, processor = load_model("llava-tiny")
+    export_llava_hf(model, processor, tmp_path)
+    hf = LlavaForConditionalGeneration.from_pretrained(tmp_path).eval()
+    hf_processor = AutoProcessor.from_pretrained(tmp_path)
+    from PIL import Image
+
+    image = Image.new("RGB", (336, 336), (10, 120, 240))
+    ours = processor(images=[image], text=["USER: <image>\nColour? ASSISTANT:"])
+    theirs = hf_processor(images=[image], text=["USER: <image>\nColour? ASSISTANT:"], return_tensors="pt")
+    assert torch.equal(ours["input_ids"], theirs["input_ids"])
+    with torch.no_grad():
+        assert torch.allclose(model(**ours).logits, hf(**theirs).logits, atol=1e-5)
+    with pytest.raises(StfBenchError, match="mlp2x_gelu"):
+        export_llava_hf(load_model("stf-tiny")[0], processor, tmp_path / "x")

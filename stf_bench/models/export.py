@@ -1,0 +1,31 @@
+"""Write a LLaVA-1.5-type model in transformers' own llava format (what `llava-hf/*` repos and lmms-eval's
+`llava_hf` adapter load), so the same weights can be run by other tools for comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+from stf_bench.errors import StfBenchError
+from stf_bench.models.modeling import StfLlavaForConditionalGeneration
+from stf_bench.models.processing import StfLlavaProcessor
+
+
+def export_llava_hf(model: StfLlavaForConditionalGeneration, processor: StfLlavaProcessor, directory: str | Path) -> Path:
+    """Save `model` (projector `mlp2x_gelu` only) as a transformers `LlavaForConditionalGeneration` checkpoint."""
+    if model.config.projector_type != "mlp2x_gelu":
+        raise StfBenchError(f"only the LLaVA-1.5 projector (mlp2x_gelu) exists in transformers' llava format; "
+                            f"this model uses {model.config.projector_type}")
+    directory = Path(directory)
+    cfg = LlavaConfig(vision_config=model.config.vision_config.to_dict(), text_config=model.config.text_config.to_dict(),
+                      image_token_index=model.config.image_token_id, vision_feature_layer=-2,
+                      vision_feature_select_strategy="default", image_seq_length=model.num_visual_tokens)
+    hf = LlavaForConditionalGeneration(cfg)
+    hf.load_state_dict(model.state_dict(), strict=True)
+    hf.save_pretrained(directory)
+    hf_processor = LlavaProcessor(image_processor=processor.image_processor, tokenizer=processor.tokenizer,
+                                  patch_size=model.config.vision_config.patch_size,
+                                  vision_feature_select_strategy="default", num_additional_image_tokens=1)
+    hf_processor.save_pretrained(directory)
+    return directory

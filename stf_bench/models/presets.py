@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from transformers import CLIPVisionConfig, LlamaConfig
 
+from stf_bench.args import parse_model_args  # noqa: F401  (re-exported: presets are where users look)
 from stf_bench.errors import StfBenchError
 
 # The public, fixed CLIP-L/336 vision config (openai/clip-vit-large-patch14-336), embedded: no download needed.
@@ -110,31 +111,6 @@ def get_preset(name: str) -> Preset:
     except KeyError:
         raise StfBenchError(f"unknown model preset {name!r}; valid presets: {', '.join(PRESETS)} "
                             f"(or a local checkpoint directory, or a hub id); `stf-bench models` lists them") from None
-
-
-def parse_model_args(text: str | None) -> dict:
-    """lmms-eval style `k=4,e=8,mbtf_blocks=16` -> {"k": 4, "e": 8, "mbtf_blocks": 16} (ints, floats, bools, strings)."""
-    out: dict = {}
-    for part in filter(None, (p.strip() for p in (text or "").split(","))):
-        if "=" not in part:
-            raise StfBenchError(f"model argument {part!r} is not of the form key=value (e.g. k=4,e=8)")
-        key, value = (s.strip() for s in part.split("=", 1))
-        out[key] = _parse_value(value)
-    return out
-
-
-def _parse_value(value: str):
-    low = value.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
 
 
 def split_overrides(overrides: dict) -> tuple[dict, dict]:

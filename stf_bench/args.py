@@ -1,0 +1,41 @@
+"""lmms-eval style `k=v,k=v` model arguments, parsed without importing torch (the store and CLI use it too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stf_bench.errors import StfBenchError
+
+
+def parse_value(value: str) -> Any:
+    """'4' -> 4, '0.5' -> 0.5, 'true' -> True, 'none' -> None, anything else stays a string."""
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def parse_model_args(text: str | dict | None, *, strict: bool = True) -> dict:
+    """`k=4,e=8,mbtf_blocks=16` -> {"k": 4, "e": 8, "mbtf_blocks": 16}; a dict passes through.
+
+    strict: a part without `=` is an error (user input); otherwise it is kept under "_positional" (foreign files).
+    """
+    if isinstance(text, dict):
+        return dict(text)
+    out: dict = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            if strict:
+                raise StfBenchError(f"model argument {part!r} is not of the form key=value (e.g. k=4,e=8)")
+            out.setdefault("_positional", []).append(part)
+            continue
+        out[key.strip()] = parse_value(value.strip())
+    return out

@@ -1,0 +1,182 @@
+"""FLOPs of a family member under a named convention, counted with calflops on a `meta` twin (no memory, no GPU).
+
+Conventions (DESIGN.md section 5):
+- `paper`: what the paper's TFLOPs column is: the LLM backbone (no `lm_head`) over the visual tokens only, eager
+  attention, batch 1. Vicuna-7B at 576 / 144 visual tokens gives 7.635 / 1.876 TFLOPs (printed 7.6 / 1.9).
+- `prefill`: what one request costs up to its first token: vision tower, MBTF, window fusion + STF (or the other
+  projector), the LLM over visual + text tokens of a real prompt, and `lm_head` for the last position only.
+
+calflops 0.3.2 counts neither `F.scaled_dot_product_attention` nor `torch.bmm`; counting runs with eager attention
+(where the LLM and CLIP attend with `torch.matmul`, which it does count) and with those two ops patched in as well,
+so a projector built on `nn.MultiheadAttention` (Q-Former) is not undercounted. The `paper` figures never call them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+
+import torch
+from calflops import calculate_pipline, pytorch_ops
+from calflops.calculate_pipline import CalFlopsPipline
+from calflops.utils import get_module_flops
+from torch import nn
+
+CONVENTIONS = ("paper", "prefill")
+COUNTER = f"calflops {version('calflops')} (+ sdpa, bmm)"
+
+
+@dataclass
+class FlopsReport:
+    """TFLOPs of one model under one convention, with what was counted."""
+
+    model: str
+    convention: str
+    visual_tokens: int
+    tflops: float
+    components: dict[str, float]
+    text_tokens: int | None = None
+    batch_size: int = 1
+    attention: str = "eager"
+    counter: str = COUNTER
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def _attention_flops(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *args, **kwargs) -> tuple[int, int]:
+    """Q K^T and A V of `F.scaled_dot_product_attention`: 2 L_q L_k (D + D_v) per batch x head."""
+    batch_heads = query.numel() // (query.shape[-2] * query.shape[-1])
+    macs = batch_heads * query.shape[-2] * key.shape[-2] * (query.shape[-1] + value.shape[-1])
+    return 2 * macs, macs
+
+
+def _bmm_flops(input: torch.Tensor, mat2: torch.Tensor, *args, **kwargs) -> tuple[int, int]:
+    """(b, n, m) @ (b, m, p): 2 b n m p."""
+    macs = input.numel() * mat2.shape[-1]
+    return 2 * macs, macs
+
+
+@contextmanager
+def _extra_ops_counted() -> Iterator[None]:
+    """Count SDPA and bmm into calflops' running tallies, restoring the originals however the block ends."""
+    sdpa, bmm, tensor_bmm = nn.functional.scaled_dot_product_attention, torch.bmm, torch.Tensor.bmm
+    tallies = (calculate_pipline.old_functions, calculate_pipline.module_flop_count, calculate_pipline.module_mac_count)
+    try:
+        nn.functional.scaled_dot_product_attention = pytorch_ops.wrapFunc(sdpa, _attention_flops, *tallies)
+        torch.bmm = pytorch_ops.wrapFunc(bmm, _bmm_flops, *tallies)
+        torch.Tensor.bmm = pytorch_ops.wrapFunc(tensor_bmm, _bmm_flops, *tallies)
+        yield
+    finally:
+        nn.functional.scaled_dot_product_attention, torch.bmm, torch.Tensor.bmm = sdpa, bmm, tensor_bmm
+
+
+def count_flops(root: nn.Module, run: Callable[[], object], parts: dict[str, nn.Module]) -> dict[str, int]:
+    """Run `run()` under calflops' hooks on `root`; FLOPs of each part's subtree. Patches are undone even on error."""
+    pipeline = CalFlopsPipline(root, include_backPropagation=False, compute_bp_factor=2.0)
+    unpatched_linear = nn.functional.linear
+    try:
+        pipeline.start_flops_calculate()
+        with _extra_ops_counted(), torch.no_grad():
+            run()
+        return {name: int(get_module_flops(module)) for name, module in parts.items()}
+    finally:
+        if nn.functional.linear is not unpatched_linear:  # undo the patches even if start itself failed halfway
+            pipeline.pipline_started = pipeline.func_patched = True
+        pipeline.end_flops_calculate()
+
+
+def counting_twin(model: nn.Module) -> nn.Module:
+    """A weightless copy of a (transformers) model on `meta`, eager attention everywhere: what every count runs on."""
+    with torch.device("meta"):
+        twin = type(model)(copy.deepcopy(model.config))
+    twin.set_attn_implementation("eager")
+    return twin.eval().requires_grad_(False)
+
+
+def _meta_ones(*shape: int) -> torch.Tensor:
+    return torch.ones(*shape, dtype=torch.long, device="meta")
+
+
+def count_paper(model: nn.Module) -> dict[str, int]:
+    """FLOPs of the `paper` convention: the LLM backbone (no lm_head) over the visual tokens only, batch 1."""
+    llm = counting_twin(model.model.language_model)
+    n, width = model.num_visual_tokens, llm.config.hidden_size
+    embeds = torch.empty(1, n, width, device="meta")
+    return count_flops(llm, lambda: llm(inputs_embeds=embeds, attention_mask=_meta_ones(1, n), use_cache=False),
+                       {"llm": llm})
+
+
+def prefill_parts(model: nn.Module) -> dict[str, nn.Module]:
+    """The components a prefill is split into: vision tower, projector pieces, LLM, lm_head."""
+    projector = model.model.multi_modal_projector
+    parts = {"vision_tower": model.model.vision_tower}
+    for name in ("mbtf", "stf"):
+        if isinstance(getattr(projector, name, None), nn.Module):
+            parts[name] = getattr(projector, name)
+    parts["projector"] = projector
+    parts["llm"] = model.model.language_model
+    parts["lm_head"] = model.lm_head
+    return parts
+
+
+def count_prefill(model: nn.Module, input_ids: torch.Tensor) -> dict[str, int]:
+    """FLOPs per component of one prefill of `input_ids` (B, T), one image per row, up to the first token's logits.
+
+    `projector` is what the projector does besides MBTF / STF (the whole projector when it has neither).
+    """
+    twin = counting_twin(model)
+    size = twin.config.vision_config.image_size
+    batch, length = input_ids.shape
+    pixels = torch.empty(batch, 3, size, size, device="meta", dtype=twin.dtype)
+    ids = input_ids.to("meta")
+
+    def run() -> object:
+        return twin(input_ids=ids, pixel_values=pixels, attention_mask=_meta_ones(batch, length), use_cache=False,
+                    logits_to_keep=1)
+
+    flops = count_flops(twin, run, prefill_parts(twin))
+    flops["projector"] -= flops.get("mbtf", 0) + flops.get("stf", 0)
+    if "mbtf" in flops or "stf" in flops:
+        flops = {k: v for k, v in flops.items() if k != "projector" or v > 0}
+    return flops
+
+
+def _tera(flops: dict[str, int]) -> dict[str, float]:
+    return {name: value / 1e12 for name, value in flops.items()}
+
+
+def _model_details(model: nn.Module) -> dict:
+    """The config fields a FLOPs figure depends on."""
+    cfg, text = model.config, model.config.text_config
+    details = {"projector_type": cfg.projector_type, "llm_layers": text.num_hidden_layers,
+               "llm_width": text.hidden_size}
+    if cfg.projector_type in ("stf", "mbtf+stf"):
+        details.update(k=cfg.stf_k, e=cfg.stf_e)
+    if cfg.projector_type in ("mbtf", "mbtf+stf"):
+        details["mbtf_blocks"] = cfg.mbtf_blocks
+    return details
+
+
+def paper_report(model: nn.Module, name: str) -> FlopsReport:
+    """The `paper` convention for one model."""
+    flops = count_paper(model)
+    return FlopsReport(model=name, convention="paper", visual_tokens=model.num_visual_tokens,
+                       tflops=flops["llm"] / 1e12, components=_tera(flops), details=_model_details(model))
+
+
+def prefill_report(model: nn.Module, name: str, input_ids: torch.Tensor, prompt: str | None = None) -> FlopsReport:
+    """The `prefill` convention for a tokenised prompt batch (B, T)."""
+    flops = count_prefill(model, input_ids)
+    batch, length = input_ids.shape
+    details = _model_details(model)
+    if prompt is not None:
+        details["prompt"] = prompt
+    return FlopsReport(model=name, convention="prefill", visual_tokens=model.num_visual_tokens,
+                       tflops=sum(flops.values()) / 1e12, components=_tera(flops),
+                       text_tokens=length - model.num_visual_tokens, batch_size=batch, details=details)

@@ -1,0 +1,64 @@
+"""The TFLOPs column of the paper's Tables 2, 3, 5 and 6: computed for every row we can build, published beside.
+
+Which model a published row stands for comes from its `match` attributes in baselines/tables.yaml (projector,
+llm, k, e, mbtf_blocks); the published value from baselines/published.csv. Nothing here is a number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stf_bench.errors import StfBenchError
+from stf_bench.models import load_model
+from stf_bench.models.presets import OVERRIDE_FIELDS, list_presets, preset_config
+from stf_bench.profile.flops import FlopsReport, paper_report
+from stf_bench.report.published import load_published
+
+SETTINGS = ("k", "e", "mbtf_blocks")  # match attributes that become model overrides
+
+
+@dataclass
+class TableRow:
+    """One published row: its printed TFLOPs and, when buildable, our `paper`-convention count."""
+
+    method: str
+    published: float | None
+    preset: str | None
+    overrides: dict
+    report: FlopsReport | None
+
+
+def model_label(preset: str, overrides: dict) -> str:
+    """`stf-7b` or `stf-7b (k=4,e=8)`."""
+    return f"{preset} ({','.join(f'{k}={v}' for k, v in overrides.items())})" if overrides else preset
+
+
+def preset_for(match: dict) -> tuple[str, dict] | None:
+    """The full-size preset (and overrides) a published row's match attributes describe; None if none does."""
+    if not match or isinstance(match.get("projector"), list) or isinstance(match.get("llm"), list):
+        return None
+    for preset in list_presets():
+        if not preset.tiny and preset.projector == match.get("projector") and preset.llm == match.get("llm"):
+            defaults = preset_config(preset.name)
+            return preset.name, {k: match[k] for k in SETTINGS
+                                 if k in match and getattr(defaults, OVERRIDE_FIELDS[k]) != match[k]}
+    return None
+
+
+def flops_table(table_id: str) -> tuple[str, list[TableRow]]:
+    """(title, rows) of one paper table's TFLOPs column; rows we cannot build keep only the published value."""
+    published = load_published()
+    spec = published.tables.get(str(table_id))
+    with_flops = [t for t, s in published.tables.items() if "TFLOPs" in s.columns]
+    if spec is None or "TFLOPs" not in spec.columns:
+        raise StfBenchError(f"table {table_id} has no TFLOPs column; choose one of {', '.join(with_flops)}")
+    rows = []
+    for row in spec.rows:
+        target = preset_for(row.match)
+        report = None
+        if target is not None:
+            model, _ = load_model(target[0], random_weights=True, device="meta", **target[1])
+            report = paper_report(model, model_label(*target))
+        rows.append(TableRow(row.method, row.cells.get("TFLOPs"), target[0] if target else None,
+                             target[1] if target else {}, report))
+    return f"Table {spec.id}: {spec.title}", rows

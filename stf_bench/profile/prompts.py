@@ -1,0 +1,76 @@
+"""VQAv2 requests for latency and the `prefill` FLOPs convention: the task's rows, LLaVA-1.5's prompt.
+
+Rows come from the `vqav2_val` data that `stf-bench run` uses (the embedded samples by default, the hub, or a
+`--data-dir` snapshot); each becomes `vicuna_v1(question + short-answer suffix)` with its image, exactly as the
+`llava` protocol asks it. `prompts_source` in every report says which rows were used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from stf_bench.errors import StfBenchError
+from stf_bench.eval.data_sources import locate
+from stf_bench.eval.llava_protocol import vqav2_doc_to_text
+from stf_bench.eval.prompts import vicuna_v1
+
+TASK = "vqav2_val"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One image and its full prompt (template applied, one `<image>` tag)."""
+
+    image: Image.Image
+    question: str
+    prompt: str
+
+
+def _first_rows(files: list[str], n: int) -> list[dict]:
+    """Up to `n` rows (question, image) from the first parquet files, without reading the rest."""
+    rows: list[dict] = []
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=n, columns=["question", "image"]):
+            rows += batch.to_pylist()[: n - len(rows)]
+            if len(rows) == n:
+                return rows
+    return rows
+
+
+def vqav2_requests(n: int, data: str = "samples", data_dir: str | Path | None = None) -> tuple[list[Request], str]:
+    """`n` requests from the first VQAv2 rows (repeated in order when there are fewer) and where they come from."""
+    files = locate([TASK], data, data_dir)[TASK].files
+    rows = _first_rows(files, n)
+    if not rows:
+        raise StfBenchError(f"{TASK}: no rows in {files[0]}; check the data with `stf-bench run --tasks {TASK}`")
+    requests = []
+    for i in range(n):
+        row = rows[i % len(rows)]
+        image = Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB")
+        requests.append(Request(image, row["question"], vicuna_v1(vqav2_doc_to_text(row))))
+    where = f"--data-dir {data_dir}" if data_dir is not None else f"{data} data"
+    sizes = sorted({r.image.size for r in requests})
+    return requests, (f"{TASK} ({where}): first {len(rows)} rows of {Path(files[0]).name}"
+                      f"{', repeated' if len(rows) < n else ''}; image sizes {sizes}")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--data` / `--data-dir`: where the VQAv2 rows come from, as in `stf-bench run`."""
+    parser.add_argument("--data", choices=("samples", "hub"), default="samples",
+                        help="VQAv2 rows: the embedded samples (default) or the HF hub")
+    parser.add_argument("--data-dir", help="a local snapshot folder holding VQAv2/ (wins over --data)")
+
+
+def describe_tokenizer(tokenizer: object, llm_vocab: int) -> str:
+    """Name and size of the tokenizer that counted the text tokens, flagging the byte-level stand-in."""
+    text = f"{type(tokenizer).__name__}, {len(tokenizer)} tokens"
+    if len(tokenizer) < llm_vocab // 2:
+        text += (f"; a stand-in for the model's own {llm_vocab}-token tokenizer (not in the local hub cache), "
+                 f"so text token counts run several times higher than with the real one")
+    return text

@@ -1,0 +1,1 @@
+"""Published-vs-reproduced tables, bootstrap confidence intervals, plots."""

@@ -1,0 +1,94 @@
+"""`stf-bench report`: the paper's tables with published and reproduced rows, in md/latex/html/csv/json, plus plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from stf_bench.errors import StfBenchError
+from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED
+from stf_bench.report.published import load_published
+from stf_bench.report.render import EXTENSIONS, FORMATS, render
+from stf_bench.report.tables import build_tables, collect_reproduced, table_ids
+from stf_bench.store.cli import add_db_argument
+from stf_bench.store.db import Store, resolve_db_path
+
+DEFAULT_OUTPUT = Path("reports")
+PLOT_TABLES = ("2", "9", "zoo")  # what the plots read, built even when not asked for as tables
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `stf-bench report`."""
+    parser.add_argument("--table", default="all", help="2, 3, ..., 14, zoo, a comma list, or all (default)")
+    parser.add_argument("--format", default="md", help=f"{', '.join(FORMATS)}, a comma list, or all (default: md)")
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="where to write (default: reports/)")
+    add_db_argument(parser)
+    parser.add_argument("--bootstrap-iters", type=int, default=DEFAULT_ITERS, help="bootstrap resamples per CI")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed")
+    parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument("--baselines", help="folder with tables.yaml and published.csv (default: baselines/)")
+    parser.add_argument("--stdout", action="store_true", help="also print the rendered tables (single format)")
+
+
+def formats(choice: str) -> list[str]:
+    """'all' -> every format; 'md,json' -> ['md', 'json']."""
+    chosen = list(FORMATS) if choice == "all" else [c.strip() for c in choice.split(",") if c.strip()]
+    bad = [c for c in chosen if c not in FORMATS]
+    if bad or not chosen:
+        raise StfBenchError(f"unknown format {bad[0] if bad else choice!r}; valid: {', '.join(FORMATS)} or all")
+    return chosen
+
+
+def open_existing(db: str | None) -> Store | None:
+    """The store if it exists (a report never creates one); None, with a note, if there is none yet."""
+    path = resolve_db_path(db)
+    if not path.exists():
+        print(f"stf-bench report: no results store at {path}; published numbers only "
+              f"(record runs with `stf-bench run` or `stf-bench ingest`)", file=sys.stderr)
+        return None
+    return Store(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the tables once, write each format (per table and combined) and the plots; list the files."""
+    if args.bootstrap_iters < 1:
+        raise StfBenchError(f"--bootstrap-iters {args.bootstrap_iters}: must be at least 1")
+    published = load_published(args.baselines)
+    ids = table_ids(args.table, published)
+    fmts = formats(args.format)
+    store = open_existing(args.db)
+    try:
+        reproduced = collect_reproduced(store, iters=args.bootstrap_iters, seed=args.seed) if store else []
+        tables = build_tables(published, store, ids, reproduced=reproduced)
+        plot_ids = [] if args.no_plots else [t for t in PLOT_TABLES if t in published.tables and t not in ids]
+        plot_tables = {t.id: t for t in [*tables, *build_tables(published, store, plot_ids, reproduced=reproduced)]}
+    finally:
+        if store is not None:
+            store.close()
+    out: Path = args.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for f in fmts:
+        for t in tables:
+            written.append(_write(out / f"table_{t.id}.{EXTENSIONS[f]}", render([t], f)))
+        if len(tables) > 1:
+            written.append(_write(out / f"report.{EXTENSIONS[f]}", render(tables, f)))
+    if not args.no_plots:
+        from stf_bench.report.plots import write_plots
+
+        written += write_plots(plot_tables, published.benchmarks, out / "plots")
+    if args.stdout and len(fmts) == 1:
+        print(render(tables, fmts[0]))
+    n_rep = sum(r.source == "reproduced" for t in tables for r in t.rows)
+    for p in written:
+        print(p)
+    print(f"{len(tables)} table(s), {n_rep} reproduced row(s), {len(written)} file(s) in {out}")
+    return 0
+
+
+def _write(path: Path, text: str) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,147 @@
+"""`stf-bench compare A B [--task T]`: a paired bootstrap over the samples two models share, per benchmark.
+
+A and B are run ids (`12` or `#12`), model names, or report row labels. Per benchmark column, the latest run of
+each side with per-sample records is used; samples are paired by doc id (MMBench: by question, all circular copies
+together) and kept only where both sides have the same target. Both sides are resampled with the same indices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+
+from stf_bench.errors import StfBenchError
+from stf_bench.report.attributes import row_label
+from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED, Units, paired_bootstrap, task_units
+from stf_bench.report.metrics import headline, task_column
+from stf_bench.store.cli import add_db_argument
+from stf_bench.store.db import RunRow, Store, resolve_db_path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `stf-bench compare`."""
+    parser.add_argument("a", metavar="A", help="run id, model name or report row label")
+    parser.add_argument("b", metavar="B", help="run id, model name or report row label")
+    parser.add_argument("--task", help="one benchmark: an lmms-eval task name or a paper column (e.g. pope, POPE)")
+    add_db_argument(parser)
+    parser.add_argument("--iters", type=int, default=DEFAULT_ITERS, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed")
+    parser.add_argument("--level", type=float, default=0.95, help="confidence level of the interval")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+
+
+@dataclass
+class Comparison:
+    """The paired result for one benchmark column."""
+
+    column: str
+    task_a: str
+    task_b: str
+    run_a: int
+    run_b: int
+    n_shared: int
+    n_mismatched: int
+    a: float
+    b: float
+    diff: float
+    ci: tuple[float, float]
+    p_value: float
+    verdict: str
+
+
+def select_runs(store: Store, spec: str) -> list[RunRow]:
+    """Runs named by `spec`: a run id, or every run of one model identity (name or row label)."""
+    runs = store.runs()
+    ident = spec[1:] if spec.startswith("#") else spec
+    if ident.isdigit():
+        chosen = [r for r in runs if r.id == int(ident)]
+        if not chosen:
+            raise StfBenchError(f"no run #{ident} in {store.path}; `stf-bench report` lists the runs' rows")
+        return chosen
+    by_label = [r for r in runs if row_label(r.model, r.model_args, r.protocol) == spec]
+    chosen = by_label or [r for r in runs if r.model == spec]
+    if not chosen:
+        names = sorted({row_label(r.model, r.model_args, r.protocol) for r in runs})
+        raise StfBenchError(f"no run of {spec!r} in {store.path}; known: {', '.join(names) or 'none'}")
+    labels = {row_label(r.model, r.model_args, r.protocol) for r in chosen}
+    if len(labels) > 1:
+        raise StfBenchError(f"{spec!r} names several models ({'; '.join(sorted(labels))}); pass a row label or a "
+                            f"run id")
+    return chosen
+
+
+def _column_units(store: Store, runs: list[RunRow]) -> dict[str, tuple[int, str, Units]]:
+    """column -> (run id, task, units) from the latest run that has per-sample records for it."""
+    out: dict[str, tuple[int, str, Units]] = {}
+    for run in runs:  # oldest first; later runs replace earlier ones
+        scores = store.scores(run.id)
+        for task in store.sample_tasks(run.id):
+            rows = [s for s in scores if s.task == task and s.filter == "none"]
+            head = headline(task, {s.metric: s.value for s in rows}, n=next((s.n for s in rows if s.n), None))
+            if head is None:
+                continue
+            units = task_units(head.metric, store.samples(run.id, task))
+            if units is not None:
+                out[head.column] = (run.id, task, units)
+    return out
+
+
+def _wanted(column: str, task_a: str, task_b: str, choice: str | None) -> bool:
+    if choice is None:
+        return True
+    c = choice.lower()
+    return c in (column.lower(), task_a.lower(), task_b.lower()) or task_column(choice) == column
+
+
+def compare(store: Store, a: str, b: str, *, task: str | None = None, iters: int = DEFAULT_ITERS,
+            seed: int = DEFAULT_SEED, level: float = 0.95) -> list[Comparison]:
+    """Paired bootstrap of A - B per shared benchmark column."""
+    if not 0.5 <= level < 1:
+        raise StfBenchError(f"--level {level}: must be in [0.5, 1)")
+    ua, ub = _column_units(store, select_runs(store, a)), _column_units(store, select_runs(store, b))
+    out = []
+    for column in [c for c in ua if c in ub]:
+        (run_a, task_a, units_a), (run_b, task_b, units_b) = ua[column], ub[column]
+        if not _wanted(column, task_a, task_b, task):
+            continue
+        targets_b = dict(zip(units_b.keys, units_b.targets))
+        shared = [k for k, t in zip(units_a.keys, units_a.targets) if targets_b.get(k) == t]
+        mismatched = sum(1 for k in units_a.keys if k in targets_b) - len(shared)
+        if not shared:
+            continue
+        res = paired_bootstrap(units_a.subset(shared), units_b.subset(shared), iters=iters, seed=seed, level=level)
+        lo, hi = res.ci
+        verdict = "A > B" if lo > 0 else "A < B" if hi < 0 else "no significant difference"
+        out.append(Comparison(column, task_a, task_b, run_a, run_b, res.n_shared, mismatched, res.a, res.b, res.diff,
+                              res.ci, res.p_value, verdict))
+    if not out:
+        what = f" on {task}" if task else ""
+        raise StfBenchError(f"{a!r} and {b!r} share no per-sample records{what} (same benchmark, same doc ids, same "
+                            f"targets); record runs with their samples files (lmms-eval --log_samples)")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print one line per shared benchmark: both scores on the shared samples, A - B, its CI, p and a verdict."""
+    if args.iters < 1:
+        raise StfBenchError(f"--iters {args.iters}: must be at least 1")
+    path = resolve_db_path(args.db)
+    if not path.exists():
+        raise StfBenchError(f"no results store at {path}; record runs first (`stf-bench run` or `stf-bench ingest`)")
+    with Store(path) as store:
+        results = compare(store, args.a, args.b, task=args.task, iters=args.iters, seed=args.seed, level=args.level)
+    if args.format == "json":
+        print(json.dumps({"a": args.a, "b": args.b, "level": args.level, "iters": args.iters,
+                          "comparisons": [asdict(c) for c in results]}, indent=2))
+        return 0
+    pct = f"{args.level:.0%}"
+    header = f"{'benchmark':<10} {'n':>6} {'A':>8} {'B':>8} {'A-B':>8} {pct + ' CI':>20} {'p':>7}  verdict"
+    print(f"A = {args.a}\nB = {args.b}\n(scores on the shared samples; paired bootstrap, {args.iters} resamples)\n")
+    print(header)
+    for c in results:
+        ci = f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]"
+        extra = f"  ({c.n_mismatched} with different targets left out)" if c.n_mismatched else ""
+        print(f"{c.column:<10} {c.n_shared:>6} {c.a:>8.2f} {c.b:>8.2f} {c.diff:>+8.2f} {ci:>20} {c.p_value:>7.4f}  "
+              f"{c.verdict}{extra}")
+    return 0

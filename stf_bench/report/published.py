@@ -1,0 +1,143 @@
+"""The paper's published numbers, loaded from `baselines/` (tables.yaml: layout; published.csv: one line per cell).
+
+Every published cell carries its table, row, column and source; a '-' in the paper is kept as a dash (shown as
+such, never treated as a number). Tables 10 and 11 have columns but no published cells in our copy of the paper.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from stf_bench.errors import StfBenchError
+
+BASELINES_ENV = "STF_BENCH_BASELINES"
+DASH = "-"
+CSV_FIELDS = ["table", "method", "column", "value", "source"]
+
+
+@dataclass(frozen=True)
+class PublishedRow:
+    """One published row: its cells (None where the paper prints '-'), the sources, and its match attributes."""
+
+    method: str
+    cells: dict[str, float | None]
+    sources: dict[str, str]
+    match: dict = field(default_factory=dict)
+
+    def dashes(self) -> list[str]:
+        """Columns the paper prints as '-'."""
+        return [c for c, v in self.cells.items() if v is None]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One of the paper's tables: id, title, columns in the paper's order, published rows in order."""
+
+    id: str
+    title: str
+    columns: list[str]
+    rows: list[PublishedRow]
+    members: str | list[str]
+    accepts: list[dict]
+    note: str = ""
+
+    def row(self, method: str) -> PublishedRow:
+        """The published row called `method`."""
+        for r in self.rows:
+            if r.method == method:
+                return r
+        raise KeyError(method)
+
+
+@dataclass(frozen=True)
+class Published:
+    """All tables plus the eight benchmarks that make up Avg."""
+
+    paper: str
+    benchmarks: list[str]
+    tables: dict[str, TableSpec]
+
+
+def baselines_dir(path: str | os.PathLike | None = None) -> Path:
+    """`path`, else $STF_BENCH_BASELINES, else the repository's `baselines/` folder."""
+    if path is None:
+        path = os.environ.get(BASELINES_ENV) or Path(__file__).resolve().parents[2] / "baselines"
+    return Path(path)
+
+
+def load_published(path: str | os.PathLike | None = None) -> Published:
+    """Load and validate tables.yaml + published.csv; any inconsistency is a StfBenchError naming the file."""
+    return _load(str(baselines_dir(path).resolve()))
+
+
+@lru_cache(maxsize=4)
+def _load(folder: str) -> Published:
+    layout_path, cells_path = Path(folder) / "tables.yaml", Path(folder) / "published.csv"
+    for p in (layout_path, cells_path):
+        if not p.is_file():
+            raise StfBenchError(f"{p}: missing; the published numbers live in baselines/ (tables.yaml and "
+                                f"published.csv); set {BASELINES_ENV} to a copy of that folder")
+    try:
+        layout = yaml.safe_load(layout_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise StfBenchError(f"{layout_path}: not valid YAML ({exc})") from None
+    if not isinstance(layout, dict) or not isinstance(layout.get("tables"), dict):
+        raise StfBenchError(f"{layout_path}: expected a mapping with 'paper', 'benchmarks' and 'tables'")
+    cells = _read_cells(cells_path)
+    tables: dict[str, TableSpec] = {}
+    for tid, spec in layout["tables"].items():
+        tid = str(tid)
+        columns = [str(c) for c in spec.get("columns", [])]
+        rows = []
+        for r in spec.get("rows") or []:
+            method = str(r["method"])
+            got = cells.pop((tid, method), {})
+            unknown = set(got) - set(columns)
+            if unknown:
+                raise StfBenchError(f"{cells_path}: table {tid} row {method!r} has cells for columns "
+                                    f"{sorted(unknown)} that tables.yaml does not list")
+            if not got:
+                raise StfBenchError(f"{cells_path}: table {tid} row {method!r} has no cells")
+            rows.append(PublishedRow(method, {c: v for c, (v, _) in got.items()},
+                                     {c: s for c, (_, s) in got.items()}, dict(r.get("match") or {})))
+        members = spec.get("members", "any")
+        tables[tid] = TableSpec(tid, str(spec.get("title", f"Table {tid}")), columns, rows,
+                                members if members == "any" else list(members or []),
+                                [dict(a) for a in spec.get("accepts") or []], str(spec.get("note", "")))
+    if cells:
+        table, method = next(iter(cells))
+        raise StfBenchError(f"{cells_path}: cells for table {table} row {method!r}, which {layout_path} does not list")
+    return Published(str(layout.get("paper", "")), [str(b) for b in layout.get("benchmarks", [])], tables)
+
+
+def _read_cells(path: Path) -> dict[tuple[str, str], dict[str, tuple[float | None, str]]]:
+    out: dict[tuple[str, str], dict[str, tuple[float | None, str]]] = {}
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != CSV_FIELDS:
+            raise StfBenchError(f"{path}: expected the header {','.join(CSV_FIELDS)}, got {reader.fieldnames}")
+        for line_no, rec in enumerate(reader, start=2):
+            raw = (rec["value"] or "").strip()
+            if raw == DASH:
+                value = None
+            else:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    raise StfBenchError(f"{path}:{line_no}: value {raw!r} is neither a number nor '-'") from None
+                if not math.isfinite(value):
+                    raise StfBenchError(f"{path}:{line_no}: value {raw!r} is not finite")
+            if not rec["source"]:
+                raise StfBenchError(f"{path}:{line_no}: every published cell needs a source")
+            row = out.setdefault((rec["table"], rec["method"]), {})
+            if rec["column"] in row:
+                raise StfBenchError(f"{path}:{line_no}: duplicate cell {rec['table']}/{rec['method']}/{rec['column']}")
+            row[rec["column"]] = (value, rec["source"])
+    return out

@@ -1,0 +1,273 @@
+"""Render report tables as Markdown, LaTeX, HTML, CSV or JSON.
+
+Published cells keep the paper's precision; reproduced cells get one more digit and their bootstrap CI. Under each
+reproduced row that has a published counterpart, a difference row gives reproduced - published and the verdict.
+'-' is the paper's "not reported"; '—' is a cell we have no reproduced score for. LaTeX and HTML mark the best value
+per accuracy column in bold and the second best underlined, as the paper does. HTML escapes every string.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+
+from stf_bench.report.tables import AVG, LATENCY, SPEEDUP, TFLOPS, Cell, Row, Table
+
+FORMATS = ("md", "latex", "html", "csv", "json")
+EXTENSIONS = {"md": "md", "latex": "tex", "html": "html", "csv": "csv", "json": "json"}
+MISSING = "—"
+DASH = "-"
+LEGEND = ("'-': not reported in the paper; '—': no reproduced score; [lo, hi]: 95% bootstrap CI over samples; "
+          "Δ: reproduced − published, with the verdict against the per-benchmark tolerance (docs/report.md).")
+# columns where higher is better: the ones the paper marks best/second-best
+NOT_RANKED = {TFLOPS, LATENCY, SPEEDUP}
+DECIMALS = {TFLOPS: 1, "OCRBench": 0, SPEEDUP: 1}
+REPRODUCED_DECIMALS = {TFLOPS: 3, "OCRBench": 1, SPEEDUP: 2}
+
+
+def fmt(value: float | None, column: str, source: str) -> str:
+    """A number at the precision of its source (published: the paper's; reproduced: one more digit)."""
+    if value is None:
+        return MISSING
+    digits = (REPRODUCED_DECIMALS.get(column, 2) if source == "reproduced" else DECIMALS.get(column, 1))
+    if value and abs(value) < 10 ** -digits:  # e.g. a tiny preset's TFLOPs: keep three significant digits
+        return f"{value:.3g}"
+    return f"{value:.{digits}f}"
+
+
+def cell_text(cell: Cell, column: str, source: str, with_ci: bool = True) -> str:
+    """A cell as plain text: value, paper dash, or missing; with its CI when it has one."""
+    if cell.dash:
+        return DASH
+    if cell.value is None and source == "published":
+        return ""  # not a cell of this row in the paper (e.g. the baseline's speedup)
+    text = fmt(cell.value, column, source)
+    if with_ci and cell.ci is not None:
+        text += f" [{fmt(cell.ci[0], column, source)}, {fmt(cell.ci[1], column, source)}]"
+    return text
+
+
+def delta_text(cell: Cell, column: str) -> str:
+    """'-0.38 (match)' for a reproduced cell with a published counterpart; '' otherwise."""
+    if cell.verdict is None:
+        return ""
+    if cell.delta is None:
+        return cell.verdict
+    return f"{cell.delta:+.{REPRODUCED_DECIMALS.get(column, 2)}f} ({cell.verdict})"
+
+
+def _has_delta(row: Row) -> bool:
+    return row.source == "reproduced" and row.compared_to is not None
+
+
+def ranks(table: Table) -> dict[tuple[int, str], str]:
+    """(row index, column) -> 'best' | 'second' over value rows, for higher-is-better columns."""
+    out: dict[tuple[int, str], str] = {}
+    for column in table.columns:
+        if column in NOT_RANKED:
+            continue
+        values = [(i, r.cells[column].value) for i, r in enumerate(table.rows) if r.cells[column].value is not None]
+        distinct = sorted({v for _, v in values}, reverse=True)
+        if len(distinct) < 2:
+            continue
+        for i, v in values:
+            if v == distinct[0]:
+                out[(i, column)] = "best"
+            elif v == distinct[1]:
+                out[(i, column)] = "second"
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ markdown
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(tables: list[Table]) -> str:
+    """GitHub-flavoured Markdown, one section per table."""
+    parts = []
+    for t in tables:
+        lines = [f"### Table {t.id}: {_md_escape(t.title)}", ""]
+        if t.note:
+            lines += [f"_{_md_escape(t.note)}_", ""]
+        lines.append("| Method | Source | " + " | ".join(_md_escape(c) for c in t.columns) + " |")
+        lines.append("|---|---|" + "---:|" * len(t.columns))
+        for r in t.rows:
+            cells = [_md_escape(cell_text(r.cells[c], c, r.source)) for c in t.columns]
+            lines.append(f"| {_md_escape(r.method)} | {r.source} | " + " | ".join(cells) + " |")
+            if _has_delta(r):
+                deltas = [_md_escape(delta_text(r.cells[c], c)) for c in t.columns]
+                lines.append(f"| Δ vs {_md_escape(r.compared_to or '')} | difference | " + " | ".join(deltas) + " |")
+        lines += ["", LEGEND, ""]
+        parts.append("\n".join(lines))
+    return "\n".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------ LaTeX
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
+                  ">": r"\textgreater{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters in text from a model or a file."""
+    return "".join(LATEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+def latex_column(column: str) -> str:
+    """'VQA^T' -> 'VQA$^{T}$'; other names escaped."""
+    if "^" in column:
+        base, sup = column.split("^", 1)
+        return f"{latex_escape(base)}$^{{\\mathrm{{{latex_escape(sup)}}}}}$"
+    return latex_escape(column)
+
+
+def to_latex(tables: list[Table]) -> str:
+    """booktabs tables; best per accuracy column in bold, second best underlined."""
+    parts = []
+    for t in tables:
+        marks = ranks(t)
+        lines = [r"\begin{table}[t]", r"\centering", r"\small",
+                 f"\\caption{{Table {latex_escape(t.id)}: {latex_escape(t.title)}}}",
+                 r"\begin{tabular}{ll" + "r" * len(t.columns) + "}", r"\toprule",
+                 "Method & Source & " + " & ".join(latex_column(c) for c in t.columns) + r" \\", r"\midrule"]
+        for i, r in enumerate(t.rows):
+            cells = []
+            for c in t.columns:
+                text = latex_escape(cell_text(r.cells[c], c, r.source, with_ci=False))
+                if marks.get((i, c)) == "best":
+                    text = f"\\textbf{{{text}}}"
+                elif marks.get((i, c)) == "second":
+                    text = f"\\underline{{{text}}}"
+                cells.append(text)
+            lines.append(f"{latex_escape(r.method)} & {r.source} & " + " & ".join(cells) + r" \\")
+            if _has_delta(r):
+                deltas = [latex_escape(delta_text(r.cells[c], c)) for c in t.columns]
+                lines.append(f"\\quad $\\Delta$ vs {latex_escape(r.compared_to or '')} & & "
+                             + " & ".join(f"{{\\scriptsize {d}}}" for d in deltas) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        if t.note:
+            lines.append(f"\\par\\footnotesize {latex_escape(t.note)}")
+        lines.append(r"\end{table}")
+        parts.append("\n".join(lines))
+    return "% generated by stf-bench report; needs \\usepackage{booktabs}\n" + "\n\n".join(parts) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ HTML
+HTML_STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:.5em}"
+              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,td:nth-child(2),"
+              "th:first-child{text-align:left}tr.reproduced{background:#eef6ff}tr.difference{color:#555;"
+              "font-size:85%}.ci{color:#666;font-size:85%}p.legend{font-size:85%;color:#444}")
+
+
+def to_html(tables: list[Table]) -> str:
+    """A standalone HTML page; every string that came from a model or a file is escaped."""
+    e = html.escape
+    body = []
+    for t in tables:
+        marks = ranks(t)
+        body.append(f"<h2>Table {e(t.id)}: {e(t.title)}</h2>")
+        if t.note:
+            body.append(f"<p><em>{e(t.note)}</em></p>")
+        body.append("<table><thead><tr><th>Method</th><th>Source</th>"
+                    + "".join(f"<th>{e(c)}</th>" for c in t.columns) + "</tr></thead><tbody>")
+        for i, r in enumerate(t.rows):
+            tds = []
+            for c in t.columns:
+                cell = r.cells[c]
+                text = e(cell_text(cell, c, r.source, with_ci=False))
+                if marks.get((i, c)) == "best":
+                    text = f"<b>{text}</b>"
+                elif marks.get((i, c)) == "second":
+                    text = f"<u>{text}</u>"
+                if cell.ci is not None and not cell.dash:
+                    text += (f' <span class="ci">[{e(fmt(cell.ci[0], c, r.source))}, '
+                             f'{e(fmt(cell.ci[1], c, r.source))}]</span>')
+                title = "; ".join(x for x in (cell.source, cell.note) if x)
+                tds.append(f'<td title="{e(title)}">{text}</td>' if title else f"<td>{text}</td>")
+            body.append(f'<tr class="{e(r.source)}"><td>{e(r.method)}</td><td>{e(r.source)}</td>{"".join(tds)}</tr>')
+            if _has_delta(r):
+                body.append(f'<tr class="difference"><td>Δ vs {e(r.compared_to or "")}</td><td>difference</td>'
+                            + "".join(f"<td>{e(delta_text(r.cells[c], c))}</td>" for c in t.columns) + "</tr>")
+        body.append(f'</tbody></table><p class="legend">{e(LEGEND)}</p>')
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>stf-bench report</title>"
+            f"<style>{HTML_STYLE}</style></head><body>\n<h1>stf-bench report</h1>\n" + "\n".join(body)
+            + "\n</body></html>\n")
+
+
+# ------------------------------------------------------------------------------------------------ CSV / JSON
+CSV_FIELDS = ["table", "method", "source", "column", "value", "dash", "ci_low", "ci_high", "n", "compared_to",
+              "delta", "verdict", "protocol", "note", "cell_source"]
+
+
+def _csv_text(text: str | None) -> str:
+    """Neutralise spreadsheet formulas in strings from models or files."""
+    text = "" if text is None else str(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") and text != DASH else text
+
+
+def _num(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+def to_csv(tables: list[Table]) -> str:
+    """Long format: one line per cell, with CI, difference and verdict."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for t in tables:
+        for r in t.rows:
+            for c in t.columns:
+                cell = r.cells[c]
+                writer.writerow({
+                    "table": t.id, "method": _csv_text(r.method), "source": r.source, "column": c,
+                    "value": "" if cell.value is None else repr(cell.value), "dash": int(cell.dash),
+                    "ci_low": "" if cell.ci is None else repr(cell.ci[0]),
+                    "ci_high": "" if cell.ci is None else repr(cell.ci[1]), "n": "" if cell.n is None else cell.n,
+                    "compared_to": _csv_text(r.compared_to), "delta": "" if cell.delta is None else repr(cell.delta),
+                    "verdict": cell.verdict or "", "protocol": _csv_text(r.protocol), "note": _csv_text(cell.note),
+                    "cell_source": _csv_text(cell.source)})
+    return buf.getvalue()
+
+
+def table_json(t: Table) -> dict:
+    """{table, title, columns, note, rows: [{method, source, cells: {column: value}, ...}]}."""
+    rows = []
+    for r in t.rows:
+        row = {"method": r.method, "source": r.source, "cells": {c: _num(r.cells[c].value) for c in t.columns}}
+        dashes = [c for c in t.columns if r.cells[c].dash]
+        if dashes:
+            row["dashes"] = dashes
+        if r.source == "reproduced":
+            row.update(
+                ci={c: list(r.cells[c].ci) for c in t.columns if r.cells[c].ci is not None},
+                n={c: r.cells[c].n for c in t.columns if r.cells[c].n is not None},
+                compared_to=r.compared_to,
+                delta={c: r.cells[c].delta for c in t.columns if r.cells[c].delta is not None},
+                verdict={c: r.cells[c].verdict for c in t.columns if r.cells[c].verdict is not None},
+                notes={c: r.cells[c].note for c in t.columns if r.cells[c].note},
+                protocol=r.protocol, run_ids=r.run_ids, attributes=r.attributes)
+        else:
+            row["sources"] = {c: r.cells[c].source for c in t.columns if r.cells[c].source}
+        rows.append(row)
+    return {"table": t.id, "title": t.title, "columns": t.columns, "note": t.note, "rows": rows}
+
+
+def to_json(tables: list[Table]) -> str:
+    """One table: its object; several: {"tables": [...]}."""
+    obj = table_json(tables[0]) if len(tables) == 1 else {"tables": [table_json(t) for t in tables]}
+    return json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+RENDERERS = {"md": to_markdown, "latex": to_latex, "html": to_html, "csv": to_csv, "json": to_json}
+
+
+def render(tables: list[Table], fmt_name: str) -> str:
+    """Render `tables` in one of FORMATS."""
+    return RENDERERS[fmt_name](tables)
+
+
+__all__ = ["render", "FORMATS", "EXTENSIONS", "AVG"]

@@ -1,0 +1,332 @@
+"""The paper's tables with our reproduced rows beside the published ones: values, CIs, differences, verdicts.
+
+Published rows come from `baselines/`; reproduced rows from the results store. A reproduced model is one
+(model, model arguments that matter, checkpoint fingerprint, protocol); its score per column is the headline metric
+of the latest run that has it. It joins every table whose membership rule accepts it and in whose columns it has
+at least one value. Avg. is recomputed from the eight benchmarks and only when all eight are present. A reproduced
+row that matches a published row's attributes gets a difference per cell and a verdict against `TOLERANCE`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stf_bench.report.attributes import architecture_args, identity_args, matches, row_label, run_attributes
+from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED, percentile_ci, score_ci
+from stf_bench.report.metrics import BENCHMARK_COLUMNS, headline
+from stf_bench.report.published import Published, TableSpec
+from stf_bench.store.db import Store
+from stf_bench.store.ingest import parse_model_args
+
+AVG = "Avg."
+TFLOPS = "TFLOPs"
+LATENCY = "Latency (ms)"
+SPEEDUP = "Speedup"
+PAPER_PROTOCOL = "llava"
+FLOPS_CONVENTION = "paper"
+SAMPLE_DATA = "samples"  # `stf-bench run --data samples`: the embedded sample rows, not the benchmark
+
+# Largest |reproduced - published| still called a match, per column (paper units): about one standard error of
+# the benchmark's sampling noise at the published score (floor 0.3), since a faithful reproduction (same weights,
+# same protocol) moves far less than that; half the printed precision for TFLOPs (a deterministic count); 0.3x
+# for the speedup. docs/report.md gives the numbers behind each value.
+TOLERANCE: dict[str, float] = {
+    "GQA": 0.5, "SQA": 1.0, "VQA^T": 0.7, "POPE": 0.5, "MMB": 1.0, "MMB^CN": 1.0, "VQA^v2": 0.3, "VisWiz": 0.6,
+    "OCRBench": 15.0, "ChartQA": 0.8, AVG: 0.3, TFLOPS: 0.05, SPEEDUP: 0.3,
+}
+# Columns whose published numbers come from a split we do not score locally.
+SPLIT_MISMATCH = {"VQA^v2": "published: test-dev (EvalAI server); ours: val",
+                  "VisWiz": "published: test-dev (EvalAI server); ours: val"}
+DEVICE_DEPENDENT = {LATENCY: "absolute time depends on the device (published: one A100)"}
+PROTOCOL_FREE = {TFLOPS, LATENCY, SPEEDUP}
+
+MATCH, DIFFERS, NO_PUBLISHED = "match", "differs", "no published value"
+
+
+@dataclass
+class Cell:
+    """One cell: value (None = missing), dash (the paper prints '-'), CI, difference and verdict (reproduced)."""
+
+    value: float | None = None
+    dash: bool = False
+    ci: tuple[float, float] | None = None
+    delta: float | None = None
+    verdict: str | None = None
+    n: int | None = None
+    note: str = ""
+    source: str = ""
+
+
+@dataclass
+class Row:
+    """A table row: published (from the paper) or reproduced (from the store)."""
+
+    method: str
+    source: str
+    cells: dict[str, Cell]
+    compared_to: str | None = None
+    protocol: str | None = None
+    run_ids: list[int] = field(default_factory=list)
+    attributes: dict = field(default_factory=dict)
+
+
+@dataclass
+class Table:
+    """A rendered-ready table."""
+
+    id: str
+    title: str
+    columns: list[str]
+    rows: list[Row]
+    note: str = ""
+
+
+@dataclass
+class Reproduced:
+    """A reproduced model: its cells per column and, for CIs, the bootstrap distributions."""
+
+    key: str
+    label: str
+    model: str
+    attributes: dict
+    protocol: str | None
+    cells: dict[str, Cell] = field(default_factory=dict)
+    dists: dict[str, np.ndarray] = field(default_factory=dict)
+    run_ids: set[int] = field(default_factory=set)
+
+
+def split_label(label: str) -> tuple[str, dict]:
+    """'stf-7b (k=4,e=8)' -> ('stf-7b', {'k': 4, 'e': 8}); a plain name -> (name, {})."""
+    if label.endswith(")") and " (" in label:
+        name, args = label[:-1].split(" (", 1)
+        try:
+            return name, parse_model_args(args.replace(", ", ","))
+        except Exception:
+            return label, {}
+    return label, {}
+
+
+def _identity(model: str, args: dict, fingerprint: str | None, protocol: str | None) -> str:
+    return json.dumps([model, identity_args(args), fingerprint, protocol], sort_keys=True, default=str)
+
+
+def collect_reproduced(store: Store, *, iters: int = DEFAULT_ITERS, seed: int = DEFAULT_SEED) -> list[Reproduced]:
+    """Every reproduced model in the store, with headline scores (+ bootstrap CIs) and paper-convention TFLOPs."""
+    models: dict[str, Reproduced] = {}
+    where: dict[tuple[str, str], tuple[int, str]] = {}  # (model key, column) -> (run id, task)
+    heads = {}
+    scores_by_run: dict[int, list] = {}
+    for s in store.scores():
+        scores_by_run.setdefault(s.run_id, []).append(s)
+    for run in store.runs():  # oldest first: a later run's score replaces an earlier one
+        key = _identity(run.model, run.model_args, run.checkpoint_fingerprint, run.protocol)
+        label = row_label(run.model, run.model_args, run.protocol)
+        if run.checkpoint_fingerprint:
+            label += f" @{run.checkpoint_fingerprint.split(':')[-1][:8]}"
+        rep = models.setdefault(key, Reproduced(key, label, run.model, run_attributes(
+            run.model, run.model_args, run.model_config), run.protocol))
+        by_task: dict[str, dict[str, tuple[float, float | None, int | None, str]]] = {}
+        for s in scores_by_run.get(run.id, []):
+            have = by_task.setdefault(s.task, {})
+            if s.metric not in have or s.filter == "none":
+                have[s.metric] = (s.value, s.stderr, s.n, s.filter)
+        for task, metrics in by_task.items():
+            n = next((v[2] for v in metrics.values() if v[2] is not None), None)
+            head = headline(task, {m: v[0] for m, v in metrics.items()}, {m: v[1] for m, v in metrics.items()}, n)
+            if head is None:
+                continue
+            rep.cells[head.column] = Cell(head.value, n=metrics[head.metric.key][2],
+                                          source=f"run #{run.id} {task} {head.metric.key}")
+            rep.run_ids.add(run.id)
+            where[(key, head.column)] = (run.id, task)
+            heads[(key, head.column)] = head
+    sample_tasks = {r.id: set(store.sample_tasks(r.id)) for r in store.runs()}
+    for (key, column), (run_id, task) in where.items():
+        rep, head = models[key], heads[(key, column)]
+        if task not in sample_tasks.get(run_id, set()):
+            rep.cells[column].note = "no per-sample records: no CI"
+            continue
+        result = score_ci(head.metric, store.samples(run_id, task), head.value, iters=iters, seed=seed)
+        cell = rep.cells[column]
+        cell.ci, cell.n, cell.note = result.ci, result.n, result.note
+        if result.dist is not None:
+            rep.dists[column] = result.dist
+    _attach_flops(store, models)
+    return sorted(models.values(), key=lambda r: r.label)
+
+
+def _attach_flops(store: Store, models: dict[str, Reproduced]) -> None:
+    """Paper-convention TFLOPs: onto every reproduced model of the same preset and arguments, or a row of its own."""
+    for payload in store.flops():
+        if payload.get("convention") != FLOPS_CONVENTION:
+            continue
+        name, args = split_label(payload["model"])
+        cell = Cell(float(payload["tflops"]), source=f"flops #{payload['id']} ({payload.get('counter', 'calflops')})")
+        targets = [r for r in models.values() if r.model == name and architecture_args(
+            _run_args(r)) == architecture_args(args)]
+        if not targets:
+            key = _identity(name, args, None, None)
+            rep = models.setdefault(key, Reproduced(key, row_label(name, args, None), name,
+                                                    run_attributes(name, args, payload.get("details")), None))
+            targets = [rep]
+        for rep in targets:
+            rep.cells[TFLOPS] = cell
+
+
+def _run_args(rep: Reproduced) -> dict:
+    return json.loads(rep.key)[1]
+
+
+def _member(spec: TableSpec, rep: Reproduced) -> bool:
+    """In the table if it has a score in its columns and the table takes it; a model with only TFLOPs (no score)
+    only where a published row is its counterpart, to check that column."""
+    values = [c for c in spec.columns if c != AVG and c in rep.cells and rep.cells[c].value is not None]
+    if not values:
+        return False
+    if all(c in PROTOCOL_FREE for c in values):
+        return _counterpart(spec, rep.attributes) is not None
+    if spec.members == "any":
+        return True
+    if any(matches(rep.attributes, pattern) for pattern in spec.accepts):
+        return True
+    return bool(spec.members) and any(r.match and matches(rep.attributes, r.match, spec.members) for r in spec.rows)
+
+
+def _counterpart(spec: TableSpec, attrs: dict):
+    return next((r for r in spec.rows if r.match and matches(attrs, r.match)), None)
+
+
+def verdict(column: str, delta: float | None, published: Cell | None, protocol: str | None,
+            data: str | None = None) -> str | None:
+    """The verdict for one reproduced cell against its published counterpart."""
+    if published is None or published.value is None:
+        return NO_PUBLISHED
+    if delta is None:
+        return None
+    if data == SAMPLE_DATA and column not in PROTOCOL_FREE:
+        return "not comparable: scored on the sample data, not the benchmark"
+    if column in DEVICE_DEPENDENT:
+        return f"not comparable: {DEVICE_DEPENDENT[column]}"
+    if column in SPLIT_MISMATCH:
+        return f"not comparable: {SPLIT_MISMATCH[column]}"
+    if column not in PROTOCOL_FREE and protocol != PAPER_PROTOCOL:
+        return f"not comparable: protocol {protocol or 'unknown'} (the paper's is {PAPER_PROTOCOL})"
+    return MATCH if abs(delta) <= TOLERANCE[column] + 1e-9 else DIFFERS
+
+
+def _reproduced_row(spec: TableSpec, rep: Reproduced, benchmarks: list[str]) -> Row:
+    cells = {c: Cell(rep.cells[c].value, ci=rep.cells[c].ci, n=rep.cells[c].n, note=rep.cells[c].note,
+                     source=rep.cells[c].source) if c in rep.cells else Cell() for c in spec.columns}
+    if AVG in spec.columns:
+        values = [rep.cells[b].value for b in benchmarks if b in rep.cells]
+        if len(values) == len(benchmarks):
+            avg = Cell(float(np.mean(values)), source="mean of the eight benchmarks")
+            if all(b in rep.dists for b in benchmarks):
+                avg.ci = percentile_ci(np.mean([rep.dists[b] for b in benchmarks], axis=0))
+            cells[AVG] = avg
+        else:
+            missing = [b for b in benchmarks if b not in rep.cells]
+            cells[AVG] = Cell(note=f"not all eight benchmarks: missing {', '.join(missing)}")
+    target = _counterpart(spec, rep.attributes)
+    if target is not None:
+        for c, cell in cells.items():
+            if cell.value is None:
+                continue
+            pub = Cell(target.cells.get(c), dash=c in target.cells and target.cells[c] is None)
+            cell.delta = cell.value - pub.value if pub.value is not None else None
+            cell.verdict = verdict(c, cell.delta, pub, rep.protocol, rep.attributes.get("data"))
+    return Row(rep.label, "reproduced", cells, target.method if target else None, rep.protocol,
+               sorted(rep.run_ids), rep.attributes)
+
+
+def _published_rows(spec: TableSpec) -> list[Row]:
+    return [Row(r.method, "published", {c: Cell(r.cells.get(c), dash=c in r.cells and r.cells[c] is None,
+                                                source=r.sources.get(c, "")) for c in spec.columns},
+                attributes=dict(r.match)) for r in spec.rows]
+
+
+def _arrange(published: list[Row], reproduced: list[Row]) -> list[Row]:
+    """Each reproduced row right after the published row it is compared with; the others at the end."""
+    rows: list[Row] = []
+    for pub in published:
+        rows.append(pub)
+        rows += [r for r in reproduced if r.compared_to == pub.method]
+    return rows + [r for r in reproduced if r.compared_to is None]
+
+
+def build_table(spec: TableSpec, reproduced: list[Reproduced], benchmarks: list[str]) -> Table:
+    """One accuracy/TFLOPs table (all but Table 9)."""
+    rows = [_reproduced_row(spec, rep, benchmarks) for rep in reproduced if _member(spec, rep)]
+    return Table(spec.id, spec.title, spec.columns, _arrange(_published_rows(spec), rows), spec.note)
+
+
+def latency_figures(figures: dict) -> tuple[float | None, int | None]:
+    """(mean TTFT per sample in ms, visual tokens) from one model's `stf-bench latency` figures."""
+    per_sample = figures.get("ttft_per_sample_ms")
+    value = per_sample.get("mean") if isinstance(per_sample, dict) else per_sample
+    value = float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+    tokens = figures.get("visual_tokens")
+    return value, tokens if isinstance(tokens, int) else None
+
+
+def build_latency_table(spec: TableSpec, store: Store | None) -> Table:
+    """Table 9: published TTFTs and, per measurement, each model's TTFT and the speedup measured beside it."""
+    reproduced: list[Row] = []
+    for rec in store.latency() if store is not None else []:
+        ttft, tokens = latency_figures(rec["figures"])
+        name, args = split_label(rec["model"])
+        attrs = run_attributes(name, args)
+        top = rec["payload"]
+        dtype = f", {top['dtype']}" if top.get("dtype") else ""
+        batch = f", batch {top['batch_size']}" if top.get("batch_size") else ""
+        cells = {LATENCY: Cell(ttft, source=f"latency #{rec['id']}"), SPEEDUP: Cell()}
+        baseline = top.get("baseline")
+        if baseline and baseline != rec["model"] and isinstance(top.get("speedup"), int | float):
+            cells[SPEEDUP] = Cell(float(top["speedup"]), note=f"vs {baseline}, same run",
+                                  source=f"latency #{rec['id']}")
+        target = _counterpart(spec, attrs)
+        if target is not None:
+            for c, cell in cells.items():
+                if cell.value is not None:
+                    pub = Cell(target.cells.get(c))
+                    cell.delta = cell.value - pub.value if pub.value is not None else None
+                    cell.verdict = verdict(c, cell.delta, pub, None)
+        reproduced.append(Row(f"{rec['model']} ({rec['device'] or 'unknown device'}{dtype}{batch})", "reproduced",
+                              cells, target.method if target else None, None, [],
+                              {**attrs, "visual_tokens": tokens, "device": rec["device"] or "unknown device"}))
+    return Table(spec.id, spec.title, spec.columns, _arrange(_published_rows(spec), reproduced), spec.note)
+
+
+TABLE_ORDER = ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "zoo"]
+
+
+def table_ids(choice: str, published: Published) -> list[str]:
+    """'all' -> every table in the paper's order; '5' -> ['5']; '2,9' -> ['2', '9']."""
+    known = [t for t in TABLE_ORDER if t in published.tables] + [t for t in published.tables if t not in TABLE_ORDER]
+    if choice == "all":
+        return known
+    wanted = [c.strip() for c in choice.split(",") if c.strip()]
+    bad = [w for w in wanted if w not in published.tables]
+    if bad:
+        from stf_bench.errors import StfBenchError
+
+        raise StfBenchError(f"unknown table {bad[0]!r}; valid: {', '.join(known)} or all")
+    return wanted
+
+
+def build_tables(published: Published, store: Store | None, ids: list[str], *, iters: int = DEFAULT_ITERS,
+                 seed: int = DEFAULT_SEED, reproduced: list[Reproduced] | None = None) -> list[Table]:
+    """The chosen tables; reproduced rows from `store` (None: published numbers only), or precomputed ones."""
+    if reproduced is None:
+        reproduced = collect_reproduced(store, iters=iters, seed=seed) if store is not None else []
+    benchmarks = published.benchmarks or BENCHMARK_COLUMNS[:8]
+    out = []
+    for tid in ids:
+        spec = published.tables[tid]
+        out.append(build_latency_table(spec, store) if LATENCY in spec.columns else
+                   build_table(spec, reproduced, benchmarks))
+    return out

@@ -1,0 +1,1 @@
+"""SQLite results store: runs, per-sample records, FLOPs and latency rows; lmms-eval ingestion."""

@@ -1,0 +1,96 @@
+"""`stf-bench report`: every table in every format from a store holding tiny-model runs; escaping; marks; plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from conftest import results_file
+
+from stf_bench.cli import main
+from stf_bench.report.published import load_published
+from stf_bench.report.render import EXTENSIONS, FORMATS, render, to_latex
+from stf_bench.report.tables import build_tables
+
+TABLES = ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "zoo"]
+EVIL = "<script>alert('x')</script> & $k_2$"
+
+
+def test_report_all_tables_all_formats(filled_store, db_path, tmp_path, capsys):
+    out = tmp_path / "reports"
+    assert main(["report", "--table", "all", "--format", "all", "--db", str(db_path), "--output-dir", str(out),
+                 "--bootstrap-iters", "200"]) == 0
+    assert "14 table(s)" in capsys.readouterr().out
+    for fmt in FORMATS:
+        for tid in TABLES:
+            assert (out / f"table_{tid}.{EXTENSIONS[fmt]}").stat().st_size > 0
+        assert (out / f"report.{EXTENSIONS[fmt]}").stat().st_size > 0
+    for stem in ("accuracy_vs_tflops", "deltas_to_llava", "latency_vs_tokens"):
+        assert (out / "plots" / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in (out / "plots" / f"{stem}.svg").read_bytes()[:400]
+
+    table2 = json.loads((out / "table_2.json").read_text())
+    assert table2["table"] == "2" and {"method", "source", "cells"} <= set(table2["rows"][0])
+    assert {r["source"] for r in table2["rows"]} == {"published", "reproduced"}
+    fastv = next(r for r in table2["rows"] if r["method"] == "FastV")
+    assert fastv["cells"]["SQA"] is None and fastv["dashes"] == ["SQA"]
+    tiny = next(r for r in table2["rows"] if r["method"].startswith("stf-tiny"))
+    assert tiny["cells"]["GQA"] is None and tiny["cells"]["SQA"] == pytest.approx(79.1666, abs=1e-3)
+    assert tiny["ci"]["SQA"][0] < tiny["cells"]["SQA"] < tiny["ci"]["SQA"][1] and tiny["cells"]["Avg."] is None
+    assert len(json.loads((out / "report.json").read_text())["tables"]) == 14
+    t10 = json.loads((out / "table_10.json").read_text())
+    assert t10["rows"] == [] and t10["columns"][-1] == "Avg."
+
+    rows = list(csv.DictReader(io.StringIO((out / "report.csv").read_text())))
+    stc = [r for r in rows if r["table"] == "2" and r["method"] == "STC (ours)" and r["column"] == "VisWiz"]
+    assert stc[0]["value"] == "51.1" and "Table 2" in stc[0]["cell_source"]
+    md = (out / "table_2.md").read_text()
+    assert "| FastV | published | 1.9 | 60.3 | - |" in md  # the paper's dash
+    assert "| — |" in md  # a missing reproduced cell
+    assert "Δ vs STC (ours) | difference | -0.024 (match)" in md.replace("+", "")
+
+
+def test_latex_marks_best_and_second_best_per_column():
+    pub = load_published()
+    tex = to_latex(build_tables(pub, None, ["2"]))
+    lora = next(line for line in tex.splitlines() if line.startswith("LLaVA-1.5 (lora)"))
+    assert r"\textbf{63.0}" in lora and r"\textbf{86.8}" not in lora  # GQA best: lora; POPE best: YOPO
+    yopo = next(line for line in tex.splitlines() if line.startswith("YOPO"))
+    assert r"\textbf{86.8}" in yopo and r"\underline{86.4}" in lora
+    stc = next(line for line in tex.splitlines() if line.startswith("STC"))
+    assert r"\textbf{51.1}" in stc and r"\textbf{66.3}" in stc  # Avg. tie with LLaVolta: both bold
+    assert r"\textbf{1.9}" not in tex and r"\textbf{7.6}" not in tex  # TFLOPs is not ranked
+    assert r"VQA$^{\mathrm{T}}$" in tex
+
+
+def test_strings_from_models_and_files_are_escaped(db_path, lmms_out, tmp_path):
+    from stf_bench.store.db import open_store
+
+    with open_store(db_path) as store:
+        store.record_lmms_eval(results_file(lmms_out, "oracle-b"), model=EVIL)
+        tables = build_tables(load_published(), store, ["2", "8"], iters=50)
+    html = render(tables, "html")
+    assert "<script>" not in html and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; $k_2$" in html
+    tex = render(tables, "latex")
+    assert r"\textless{}script\textgreater{}alert('x')\textless{}/script\textgreater{} \& \$k\_2\$" in tex
+    assert "<script>" in render(tables, "json")  # JSON keeps the exact name (consumers escape for their medium)
+
+
+def test_report_without_a_store_shows_published_numbers(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["report", "--table", "8", "--format", "md", "--db", str(tmp_path / "none.sqlite"),
+                 "--output-dir", str(out), "--no-plots"]) == 0
+    assert "no results store" in capsys.readouterr().err
+    assert not (tmp_path / "none.sqlite").exists()
+    assert "| STF-7B (ours, k=2, E=1) | published | 301 | 18.1 |" in (out / "table_8.md").read_text()
+
+
+@pytest.mark.parametrize("args, message", [(["--table", "1"], "unknown table '1'"),
+                                           (["--format", "pdf"], "unknown format 'pdf'"),
+                                           (["--bootstrap-iters", "0"], "must be at least 1")])
+def test_report_bad_options(tmp_path, capsys, args, message):
+    assert main(["report", "--db", str(tmp_path / "x.sqlite"), "--output-dir", str(tmp_path / "o"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

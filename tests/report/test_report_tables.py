@@ -1,0 +1,133 @@
+"""Tables from a store built on real lmms-eval output: numbers equal lmms-eval's, rows land in the right tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import results_file
+
+from stf_bench.report.published import load_published
+from stf_bench.report.tables import (
+    MATCH,
+    Cell,
+    Reproduced,
+    build_tables,
+    collect_reproduced,
+    table_ids,
+    verdict,
+)
+
+PUB = load_published()
+TINY = "stf-tiny (data=samples) [llava] @01234567"
+
+
+def _tables(store, ids=("all",)):
+    return {t.id: t for t in build_tables(PUB, store, table_ids(",".join(ids), PUB), iters=300)}
+
+
+def _row(table, method):
+    rows = [r for r in table.rows if r.method == method]
+    assert len(rows) == 1, [r.method for r in table.rows]
+    return rows[0]
+
+
+def test_reproduced_numbers_are_lmms_evals_own(filled_store, lmms_out):
+    tables = _tables(filled_store, ["2", "8"])
+    for model, label, protocol in (("oracle-a", TINY, "llava"), ("oracle-b", "oracle-b [lmms-eval]", "lmms-eval")):
+        res = json.loads(results_file(lmms_out, model).read_text())["results"]
+        row = _row(tables["2"], label)
+        assert row.source == "reproduced" and row.protocol == protocol
+        assert row.cells["SQA"].value == pytest.approx(100 * res["scienceqa_img"]["exact_match,none"])
+        assert row.cells["POPE"].value == pytest.approx(100 * res["pope"]["pope_f1_score,none"])
+        assert row.cells["MMB"].value == pytest.approx(res["mmbench_en_dev"]["gpt_eval_score,none"])
+        chart = _row(tables["8"], label).cells["ChartQA"]
+        assert chart.value == pytest.approx(100 * res["chartqa"]["relaxed_overall,none"])
+        for column in ("SQA", "POPE", "MMB"):  # CIs from the per-sample records, around lmms-eval's number
+            cell = row.cells[column]
+            assert cell.ci is not None and cell.n in (24, 8), (column, cell.note)
+            assert cell.ci[0] <= cell.value <= cell.ci[1]
+        # missing cells are missing, and Avg. needs all eight
+        assert row.cells["GQA"].value is None
+        assert row.cells["Avg."].value is None and "missing GQA" in row.cells["Avg."].note
+    assert _row(tables["2"], "oracle-b [lmms-eval]").cells["MMB"].n == 8  # 8 questions, 3 circular copies each
+
+
+def test_models_land_in_the_tables_their_attributes_pick(filled_store):
+    tables = _tables(filled_store)
+    where = {tid: {r.method for r in t.rows if r.source == "reproduced"} for tid, t in tables.items()}
+    # oracle-b has no preset: only the tables that take any model
+    assert {t for t, rows in where.items() if "oracle-b [lmms-eval]" in rows} == {"2", "8"}
+    # the tiny STF preset (MBTF+STF, k=2, E=1, 8 blocks, Vicuna-tiny) joins every MBTF+STF table it has scores for
+    assert {t for t, rows in where.items() if TINY in rows} == {"2", "3", "4", "5", "6", "7", "8", "13", "14"}
+    assert not where["10"] and not where["11"] and not where["12"] and not where["zoo"]
+    # flops-only models: their own rows, placed by projector and (k, E)
+    assert "stf-7b" in where["2"] and "stf-7b (k=4, e=8)" in where["5"]
+    assert "stf-7b (k=4, e=8)" not in where["2"]  # only TFLOPs: only where a published row checks them
+    assert "llava-1.5-7b" not in {m.split(" ")[0] for rows in where.values() for m in rows}  # prefill: not paper
+
+
+def test_difference_and_verdict_against_the_counterpart(filled_store):
+    tables = _tables(filled_store, ["2", "5", "9"])
+    stf7 = _row(tables["2"], "stf-7b")
+    assert stf7.compared_to == "STC (ours)"
+    assert stf7.cells["TFLOPs"].delta == pytest.approx(1.876 - 1.9) and stf7.cells["TFLOPs"].verdict == MATCH
+    k4 = _row(tables["5"], "stf-7b (k=4, e=8)")
+    assert k4.compared_to == "k=4, E=8" and k4.cells["TFLOPs"].verdict == MATCH
+    # the tiny model has no counterpart (its LLM is not Vicuna-7B): no difference, no verdict
+    tiny = _row(tables["2"], TINY)
+    assert tiny.compared_to is None and tiny.cells["SQA"].delta is None and tiny.cells["TFLOPs"].value == 2.5e-5
+    # reproduced rows sit right after the published row they are compared with
+    methods = [r.method for r in tables["2"].rows]
+    assert methods.index("stf-7b") == methods.index("STC (ours)") + 1
+    latency = {r.method: r for r in tables["9"].rows}
+    stf = latency["stf-tiny (test-cpu, float32, batch 16)"]
+    assert stf.cells["Latency (ms)"].value == 2.0 and stf.cells["Speedup"].value == 4.0
+    assert latency["llava-tiny (test-cpu, float32, batch 16)"].cells["Speedup"].value is None
+
+
+def test_verdict_rules():
+    pub = Cell(61.9)
+    assert verdict("GQA", 0.4, pub, "llava") == MATCH
+    assert verdict("GQA", -0.6, pub, "llava") == "differs"
+    assert verdict("GQA", 0.1, pub, "lmms-eval").startswith("not comparable: protocol lmms-eval")
+    assert verdict("VQA^v2", 0.1, pub, "llava").startswith("not comparable: published: test-dev")
+    assert verdict("GQA", 0.1, pub, "llava", "samples").startswith("not comparable: scored on the sample data")
+    assert verdict("GQA", None, Cell(None, dash=True), "llava") == "no published value"
+    assert verdict("Latency (ms)", -3.0, Cell(346.2), None).startswith("not comparable: absolute time")
+
+
+def test_avg_is_recomputed_only_with_all_eight(filled_store):
+    from stf_bench.report.tables import _reproduced_row
+
+    bench = PUB.benchmarks
+    rng = np.random.default_rng(0)
+    rep = Reproduced("k", "m", "stf-7b", {"projector": "mbtf+stf", "k": 2, "e": 1, "mbtf_blocks": 8,
+                                          "llm": "vicuna-1.5-7b"}, "llava")
+    for i, b in enumerate(bench):
+        rep.cells[b] = Cell(60.0 + i)
+        rep.dists[b] = rng.normal(60.0 + i, 1.0, 200)
+    row = _reproduced_row(PUB.tables["2"], rep, bench)
+    assert row.cells["Avg."].value == pytest.approx(np.mean([60.0 + i for i in range(8)]))
+    assert row.cells["Avg."].ci is not None and row.compared_to == "STC (ours)"
+    assert row.cells["Avg."].delta == pytest.approx(63.5 - 66.3) and row.cells["Avg."].verdict == "differs"
+    del rep.cells["VisWiz"]
+    assert _reproduced_row(PUB.tables["2"], rep, bench).cells["Avg."].value is None
+
+
+def test_no_ci_when_the_results_file_disagrees_with_its_samples(tmp_path, lmms_out):
+    from stf_bench.store.db import open_store
+
+    run_dir = tmp_path / "edited"
+    run_dir.mkdir()
+    src = results_file(lmms_out, "oracle-a")
+    data = json.loads(src.read_text())
+    data["results"]["pope"]["pope_f1_score,none"] = 0.5
+    (run_dir / src.name).write_text(json.dumps(data))
+    with open_store(tmp_path / "r.sqlite") as store:
+        store.record_lmms_eval(run_dir / src.name, samples_paths=list((lmms_out / "oracle-a").glob("*_samples_*")))
+        rep = collect_reproduced(store, iters=100)[0]
+    assert rep.cells["POPE"].value == 50.0 and rep.cells["POPE"].ci is None
+    assert "the results file 50.0000" in rep.cells["POPE"].note
+    assert rep.cells["SQA"].ci is not None

@@ -1,0 +1,104 @@
+"""The SQLite store: where it lives, what it refuses, transactions, and two processes writing at once."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from stf_bench.errors import StfBenchError
+from stf_bench.store.db import DB_ENV, Store, default_db_path, open_store, resolve_db_path
+from stf_bench.store.ingest import parse_paths
+
+
+def test_db_path_order(monkeypatch, tmp_path):
+    monkeypatch.setenv(DB_ENV, str(tmp_path / "env.sqlite"))
+    assert resolve_db_path(tmp_path / "arg.sqlite") == tmp_path / "arg.sqlite"
+    assert resolve_db_path() == tmp_path / "env.sqlite"
+    monkeypatch.delenv(DB_ENV)
+    assert resolve_db_path() == default_db_path()
+    assert default_db_path().parts[-2:] == ("stf-bench", "results.sqlite")
+
+
+def test_new_store_uses_wal_and_creates_folders(tmp_path):
+    with open_store(tmp_path / "a" / "b" / "r.sqlite") as store:
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.counts()["runs"] == 0
+
+
+def test_foreign_files_are_refused_and_left_alone(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("my notes")
+    with pytest.raises(StfBenchError, match=r"notes.txt: not an SQLite file"):
+        open_store(text)
+    assert text.read_text() == "my notes"
+
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE mine (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(StfBenchError, match="not a stf-bench results store"):
+        open_store(other)
+    assert [r[0] for r in sqlite3.connect(other).execute("SELECT name FROM sqlite_master")] == ["mine"]
+
+    with pytest.raises(StfBenchError, match="is a folder"):
+        open_store(tmp_path)
+
+
+def test_corrupt_store_file(tmp_path):
+    path = tmp_path / "r.sqlite"
+    open_store(path).close()
+    data = bytearray(path.read_bytes())
+    data[16:] = b"\xff" * (len(data) - 16)  # keep the header, destroy the rest
+    path.write_bytes(bytes(data))
+    with pytest.raises(StfBenchError, match="r.sqlite"):
+        open_store(path)
+
+
+def test_failure_mid_batch_leaves_nothing(monkeypatch, store, lmms_out, tmp_path):
+    parsed = parse_paths([lmms_out])
+    parsed.latency.append((tmp_path / "l.json", {"models": {"m": {}}, "device": "cpu"}))
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(Store, "_insert_latency", boom)
+    with pytest.raises(RuntimeError):
+        store.add_parsed(parsed)
+    assert store.counts() == dict.fromkeys(store.counts(), 0)
+
+
+WRITER = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    from stf_bench.store.db import open_store
+    from stf_bench.store.ingest import ingest_paths
+    db, tag, go, lmms_out = sys.argv[1:5]
+    while not Path(go).exists():
+        time.sleep(0.01)
+    with open_store(db) as store:
+        for i in range(40):
+            store.record_flops({"model": f"{tag}-{i}", "convention": "paper", "visual_tokens": i, "tflops": 1.0})
+            if i == 20:
+                ingest_paths(store, [lmms_out])  # both processes ingest the same files at the same time
+    print("done")
+""")
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path, lmms_out):
+    db, go = tmp_path / "shared.sqlite", tmp_path / "go"
+    open_store(db).close()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(db), tag, str(go), str(lmms_out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tag in ("p", "q")]
+    go.touch()
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    with open_store(db) as store:
+        models = sorted(f["model"] for f in store.flops())
+        assert len(models) == 80 and len(set(models)) == 80
+        counts = store.counts()
+        assert counts["runs"] == 2 and counts["sample_files"] == 8 and counts["samples"] == 8 * 24

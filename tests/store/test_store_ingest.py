@@ -1,0 +1,171 @@
+"""Ingesting lmms-eval output (written by lmms-eval itself) and stf-bench FLOPs/latency JSON into the store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stf_bench.errors import StfBenchError
+from stf_bench.store.ingest import ingest_paths, parse_paths, split_metric_key
+
+
+def _results(lmms_out: Path, model: str) -> Path:
+    return next((lmms_out / model).glob("*_results.json"))
+
+
+def test_ingest_folder_records_every_number_of_the_results_file(store, lmms_out):
+    results = ingest_paths(store, [lmms_out])
+    runs = store.runs()
+    assert [r.model for r in runs] == ["oracle-a", "oracle-b"]
+    assert sum(r.added for r in results) == 2 + 2 * 4  # two runs, four samples files each
+    for run in runs:
+        data = json.loads(_results(lmms_out, run.model).read_text())
+        stored = {(s.task, s.metric, s.filter): s for s in store.scores(run.id)}
+        expected = {(t, *split_metric_key(k)[:2]): v for t, m in data["results"].items() for k, v in m.items()
+                    if split_metric_key(k) and split_metric_key(k)[2] is None and isinstance(v, float | int)}
+        assert expected and {k: s.value for k, s in stored.items()} == expected
+        assert all(s.n == 24 for s in stored.values())
+        assert run.protocol == "lmms-eval" and run.lmms_eval_version == data["lmms_eval_version"]
+        assert run.model_args == {"pretrained": run.model}
+        assert store.sample_tasks(run.id) == sorted(data["results"])
+        pope = store.samples(run.id, "pope")
+        assert len(pope) == 24 and pope[0].metrics["pope_f1_score"]["ground_truth"] == "yes"
+
+
+def test_ingesting_the_same_files_twice_adds_nothing(store, lmms_out):
+    ingest_paths(store, [lmms_out])
+    before = store.counts()
+    again = ingest_paths(store, [lmms_out, _results(lmms_out, "oracle-a")])
+    assert not any(r.added for r in again)
+    assert store.counts() == before
+    assert store.record_lmms_eval(_results(lmms_out, "oracle-b"))[0].added is False
+
+
+def test_record_lmms_eval_keeps_what_the_caller_knows(store, lmms_out):
+    env = {"device": "cpu", "libraries": {"torch": "x"}, "git_commit": "abc"}
+    out = store.record_lmms_eval(_results(lmms_out, "oracle-a"), samples_paths=[], model="stf-tiny",
+                                 model_args="k=2,e=1", checkpoint_fingerprint="sha256:ff", protocol="llava",
+                                 environment=env, model_config={"projector_type": "mbtf+stf"})
+    assert [r.kind for r in out] == ["run"]
+    run = store.runs()[0]
+    assert (run.model, run.model_args, run.protocol, run.checkpoint_fingerprint) == (
+        "stf-tiny", {"k": 2, "e": 1}, "llava", "sha256:ff")
+    assert run.environment == env and run.model_config == {"projector_type": "mbtf+stf"}
+    assert store.sample_tasks(run.id) == []  # samples_paths=[]: none recorded
+    # the samples can be added later to the same run (same results file), once
+    later = store.record_lmms_eval(_results(lmms_out, "oracle-a"))
+    assert [r.added for r in later] == [False, True, True, True, True]
+    assert len(store.sample_tasks(run.id)) == 4
+
+
+def test_default_environment_names_versions_and_source(store, lmms_out):
+    ingest_paths(store, [_results(lmms_out, "oracle-a")])
+    env = store.runs()[0].environment
+    assert env["source"] == "ingest" and env["lmms_eval_version"]
+    assert "torch" in env["ingested_with"]["libraries"] and env["ingested_with"]["python"]
+
+
+def test_folder_discovery_skips_lmms_eval_submission_files(lmms_out):
+    # lmms-eval's MMBench aggregation wrote submissions/mmbench_en_dev_results.json beside the output folder
+    parsed = parse_paths([lmms_out.parent])
+    assert len(parsed.runs) == 2
+    assert any("mmbench_en_dev_results.json" in s for s in parsed.skipped)
+
+
+def _copy_run(lmms_out: Path, tmp_path: Path, model: str = "oracle-a") -> Path:
+    dst = tmp_path / "copy" / model
+    shutil.copytree(lmms_out / model, dst)
+    return dst
+
+
+@pytest.mark.parametrize("content, expected", [
+    ('{"results": {"pope": ', "not valid JSON"),
+    ('{"foo": 1}', "expected an lmms-eval results file"),
+    ('{"results": {"pope": 3}}', "expected an lmms-eval results file"),
+    ('{"results": {}}', "'results' is empty"),
+    ("\x00\x01binary", "not valid JSON"),
+])
+def test_corrupt_or_foreign_results_file_is_refused_and_nothing_is_written(store, lmms_out, tmp_path, content,
+                                                                          expected):
+    run_dir = _copy_run(lmms_out, tmp_path)
+    bad = run_dir / "20990101_000000_results.json"
+    bad.write_text(content)
+    with pytest.raises(StfBenchError, match=expected) as err:
+        ingest_paths(store, [tmp_path / "copy"])  # a valid run and a bad one: all or nothing
+    assert str(bad) in str(err.value)
+    assert store.counts() == dict.fromkeys(store.counts(), 0)
+
+
+def test_corrupt_samples_line_names_file_and_line(store, lmms_out, tmp_path):
+    run_dir = _copy_run(lmms_out, tmp_path)
+    samples = next(run_dir.glob("*_samples_pope.jsonl"))
+    lines = samples.read_text().splitlines()
+    lines[3] = lines[3][:40]
+    samples.write_text("\n".join(lines) + "\n")
+    with pytest.raises(StfBenchError, match=rf"{samples.name}:4: not valid JSON"):
+        store.record_lmms_eval(next(run_dir.glob("*_results.json")))
+    assert store.counts()["runs"] == 0
+
+
+def test_samples_of_a_task_the_results_file_lacks(store, lmms_out, tmp_path):
+    run_dir = _copy_run(lmms_out, tmp_path)
+    src = next(run_dir.glob("*_samples_pope.jsonl"))
+    shutil.copy(src, src.with_name(src.name.replace("_pope", "_gqa")))
+    with pytest.raises(StfBenchError, match="samples for task 'gqa'"):
+        store.record_lmms_eval(next(run_dir.glob("*_results.json")))
+
+
+def test_samples_file_alone_and_empty_folder_are_refused(store, lmms_out, tmp_path):
+    with pytest.raises(StfBenchError, match="samples file on its own"):
+        ingest_paths(store, [next((lmms_out / "oracle-a").glob("*_samples_pope.jsonl"))])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StfBenchError, match="no lmms-eval results file"):
+        ingest_paths(store, [tmp_path / "empty"])
+    with pytest.raises(StfBenchError, match="no such file"):
+        ingest_paths(store, [tmp_path / "nope.json"])
+
+
+FLOPS = {"model": "stf-7b", "convention": "paper", "visual_tokens": 144, "tflops": 1.876, "components": {"llm": 1.876}}
+LATENCY = {"device": {"type": "cuda", "name": "NVIDIA H100"}, "baseline": "llava-1.5-7b", "speedup": 3.4,
+           "models": {"llava-1.5-7b": {"visual_tokens": 576, "ttft_per_sample_ms": {"mean": 30.0}},
+                      "stf-7b": {"visual_tokens": 144, "ttft_per_sample_ms": {"mean": 8.8}}}}
+
+
+def test_flops_and_latency_records_dedupe_by_content(store, tmp_path):
+    assert store.record_flops(FLOPS).added and not store.record_flops(dict(FLOPS)).added
+    assert [r.added for r in store.record_latency(LATENCY)] == [True, True]
+    assert [r.added for r in store.record_latency(json.loads(json.dumps(LATENCY)))] == [False, False]
+    rows = store.latency()
+    assert [r["model"] for r in rows] == ["llava-1.5-7b", "stf-7b"] and rows[0]["device"] == "NVIDIA H100"
+    assert rows[1]["payload"]["speedup"] == 3.4 and rows[0]["measurement"] == rows[1]["measurement"]
+    assert store.flops()[0]["tflops"] == 1.876
+    # the same JSON files through `ingest`
+    (tmp_path / "f.json").write_text(json.dumps({**FLOPS, "tflops": 1.9}))
+    (tmp_path / "l.json").write_text(json.dumps(LATENCY))
+    added = [r.added for r in ingest_paths(store, [tmp_path / "f.json", tmp_path / "l.json"])]
+    assert added == [True, False, False]
+
+
+@pytest.mark.parametrize("payload", [{"model": "x", "convention": "paper", "visual_tokens": "144", "tflops": 1.0},
+                                     {"model": "x", "convention": "paper", "visual_tokens": 144, "tflops": "nan"},
+                                     {"convention": "paper", "visual_tokens": 144, "tflops": 1.0}])
+def test_malformed_flops_payload(store, payload):
+    with pytest.raises(StfBenchError, match="expected a stf-bench flops JSON object"):
+        store.record_flops(payload)
+    assert store.counts()["flops"] == 0
+
+
+def test_malformed_latency_payload(store):
+    for payload in ({"models": {}}, {"models": {"a": 3}}, {"device": "cpu"}):
+        with pytest.raises(StfBenchError, match="expected a stf-bench latency JSON object"):
+            store.record_latency(payload)
+
+
+def test_split_metric_key():
+    assert split_metric_key("exact_match,none") == ("exact_match", "none", None)
+    assert split_metric_key("exact_match_stderr,none") == ("exact_match", "none", "")
+    assert split_metric_key("pope_f1_score_stderr_clt,none") == ("pope_f1_score", "none", "_clt")
+    assert split_metric_key("alias") is None

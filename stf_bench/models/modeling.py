@@ -102,7 +102,9 @@ class StfLlavaModel(LlavaModel):
         inputs_embeds: torch.Tensor | None = None,
         **kwargs,
     ) -> LlavaModelOutputWithPast:
-        for unused in ("vision_feature_layer", "vision_feature_select_strategy", "image_sizes", "mm_encoder_outputs"):
+        # generate() pre-encodes images with get_image_features and passes them here instead of pixel_values
+        encoded = (kwargs.pop("mm_encoder_outputs", None) or {}).get("image")
+        for unused in ("vision_feature_layer", "vision_feature_select_strategy", "image_sizes"):
             kwargs.pop(unused, None)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
@@ -113,10 +115,10 @@ class StfLlavaModel(LlavaModel):
             image_mask = input_ids == self.config.image_token_id
             inputs_embeds = self.get_input_embeddings()(input_ids.masked_fill(image_mask, 0))
         image_features = None
-        if pixel_values is not None:
+        if pixel_values is not None or encoded is not None:
             if image_mask is None:
                 raise ValueError("pixel_values need input_ids to locate the image placeholders")
-            image_features = self.visual_tokens(pixel_values)  # (B_img, N, H)
+            image_features = self.visual_tokens(pixel_values) if pixel_values is not None else encoded  # (B_img, N, H)
             if not inputs_embeds.is_meta:
                 n_placeholders = int(image_mask.sum())
                 if n_placeholders != image_features.shape[0] * image_features.shape[1]:

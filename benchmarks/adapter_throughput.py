@@ -1,0 +1,131 @@
+"""Throughput of the stf_bench lmms-eval adapter (batch 16) vs lmms-eval's built-in `llava_hf` (batch 1, all it
+supports) on the same transformers-format checkpoint and the same requests, plus the fraction of identical answers.
+
+The checkpoint is `llava-tiny` (or `--model llava-1.5-7b --random-weights` on a GPU) exported with
+`stf_bench.models.export.export_llava_hf`. Requests are the generate_until requests lmms-eval builds for the
+embedded sample data under the llava protocol. Our adapter runs with `image_aspect_ratio=crop` here, i.e. the
+resize + centre crop llava-hf's processor does (the paper's protocol pads to square, which llava_hf cannot), so that
+both adapters see the same pixels and their answers can be compared.
+
+Needs `decord` (llava_hf imports it at module level): `.venv/bin/python -m pip install decord`. Never torchvision.
+
+    .venv/bin/python benchmarks/adapter_throughput.py [--limit 8] [--tasks all] [--device cpu] [--batch-size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def build_requests(tasks: str, limit: int | None) -> tuple[dict, list]:
+    """lmms-eval's generate_until requests for the sample data (llava protocol), and the task datasets they read."""
+    from stf_bench.eval import tasks as registry
+    from stf_bench.eval.runner import load_tasks, quiet_loguru
+
+    quiet_loguru("ERROR")
+    setup = registry.resolve(registry.expand_tasks(tasks), "llava", data="samples")
+    with contextlib.redirect_stdout(sys.stderr):
+        task_dict = load_tasks(setup.task_specs, setup.task_manager)
+    datasets, requests = {}, []
+    from stf_bench.eval.runner import _leaf_tasks
+
+    for name, task in _leaf_tasks(task_dict):
+        task.build_all_requests(limit=limit, rank=0, world_size=1)
+        datasets[name] = task.dataset
+        requests += [r for r in task.instances if r.request_type == "generate_until"]
+    return datasets, requests
+
+
+def fresh(requests: list) -> list:
+    """Copies whose gen_kwargs dicts are not shared (llava_hf pops `until` out of the dict it is given)."""
+    from lmms_eval.api.instance import Instance
+
+    out = []
+    for r in requests:
+        ctx, gen, *rest = r.args
+        out.append(Instance(r.request_type, (ctx, dict(gen), *rest), r.idx, dict(r.metadata)))
+    return out
+
+
+def timed(lm, requests: list) -> tuple[list[str], float]:
+    """Answers and wall seconds of one generate_until call (after a one-request warm-up)."""
+    lm.generate_until(fresh(requests[:1]))
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    answers = lm.generate_until(fresh(requests))
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return [a if isinstance(a, str) else a.text for a in answers], time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="llava-tiny", help="an mlp2x_gelu preset (llava-tiny, llava-1.5-7b)")
+    parser.add_argument("--random-weights", action="store_true", help="build a full-size preset untrained")
+    parser.add_argument("--tasks", default="all")
+    parser.add_argument("--limit", type=int, default=8, help="rows per task (default 8)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32" if not torch.cuda.is_available() else "float16")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from lmms_eval.models.simple.llava_hf import LlavaHf
+
+    from stf_bench import load_model
+    from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.models.export import export_llava_hf
+
+    datasets, requests = build_requests(args.tasks, args.limit)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, processor = load_model(args.model, random_weights=args.random_weights, dtype=torch.float32)
+        export_llava_hf(model, processor, tmp)
+        del model
+
+        ours = StfBenchLmms(pretrained=tmp, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                            image_aspect_ratio="crop")
+        ours.show_progress = False
+        ours.task_dict = datasets
+        our_answers, our_s = timed(ours, requests)
+        del ours
+
+        theirs = LlavaHf(pretrained=tmp, device=args.device, device_map=args.device, dtype=args.dtype, batch_size=1)
+        theirs.task_dict = datasets
+        with contextlib.redirect_stderr(open("/dev/null", "w")):  # its progress bar
+            their_answers, their_s = timed(theirs, requests)
+
+    same = sum(a.strip() == b.strip() for a, b in zip(our_answers, their_answers))
+    n = len(requests)
+    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    figures = {"model": args.model, "device": device, "dtype": args.dtype, "requests": n,
+               "tasks": sorted({r.task_name for r in requests}),
+               "stf_bench": {"batch_size": args.batch_size, "seconds": round(our_s, 2), "samples_per_s": round(n / our_s, 3)},
+               "llava_hf": {"batch_size": 1, "seconds": round(their_s, 2), "samples_per_s": round(n / their_s, 3)},
+               "speedup": round(their_s / our_s, 2), "identical_fraction": round(same / n, 4)}
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print(f"{n} requests ({', '.join(figures['tasks'])}) on {device}, {args.dtype}")
+        print(f"stf_bench (batch {args.batch_size}): {n / our_s:.2f} samples/s ({our_s:.1f} s)")
+        print(f"llava_hf  (batch 1):  {n / their_s:.2f} samples/s ({their_s:.1f} s)")
+        print(f"speedup {their_s / our_s:.2f}x (goal >= 4x); identical answers {same}/{n} = {same / n:.1%} (goal >= 99%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,501 @@
+"""The lmms-eval simple-mode model for the whole stf-bench family (`--model stf_bench --model_args preset=...`).
+
+What the built-in `llava`/`llava_hf` adapters get wrong and this one does not: task and split are looked up per
+request (one call carries the requests of every task), batches are real (left padding, any batch size), every
+`until` string and each request's own `max_new_tokens` are honoured, `loglikelihood` returns the summed
+log-probability of the continuation, and `clean()` leaves the model usable for a second evaluation.
+Answers can be cached per request (`stf_bench.eval.resume`) so that an interrupted run resumes where it died.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+from loguru import logger
+from PIL import Image
+from tqdm import tqdm
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from stf_bench.errors import StfBenchError
+from stf_bench.eval.prompts import TEMPLATE_ID, cut_at_stop, vicuna_v1
+from stf_bench.eval.resume import AnswerCache, request_key
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+DEFAULT_MAX_NEW_TOKENS = 128
+SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "num_beams")
+
+
+class SkippedRow(Exception):
+    """A row that cannot be evaluated (missing or corrupt image): logged, counted, answered with ''."""
+
+
+@dataclass
+class _Loaded:
+    """Holds model and processor outside `lmms.clean()`'s reach (it deletes every nn.Module attribute)."""
+
+    model: Any
+    processor: Any
+
+
+@dataclass
+class _Job:
+    """One pending request, ready to batch."""
+
+    index: int
+    key: str
+    ctx: str
+    doc_fn: Callable[[], dict]
+    doc_to_visual: Callable
+    task: str
+    doc_id: int
+    length: int
+    gen: dict = field(default_factory=dict)
+    continuation: Any = None
+
+
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """'bfloat16' -> torch.bfloat16; None/'auto' -> None (the loader's default)."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if str(dtype).lower() == "auto":
+        return None
+    try:
+        return DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise StfBenchError(f"unknown dtype {dtype!r}; use one of float32, float16, bfloat16") from None
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes on `device` (CUDA: free device memory; CPU: MemAvailable), or None when unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        try:
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return None
+
+
+def check_fits(n_bytes: int | None, device: torch.device, name: str, free: int | None = None) -> None:
+    """Refuse a model whose weights alone exceed the free memory of `device`, before allocating anything."""
+    if not n_bytes:
+        return
+    free = available_memory(device) if free is None else free
+    if free is not None and n_bytes > free:
+        raise StfBenchError(
+            f"model {name!r} needs {_size(n_bytes)} for its weights but {device} has {_size(free)} free; "
+            f"use --dtype float16/bfloat16, a smaller preset (e.g. its -tiny twin), or a device with more memory")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.1f} MiB"
+
+
+def weights_bytes(name: str, load_args: dict) -> int | None:
+    """Bytes the weights will take, known before loading: checkpoint headers, or the preset built on `meta`.
+
+    None when it cannot be known cheaply (a hub checkpoint not yet fetched); the load then fails on OOM instead.
+    """
+    from stf_bench import load_model
+    from stf_bench.models.presets import PRESETS
+
+    element = torch.empty((), dtype=load_args["dtype"]).element_size()
+    folder = Path(name)
+    if folder.is_dir():
+        from safetensors import safe_open
+
+        count = 0
+        for file in folder.glob("*.safetensors"):
+            with safe_open(str(file), "pt") as fh:
+                count += sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())
+        return count * element or None
+    preset = PRESETS.get(name)
+    if preset is None or not (preset.tiny or load_args.get("random_weights") or preset.weights is None):
+        return None
+    meta, _ = load_model(name, device="meta", **load_args)
+    return sum(p.numel() for p in meta.parameters()) * element
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """Cheap identity of loaded weights: names, shapes, dtypes and the first/last values of every tensor."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().reshape(-1)
+        probe = torch.cat([flat[:256], flat[-256:]]).float().cpu().numpy().tobytes()
+        h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        h.update(probe)
+    return h.hexdigest()
+
+
+class _RowStops(StoppingCriteria):
+    """Per-row stop: a row is done at its own max_new_tokens or once its text holds one of its stop strings."""
+
+    def __init__(self, tokenizer, prompt_len: int, max_new: list[int], until: list[list[str]]):
+        self.tokenizer, self.prompt_len, self.max_new = tokenizer, prompt_len, max_new
+        self.until = [[s for s in u if s] for u in until]
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        new = input_ids[:, self.prompt_len:]
+        done = []
+        for row, ids in enumerate(new):
+            if ids.shape[0] >= self.max_new[row]:
+                done.append(True)
+            elif self.until[row]:
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                done.append(any(s in text for s in self.until[row]))
+            else:
+                done.append(False)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class StfBenchLmms(lmms):
+    """lmms-eval model for every stf-bench preset or checkpoint; vicuna_v1 prompts, greedy by default."""
+
+    is_simple = True
+
+    def __init__(self, preset: str | None = None, pretrained: str | None = None, device: str | None = None,
+                 dtype: str | None = None, batch_size: int | str = 1, max_batch_size: int | None = None,
+                 random_weights: bool = False, cache_dir: str | None = None, **overrides: Any) -> None:
+        super().__init__()
+        from accelerate import Accelerator
+
+        from stf_bench import load_model
+
+        self.name = str(preset or pretrained or "stf-tiny")
+        try:
+            self.batch_size_per_gpu = max(1, int(batch_size))
+        except (TypeError, ValueError):
+            raise StfBenchError(f"batch size must be a positive integer, not {batch_size!r}") from None
+        on_cpu = str(device).startswith("cpu") if device else not torch.cuda.is_available()
+        self.accelerator = Accelerator(cpu=on_cpu)  # cpu=True: accelerate only sees CPU ranks (gloo) when told
+        if self.accelerator.num_processes > 1:
+            self._rank = self.accelerator.process_index
+            self._world_size = self.accelerator.num_processes
+            if not on_cpu:
+                device = f"cuda:{self.accelerator.local_process_index}"
+        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch_dtype = parse_dtype(dtype) or (torch.bfloat16 if self._device.type == "cuda" else torch.float32)
+        load_args = dict(random_weights=bool(random_weights), dtype=torch_dtype, **overrides)
+        n_bytes = weights_bytes(self.name, load_args)
+        check_fits(n_bytes, self._device, self.name)
+        try:
+            model, processor = load_model(self.name, device=str(self._device), **load_args)
+        except torch.OutOfMemoryError as exc:
+            raise StfBenchError(f"model {self.name!r} does not fit on {self._device}: {exc}; use --dtype float16, "
+                                f"a smaller preset or a bigger device") from None
+        except RuntimeError as exc:
+            if "size mismatch" in str(exc):
+                raise StfBenchError(f"checkpoint {self.name!r} does not fit the model it declares: {exc}") from None
+            raise
+        model.eval()
+        processor.tokenizer.padding_side = "left"
+        self._loaded = _Loaded(model, processor)
+        self.identity = json.dumps({"model": self.name, "dtype": str(next(model.parameters()).dtype),
+                                    "random_weights": bool(random_weights), "overrides": overrides,
+                                    "weights": weights_fingerprint(model), "template": TEMPLATE_ID}, sort_keys=True)
+        self.answer_cache: AnswerCache | None = AnswerCache(cache_dir, self._rank) if cache_dir else None
+        self.skipped: dict[tuple[str, int], str] = {}
+        self.show_progress = True
+
+    # ---- properties lmms-eval and users read ----
+    @property
+    def model(self):
+        return self._loaded.model
+
+    @property
+    def processor(self):
+        return self._loaded.processor
+
+    @property
+    def tokenizer(self):
+        return self._loaded.processor.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_size_per_gpu
+
+    @property
+    def identity_hash(self) -> str:
+        """Short hash of the model identity (name, dtype, overrides, weights, template): the cache folder name."""
+        return hashlib.sha256(self.identity.encode()).hexdigest()[:16]
+
+    def clean(self) -> None:
+        """Free cached memory but keep the model: lmms-eval calls this after every evaluation."""
+        gc.collect()
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # ---- request plumbing ----
+    def _doc_fn(self, task: str, split: str, doc_id: int) -> Callable[[], dict]:
+        """Look the doc up per request (never per batch): one call mixes the requests of every task."""
+        return lambda: self.task_dict[task][split][doc_id]
+
+    def _images(self, job: _Job) -> list[Image.Image]:
+        """The job's images, decoded now; a missing or corrupt image raises SkippedRow with the reason."""
+        try:
+            visuals = job.doc_to_visual(job.doc_fn())
+        except (KeyError, IndexError):  # a wrong task/split/doc_id is a bug, not a bad row
+            raise
+        except Exception as exc:  # datasets decodes on row access: a corrupt file raises here (or decodes as None)
+            raise SkippedRow(f"image missing or unreadable ({_describe(exc)})") from None
+        if visuals is None or (isinstance(visuals, list) and not visuals):
+            raise SkippedRow("row has no image")
+        visuals = visuals if isinstance(visuals, (list, tuple)) else [visuals]
+        images = []
+        for visual in visuals:
+            if visual is None:
+                raise SkippedRow("image missing or unreadable")
+            if not isinstance(visual, Image.Image):
+                raise SkippedRow(f"visual is a {type(visual).__name__}, not an image")
+            try:
+                visual.load()
+                images.append(visual.convert("RGB"))
+            except Exception as exc:
+                raise SkippedRow(f"image could not be decoded ({_describe(exc)})") from None
+            if min(images[-1].size) < 1:
+                raise SkippedRow("image is empty")
+        return images
+
+    def _skip(self, job: _Job, reason: str) -> None:
+        if (job.task, job.doc_id) not in self.skipped:
+            logger.warning(f"skipping {job.task} doc {job.doc_id}: {reason}")
+        self.skipped[(job.task, job.doc_id)] = reason
+
+    def _length(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _cached(self, key: str) -> Any:
+        return None if self.answer_cache is None else self.answer_cache.get(key)
+
+    def _batches(self, jobs: list[_Job], group: Callable[[_Job], Any]) -> Iterator[list[_Job]]:
+        """Longest first within each group (like lmms-eval's Collator), in chunks of batch_size."""
+        groups: dict[Any, list[_Job]] = {}
+        for job in jobs:
+            groups.setdefault(group(job), []).append(job)
+        for members in groups.values():
+            # equal max_new_tokens together first: one long request would make its whole batch decode that long
+            members.sort(key=lambda j: (-int(j.gen.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)), -j.length, j.index))
+            for start in range(0, len(members), self.batch_size):
+                yield members[start:start + self.batch_size]
+
+    def _progress(self, total: int, done: int, desc: str) -> tqdm:
+        return tqdm(total=total, initial=done, desc=desc, disable=(self.rank != 0 or not self.show_progress),
+                    dynamic_ncols=True, file=None)
+
+    def _inputs(self, prompts: list[str], images: list[Image.Image]) -> dict:
+        batch = self.processor(images=images, text=prompts, return_tensors="pt", padding=True)
+        batch = {k: v.to(self._device) for k, v in batch.items()}
+        batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
+        return batch
+
+    def _prepare(self, batch: list[_Job]) -> tuple[list[int], list[str], list[Image.Image]]:
+        """Positions of the rows whose images load, their vicuna_v1 prompts, and all their images in order."""
+        ready, prompts, images = [], [], []
+        for pos, job in enumerate(batch):
+            try:
+                imgs = self._images(job)
+            except SkippedRow as exc:
+                self._skip(job, str(exc))
+                continue
+            ready.append(pos)
+            prompts.append(vicuna_v1(job.ctx, len(imgs)))
+            images.extend(imgs)
+        return ready, prompts, images
+
+    def _execute(self, results: list, jobs: list[_Job], run_batch: Callable[[list[_Job]], list], group: Callable,
+                 desc: str, skipped_value: Any) -> list:
+        """Run the uncached jobs batch by batch; each batch's answers are cached (fsynced) before the next starts."""
+        with self._progress(len(results), len(results) - len(jobs), desc) as bar:
+            for batch in self._batches(jobs, group):
+                rows = []
+                for job, value in zip(batch, run_batch(batch)):
+                    results[job.index] = skipped_value if value is None else value
+                    if value is not None:  # a skipped row is never cached: it is re-examined on resume
+                        rows.append((job.key, value, {"task": job.task, "doc_id": job.doc_id}))
+                if self.answer_cache is not None:
+                    self.answer_cache.put_many(rows)
+                bar.update(len(batch))
+        return results
+
+    # ---- generate_until ----
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """Batched greedy generation; each request keeps its own stop strings and max_new_tokens."""
+        results: list[Any] = [None] * len(requests)
+        jobs = []
+        for i, req in enumerate(requests):
+            ctx, gen_kwargs, doc_to_visual, doc_id, task, split = req.args
+            gen = dict(gen_kwargs or {})
+            key = request_key(self.identity, "generate_until", task, split, doc_id, ctx, gen, TEMPLATE_ID)
+            cached = self._cached(key)
+            if cached is not None:
+                results[i] = cached
+                continue
+            jobs.append(_Job(i, key, ctx, self._doc_fn(task, split, doc_id), doc_to_visual, task, doc_id,
+                             self._length(ctx), gen))
+        return self._execute(results, jobs, self._generate_batch, _sampling_signature, "stf-bench generate", "")
+
+    def _generate_batch(self, batch: list[_Job]) -> list[str | None]:
+        """Generate for one batch; a skipped row gets None (answered '' and never cached)."""
+        answers: list[str | None] = [None] * len(batch)
+        ready, prompts, images = self._prepare(batch)
+        if not ready:
+            return answers
+        gens = [batch[p].gen for p in ready]
+        until = [_until(g) for g in gens]
+        max_new = [int(g.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)) for g in gens]
+        inputs = self._inputs(prompts, images)
+        prompt_len = inputs["input_ids"].shape[1]
+        tok = self.tokenizer
+        sampling = _sampling_kwargs(gens[0])
+        with torch.inference_mode():
+            out = self.model.generate(
+                **inputs, max_new_tokens=max(max_new), **sampling,
+                stopping_criteria=StoppingCriteriaList([_RowStops(tok, prompt_len, max_new, until)]),
+                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            )
+        for row, pos in enumerate(ready):
+            ids = out[row, prompt_len:prompt_len + max_new[row]]
+            text = tok.decode(ids, skip_special_tokens=True)
+            answers[pos] = cut_at_stop(text, until[row]).strip()
+        return answers
+
+    # ---- loglikelihood ----
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        """(summed log-prob of the continuation given image + context, whether greedy decoding yields it)."""
+        results: list[Any] = [None] * len(requests)
+        jobs = []
+        for i, req in enumerate(requests):
+            ctx, target, doc_to_visual, doc_id, task, split = req.args
+            doc_fn = self._doc_fn(task, split, doc_id)
+            continuation = target if isinstance(target, str) else target(doc_fn())
+            key = request_key(self.identity, "loglikelihood", task, split, doc_id, ctx, continuation, TEMPLATE_ID)
+            cached = self._cached(key)
+            if cached is not None:
+                results[i] = (float(cached[0]), bool(cached[1]))
+                continue
+            jobs.append(_Job(i, key, ctx, doc_fn, doc_to_visual, task, doc_id,
+                             self._length(ctx + continuation), continuation=continuation))
+        return self._execute(results, jobs, self._loglikelihood_batch, lambda j: 0, "stf-bench loglikelihood",
+                             (-math.inf, False))
+
+    def _continuation_length(self, prompt: str, continuation: str) -> int:
+        """Tokens of `continuation` after `prompt`, tokenising the whole string (robust at the word boundary)."""
+        ids_prompt = self.tokenizer(prompt)["input_ids"]
+        ids_full = self.tokenizer(prompt + continuation)["input_ids"]
+        common = 0
+        for a, b in zip(ids_prompt, ids_full):
+            if a != b:
+                break
+            common += 1
+        return len(ids_full) - common
+
+    def _loglikelihood_batch(self, batch: list[_Job]) -> list[tuple[float, bool] | None]:
+        scores: list[tuple[float, bool] | None] = [None] * len(batch)
+        ready, prompts, images = self._prepare(batch)
+        if not ready:
+            return scores
+        texts = [prompt + batch[pos].continuation for pos, prompt in zip(ready, prompts)]
+        n_cont = [self._continuation_length(prompt, batch[pos].continuation) for pos, prompt in zip(ready, prompts)]
+        inputs = self._inputs(texts, images)
+        keep = max(n_cont) + 1
+        with torch.inference_mode():
+            logits = self.model(**inputs, logits_to_keep=keep).logits[:, -keep:].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        ids = inputs["input_ids"]
+        for row, pos in enumerate(ready):
+            n = n_cont[row]
+            if n == 0:
+                scores[pos] = (0.0, True)
+                continue
+            target = ids[row, -n:]
+            step = logprobs[row, keep - n - 1:keep - 1]
+            total = step.gather(-1, target[:, None]).sum().item()
+            greedy = bool((step.argmax(-1) == target).all().item())
+            scores[pos] = (float(total), greedy)
+        return scores
+
+    # ---- multi-round ----
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[list[str]]:
+        """Rounds per request until the task's doc_to_text signals the end; returns every round's answer."""
+        results = []
+        for req in tqdm(requests, desc="stf-bench multi-round", disable=self.rank != 0 or not self.show_progress):
+            ctx, gen_kwargs, doc_to_visual, doc_to_text, doc_id, task, split = req.args
+            doc_fn = self._doc_fn(task, split, doc_id)
+            gen = dict(gen_kwargs or {})
+            outputs: list[str] = []
+            info = None
+            visual_fn = doc_to_visual
+            for round_idx in range(int(gen.pop("max_rounds", 16))):
+                if round_idx:
+                    visuals, ctx, terminal, outputs, info = doc_to_text(
+                        doc_fn(), previous_output=outputs, round_idx=round_idx, previous_round_info=info)
+                    outputs = list(outputs)
+                    if terminal:
+                        break
+                    if visuals is not None:
+                        visual_fn = functools.partial(_fixed_visuals, visuals)
+                job = _Job(0, "", ctx, doc_fn, visual_fn, task, doc_id, 0, gen)
+                answer = self._generate_batch([job])[0]
+                outputs.append(answer if answer is not None else "")
+            results.append(outputs)
+        return results
+
+
+def _fixed_visuals(visuals: list, _doc: dict) -> list:
+    """doc_to_visual for a later round: the visuals doc_to_text returned, whatever the doc."""
+    return visuals
+
+
+def _describe(exc: Exception) -> str:
+    """`Type: message` without memory addresses, so that the same bad row gives the same reason every run."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {exc}")
+
+
+def _until(gen: dict) -> list[str]:
+    until = gen.get("until", [])
+    if isinstance(until, str):
+        return [until]
+    if not isinstance(until, (list, tuple)):
+        raise StfBenchError(f"gen_kwargs 'until' must be a string or a list of strings, not {type(until).__name__}")
+    return list(until)
+
+
+def _sampling_signature(job: _Job) -> tuple:
+    """Requests batch together only when they decode the same way (greedy vs sampling settings)."""
+    return tuple(job.gen.get(k) for k in SAMPLING_KEYS)
+
+
+def _sampling_kwargs(gen: dict) -> dict:
+    """Greedy unless the task asks for sampling (temperature > 0 or do_sample)."""
+    temperature = float(gen.get("temperature") or 0.0)
+    do_sample = bool(gen.get("do_sample", False)) or temperature > 0
+    kwargs: dict = {"do_sample": do_sample, "num_beams": int(gen.get("num_beams") or 1)}
+    if do_sample:
+        kwargs["temperature"] = temperature or 1.0
+        if gen.get("top_p") is not None:
+            kwargs["top_p"] = float(gen["top_p"])
+        if gen.get("top_k") is not None:
+            kwargs["top_k"] = int(gen["top_k"])
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs

@@ -1,0 +1,98 @@
+"""`stf-bench run`: accuracy of a model on the benchmarks through lmms-eval; with no flags, the embedded default
+(stf-tiny on the sample data of all ten tasks, llava protocol, CPU).
+
+Multi-process: `accelerate launch --num_processes N -m stf_bench.cli run ...` on GPUs, or
+`torchrun --nproc_per_node N -m stf_bench.cli run ...` (GPUs or CPU; `accelerate launch --cpu` starts one process
+unless accelerate is configured for MPI). Requests are sharded by rank, rank 0 gathers and writes the results.
+Killed and restarted with the same flags, a run reuses every finished answer (`{output-dir}/.resume/`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from stf_bench.errors import StfBenchError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `stf-bench run`."""
+    parser.add_argument("--model", default="stf-tiny", help="preset name, checkpoint directory or hub id (default stf-tiny)")
+    parser.add_argument("--model-args", default="", help="k=v,... model overrides, e.g. k=4,e=8 or random_weights=true")
+    parser.add_argument("--tasks", default="all", help="all, paper8, or a comma list of task names (default all)")
+    parser.add_argument("--protocol", default="llava", choices=["llava", "lmms-eval"],
+                        help="llava: the paper's evaluation (default); lmms-eval: lmms-eval's own task definitions")
+    parser.add_argument("--data", default="samples", choices=["samples", "hub", "local"],
+                        help="samples: the embedded sample data (default); hub: the real datasets; local: --data-dir")
+    parser.add_argument("--data-dir", default=None, help="folder of local dataset snapshots (implies --data local)")
+    parser.add_argument("--limit", type=float, default=None, help="at most this many rows per task (testing only)")
+    parser.add_argument("--batch-size", type=int, default=8, help="requests per forward pass (default 8)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
+                        help="weights dtype (default: float32 on CPU, bfloat16 on CUDA)")
+    parser.add_argument("--output-dir", default="results", help="where lmms-eval's results and samples go (default results/)")
+    parser.add_argument("--format", default="table", choices=["table", "json"],
+                        help="table (default) or json: {task: {metric: value}} on stdout, nothing else")
+    parser.add_argument("--no-store", action="store_true", help="do not record the run in the results store")
+    parser.add_argument("--no-resume", action="store_true", help="ignore answers cached by an earlier, interrupted run")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def spec_from_args(args: argparse.Namespace):
+    """The RunSpec the flags describe."""
+    from stf_bench.eval.runner import RunSpec
+    from stf_bench.models.presets import parse_model_args
+
+    if args.batch_size < 1:
+        raise StfBenchError(f"--batch-size must be at least 1, not {args.batch_size}")
+    if args.limit is not None and args.limit <= 0:
+        raise StfBenchError(f"--limit must be positive, not {args.limit:g}")
+    limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
+    data = "local" if args.data_dir else args.data
+    if data == "local" and not args.data_dir:
+        raise StfBenchError("--data local needs --data-dir DIR (one folder per dataset, as `hf download` writes it)")
+    return RunSpec(model=args.model, model_args=parse_model_args(args.model_args), tasks=args.tasks,
+                   protocol=args.protocol, data=data, data_dir=args.data_dir, limit=limit,
+                   batch_size=args.batch_size, device=args.device, dtype=args.dtype, output_dir=args.output_dir,
+                   resume=not args.no_resume, show_progress=not args.no_progress)
+
+
+def format_table(outcome) -> str:
+    """Plain-text table: benchmark, metric, value (paper units), skipped rows."""
+    rows = [("benchmark", "metric", "value", "skipped")]
+    for task, metrics in outcome.headline.items():
+        skipped = outcome.skipped_by_benchmark.get(task, 0)
+        for metric, value in metrics.items():
+            rows.append((task, metric, f"{value:.2f}", str(skipped) if skipped else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"\nresults: {outcome.results_path}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the evaluation; 0 on success (StfBenchError -> exit 2 in stf_bench.cli)."""
+    from stf_bench.eval.runner import evaluate, json_ready, record_in_store
+
+    spec = spec_from_args(args)
+    outcome = evaluate(spec)
+    if outcome is None:  # a non-zero rank: rank 0 reports
+        return 0
+    for task, rows in outcome.skipped.items():
+        print(f"warning: {task}: {len(rows)} row(s) skipped, scored as an empty answer "
+              f"(first: doc {rows[0]['doc_id']}: {rows[0]['reason']})", file=sys.stderr)
+    status = 0
+    if not args.no_store:
+        try:
+            print(record_in_store(outcome, spec), file=sys.stderr)
+        except StfBenchError as exc:
+            print(f"stf-bench run: results written to {outcome.results_path} but not recorded in the store: {exc}; "
+                  f"fix it, then `stf-bench ingest {outcome.results_path}`", file=sys.stderr)
+            status = 1
+    if args.format == "json":
+        print(json.dumps(json_ready(outcome.headline), indent=2, sort_keys=True))
+    else:
+        print(format_table(outcome))
+    return status

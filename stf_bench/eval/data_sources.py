@@ -1,0 +1,217 @@
+"""Where each benchmark's rows come from: the embedded samples, the HF hub, or local snapshots (`--data-dir`).
+
+All three end the same way: a list of local parquet files per benchmark (plus GQA's image files), which the task
+configs load with `dataset_path: parquet`. A data dir holds one folder per dataset, exactly as
+`hf download --repo-type dataset <repo> --local-dir DIR/<Folder>` writes it (see docs/protocols.md); the files of
+a config's split are found from the dataset card's `configs:` block when it has one, else from the standard
+`<config>/<split>-*.parquet` / `data/<split>-*.parquet` names. Nothing here retries: a missing dataset is a
+StfBenchError naming it and the exact command that fetches it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stf_bench.errors import StfBenchError
+
+DATA_MODES = ("samples", "hub")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A benchmark's dataset: hub repo (as lmms-eval 0.7.3's YAML names it), local folder, config and split."""
+
+    repo: str
+    folder: str
+    config: str | None
+    split: str
+    images_config: str | None = None  # GQA keeps its images in a second config, joined on imageId
+
+    def configs(self) -> list[str | None]:
+        """The configs whose `split` files a run needs."""
+        return [self.config] + ([self.images_config] if self.images_config else [])
+
+
+SOURCES: dict[str, Source] = {
+    "gqa": Source("lmms-lab-encoder/GQA", "GQA", "testdev_balanced_instructions", "testdev",
+                  images_config="testdev_balanced_images"),
+    "scienceqa_img": Source("lmms-lab-encoder/ScienceQA", "ScienceQA", "ScienceQA-IMG", "test"),
+    "textvqa_val": Source("lmms-lab-encoder/textvqa", "textvqa", None, "validation"),
+    "pope": Source("lmms-lab-encoder/POPE", "POPE", None, "test"),
+    "mmbench_en_dev": Source("lmms-lab-encoder/MMBench", "MMBench", "en", "dev"),
+    "mmbench_cn_dev": Source("lmms-lab-encoder/MMBench", "MMBench", "cn", "dev"),
+    "vqav2_val": Source("lmms-lab-encoder/VQAv2", "VQAv2", None, "validation"),
+    "vizwiz_vqa_val": Source("lmms-lab-encoder/VizWiz-VQA", "VizWiz-VQA", None, "val"),
+    "ocrbench": Source("echo840/OCRBench", "OCRBench", None, "test"),
+    "chartqa": Source("lmms-lab-encoder/ChartQA", "ChartQA", None, "test"),
+}
+
+
+@dataclass
+class DataFiles:
+    """The local parquet files of one benchmark's evaluation split (and, for GQA, of its image table)."""
+
+    split: str
+    files: list[str]
+    image_files: list[str] = field(default_factory=list)
+
+    def data_files(self) -> dict[str, list[str]]:
+        """The `data_files` argument of `datasets.load_dataset("parquet", ...)`."""
+        return {self.split: list(self.files)}
+
+
+def _patterns(config: str | None, split: str) -> list[str]:
+    """Where a config's split lives in a hub snapshot when its dataset card does not say."""
+    if config:
+        return [f"{config}/{split}-*.parquet", f"{config}/{split}/*.parquet", f"{config}/{split}.parquet",
+                f"data/{config}/{split}-*.parquet"]
+    return [f"data/{split}-*.parquet", f"data/{split}/*.parquet", f"data/{split}.parquet", f"{split}-*.parquet",
+            f"default/{split}-*.parquet"]
+
+
+def _card_patterns(folder: Path, config: str | None, split: str) -> list[str]:
+    """The `configs:` data_files patterns of the dataset card (README.md front matter) for config/split."""
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return []
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith("---"):
+        return []
+    end = text.find("\n---", 3)
+    if end == -1:
+        return []
+    import yaml
+
+    try:
+        meta = yaml.safe_load(text[3:end]) or {}
+    except yaml.YAMLError:
+        return []
+    wanted = config or "default"
+    for entry in meta.get("configs") or []:
+        if not isinstance(entry, dict) or entry.get("config_name", "default") != wanted:
+            continue
+        files = entry.get("data_files") or []
+        files = [files] if isinstance(files, str) else files
+        out = []
+        for item in files:
+            if isinstance(item, dict) and item.get("split") == split:
+                paths = item.get("path")
+                out.extend([paths] if isinstance(paths, str) else list(paths or []))
+        return out
+    return []
+
+
+def fetch_command(benchmark: str, dest: str = "DIR") -> str:
+    """The exact `hf download` command that fetches what `benchmark` needs into `dest/<Folder>`."""
+    src = SOURCES[benchmark]
+    includes = " ".join(f'--include "{c or "data"}/{src.split}*"' for c in src.configs())
+    return (f"hf download --repo-type dataset {src.repo} {includes} --include README.md "
+            f"--local-dir {dest}/{src.folder}")
+
+
+def _check_parquet(path: Path, benchmark: str) -> None:
+    """Fail clearly on a file that is not parquet (e.g. a git-lfs pointer left by a clone without LFS)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head != b"PAR1":
+        raise StfBenchError(f"{benchmark}: {path} is not a parquet file (a git-lfs pointer or a partial download?); "
+                            f"fetch it again with: {fetch_command(benchmark)}")
+
+
+def local_files(benchmark: str, root: Path) -> DataFiles:
+    """Resolve a benchmark's split files inside a data dir laid out as docs/protocols.md says."""
+    src = SOURCES[benchmark]
+    folder = Path(root) / src.folder
+    if not folder.is_dir():
+        raise StfBenchError(f"{benchmark}: dataset folder {folder} does not exist; fetch {src.repo} with:\n  "
+                            f"{fetch_command(benchmark, str(root))}")
+    return _folder_files(benchmark, folder, fetch_command(benchmark, str(root)))
+
+
+def _folder_files(benchmark: str, folder: Path, how_to_fetch: str) -> DataFiles:
+    """The split files (and GQA image files) inside one dataset folder (a data-dir entry or a hub snapshot)."""
+    src = SOURCES[benchmark]
+    found: list[list[str]] = []
+    for config in src.configs():
+        patterns = _card_patterns(folder, config, src.split) or _patterns(config, src.split)
+        files = sorted({str(p) for pat in patterns for p in folder.glob(pat) if p.is_file()})
+        if not files:
+            what = f"config {config!r}, " if config else ""
+            raise StfBenchError(f"{benchmark}: no parquet files for {what}split {src.split!r} in {folder} "
+                                f"(looked for {', '.join(patterns)}); fetch them with:\n  {how_to_fetch}")
+        for f in files:
+            _check_parquet(Path(f), benchmark)
+        found.append(files)
+    return DataFiles(src.split, found[0], found[1] if len(found) > 1 else [])
+
+
+def hub_files(benchmark: str) -> DataFiles:
+    """Download (or find in the HF cache) the files a benchmark needs; offline or unreachable -> StfBenchError."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    src = SOURCES[benchmark]
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    try:  # the dataset card first: its configs say which files hold the split
+        card = Path(snapshot_download(src.repo, repo_type="dataset", allow_patterns=["README.md"], etag_timeout=10))
+        allow = [p for c in src.configs() for p in (_card_patterns(card, c, src.split) or _patterns(c, src.split))]
+        folder = snapshot_download(src.repo, repo_type="dataset", allow_patterns=allow + ["README.md"],
+                                   etag_timeout=10)
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        why = "HF_HUB_OFFLINE is set and it is not in the local hub cache" if offline else \
+            f"the hub could not be reached ({str(exc).splitlines()[0][:160]})"
+        raise StfBenchError(f"{benchmark}: dataset {src.repo} is unavailable: {why}. Fetch it where there is "
+                            f"network with:\n  {fetch_command(benchmark)}\nthen run with --data-dir DIR") from exc
+    return _folder_files(benchmark, Path(folder), fetch_command(benchmark))
+
+
+def locate(benchmarks: list[str], data: str = "samples", data_dir: Path | str | None = None) -> dict[str, DataFiles]:
+    """Local files for each benchmark from the chosen source (data_dir, when given, wins over `data`)."""
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise StfBenchError(f"--data-dir {root} is not a directory; create it and fetch the datasets into it "
+                                f"(see docs/protocols.md), e.g.:\n  {fetch_command(benchmarks[0], str(root))}")
+        return {b: local_files(b, root) for b in benchmarks}
+    if data == "samples":
+        from stf_bench.eval.samples import ensure_samples
+
+        root = ensure_samples()
+        return {b: local_files(b, root) for b in benchmarks}
+    if data == "hub":
+        return {b: hub_files(b) for b in benchmarks}
+    raise StfBenchError(f"unknown data source {data!r}; use one of {', '.join(DATA_MODES)} or --data-dir DIR")
+
+
+# ---------------------------------------------------------------- GQA: join the image table on imageId
+
+
+def gqa_join_images(dataset, image_files: list[str]):
+    """process_docs for GQA: add each question's `image` (a PIL image, opened lazily) from the image table."""
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    by_id: dict[str, dict] = {}
+    for path in image_files:
+        table = pq.read_table(path, columns=["id", "image"])
+        by_id.update(zip(table.column("id").to_pylist(), table.column("image").to_pylist()))
+    missing = sorted(set(dataset["imageId"]) - by_id.keys())
+    if missing:
+        raise StfBenchError(f"gqa: {len(missing)} questions refer to images missing from {image_files} "
+                            f"(e.g. imageId {missing[0]!r}); the instructions and images configs do not match")
+
+    def _open(image_id: str):
+        cell = by_id[image_id]
+        try:
+            return Image.open(io.BytesIO(cell["bytes"]))
+        except Exception:  # a corrupt image: the adapter reports and skips this row when it is used
+            return None
+
+    def add_images(batch: dict) -> dict:
+        batch["image"] = [_open(i) for i in batch["imageId"]]
+        return batch
+
+    return dataset.with_transform(add_images)

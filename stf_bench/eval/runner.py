@@ -1,0 +1,329 @@
+"""One evaluation: model + tasks + protocol + data -> lmms-eval results, written in lmms-eval's layout.
+
+`evaluate(spec)` builds the adapter (or reuses one), points its answer cache at `{output_dir}/.resume/<model>`,
+runs `lmms_eval.evaluator.simple_evaluate`, checks that every task was scored honestly (no empty dataset, no
+task whose rows were all skipped), writes `{output_dir}/{model}/{date}_results.json` and one
+`{date}_samples_{task}.jsonl` per task through lmms-eval's EvaluationTracker, and returns the paper-unit headline.
+Under `accelerate launch` / torchrun every rank calls it; rank 0 writes and returns the outcome, others get None.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import json
+import math
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stf_bench.errors import StfBenchError
+
+RESUME_DIR = ".resume"
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a run (the CLI flags, as data)."""
+
+    model: str = "stf-tiny"
+    model_args: dict = field(default_factory=dict)
+    tasks: str = "all"
+    protocol: str = "llava"
+    data: str = "samples"
+    data_dir: str | None = None
+    limit: float | None = None
+    batch_size: int = 8
+    device: str | None = None
+    dtype: str | None = None
+    output_dir: str = "results"
+    resume: bool = True
+    show_progress: bool = True
+    verbosity: str = "WARNING"
+
+
+@dataclass
+class RunOutcome:
+    """What a finished run produced (rank 0 only)."""
+
+    headline: dict[str, dict[str, float]]
+    results: dict
+    skipped: dict[str, list[dict]]
+    results_path: Path
+    sample_paths: list[Path]
+    tasks: list[str]
+    skipped_by_benchmark: dict[str, int] = field(default_factory=dict)
+
+
+def quiet_loguru(level: str = "WARNING") -> None:
+    """Send lmms-eval's loguru output to stderr (its default sink is stdout, which `--format json` keeps clean)."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=level, format="{time:HH:mm:ss} | {level: <7} | {message}")
+
+
+def build_model(spec: RunSpec):
+    """The stf_bench lmms-eval model for `spec` (loading errors become StfBenchError)."""
+    from stf_bench.eval.adapter import StfBenchLmms
+
+    return StfBenchLmms(preset=spec.model, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size,
+                        **spec.model_args)
+
+
+def model_args_string(spec: RunSpec) -> str:
+    """lmms-eval style `pretrained=NAME,k=v,...`: names the output folder and is recorded in the results."""
+    parts = [f"pretrained={spec.model}"] + [f"{k}={v}" for k, v in spec.model_args.items()]
+    if spec.dtype:
+        parts.append(f"dtype={spec.dtype}")
+    return ",".join(parts)
+
+
+def _datetime_str(output_dir: Path, model_dir: str) -> str:
+    """A UTC timestamp that names no existing results file in the model's output folder."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d_%H%M%S")
+    candidate, n = stamp, 1
+    while (output_dir / model_dir / f"{candidate}_results.json").exists():
+        n += 1
+        candidate = f"{stamp}_{n}"
+    return candidate
+
+
+def _spec_name(spec: Any) -> str:
+    return spec if isinstance(spec, str) else str(spec.get("task", spec)) if isinstance(spec, dict) else repr(spec)
+
+
+def _leaf_tasks(task_dict: dict) -> Iterator[tuple[str, Any]]:
+    """(name, Task) for every task of an lmms-eval task dict, groups flattened."""
+    for name, obj in task_dict.items():
+        if isinstance(obj, dict):
+            yield from _leaf_tasks(obj)
+        elif obj is not None:
+            yield str(name), obj[1] if isinstance(obj, tuple) else obj
+
+
+def load_tasks(task_specs: list, task_manager) -> dict:
+    """Load every task once, one at a time, so that a failure names its task; refuse tasks with no rows.
+
+    lmms-eval itself crashes with an IndexError on an empty dataset and retries a failing load five times before
+    raising a bare RetryError: neither names the task or the fix.
+    """
+    from lmms_eval.evaluator import _enable_reentrant_filelocks
+    from lmms_eval.tasks import get_task_dict
+
+    _enable_reentrant_filelocks()  # as simple_evaluate does: nested load_dataset calls must not deadlock
+    merged: dict = {}
+    for spec in task_specs:
+        try:
+            loaded = get_task_dict([spec], task_manager)
+        except StfBenchError:
+            raise
+        except Exception as exc:
+            cause = exc
+            if type(exc).__name__ == "RetryError" and hasattr(exc, "last_attempt"):
+                cause = exc.last_attempt.exception() or exc
+            if isinstance(cause, IndexError) and "size 0" in str(cause):
+                raise StfBenchError(f"task {_spec_name(spec)!r}: the dataset has no rows; check --data/--data-dir "
+                                    f"(an empty or wrongly filtered snapshot)") from None
+            raise StfBenchError(f"task {_spec_name(spec)!r} could not be loaded: {type(cause).__name__}: {cause}; "
+                                f"check --data/--data-dir") from None
+        for name, task in _leaf_tasks(loaded):
+            if len(task.eval_docs) == 0:
+                raise StfBenchError(f"task {name!r}: the dataset has no rows; check --data/--data-dir")
+        merged.update(loaded)
+    return merged
+
+
+@contextlib.contextmanager
+def lenient_images() -> Iterator[None]:
+    """Decode a corrupt dataset image as None instead of raising, so that the adapter skips (and counts) that row.
+
+    Without it, lmms-eval dies while building a task whose first row has a bad image (it decodes row 0 to check
+    the task), and `datasets` raises on every access to a bad row.
+    """
+    from datasets.features import Image as ImageFeature
+
+    original = ImageFeature.decode_example
+
+    def decode(self, value, token_per_repo_id=None):
+        try:
+            return original(self, value, token_per_repo_id=token_per_repo_id)
+        except Exception:  # the adapter reports the row as skipped: "image missing or unreadable"
+            return None
+
+    ImageFeature.decode_example = decode
+    try:
+        yield
+    finally:
+        ImageFeature.decode_example = original
+
+
+@contextlib.contextmanager
+def _preloaded(task_dict: dict) -> Iterator[None]:
+    """Make simple_evaluate use the task dict `load_tasks` already built instead of loading every dataset again."""
+    import lmms_eval.evaluator as lmms_evaluator
+
+    original = lmms_evaluator.get_task_dict
+    lmms_evaluator.get_task_dict = lambda *args, **kwargs: task_dict
+    try:
+        yield
+    finally:
+        lmms_evaluator.get_task_dict = original
+
+
+def _backend() -> str:
+    """lmms-eval's collective backend: plain torch.distributed once a process group is up (as its own CLI picks).
+
+    Its `accelerate` path gathers 0-d tensors, which comes back as a bare int on CPU/gloo and crashes.
+    """
+    import torch.distributed as dist
+
+    return "torchrun" if dist.is_available() and dist.is_initialized() else "accelerate"
+
+
+def _gather_skipped(lm) -> dict[str, list[dict]]:
+    """Skipped rows of every rank, by task: [{"doc_id", "reason"}] sorted by doc_id."""
+    import torch.distributed as dist
+
+    local = [{"task": t, "doc_id": d, "reason": r} for (t, d), r in lm.skipped.items()]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        everything: list = [None] * dist.get_world_size()
+        dist.all_gather_object(everything, local)
+        local = [row for part in everything for row in part]
+    by_task: dict[str, dict[int, dict]] = {}
+    for row in local:
+        by_task.setdefault(row["task"], {})[row["doc_id"]] = {"doc_id": row["doc_id"], "reason": row["reason"]}
+    return {t: [rows[d] for d in sorted(rows)] for t, rows in sorted(by_task.items())}
+
+
+def check_honest(results: dict, skipped: dict[str, list[dict]]) -> None:
+    """Refuse results that would look like scores but are not: empty datasets, tasks with every row skipped."""
+    for task, counts in results.get("n-samples", {}).items():
+        rows = counts.get("effective", 0)
+        if 0 < rows < 1:  # --limit as a fraction of the rows, as lmms-eval reads it
+            rows = math.ceil(counts.get("original", 0) * rows)
+        if counts.get("original", 0) == 0 or rows == 0:
+            raise StfBenchError(f"task {task!r} has no rows in the selected data; check --data/--data-dir "
+                                f"(the dataset is empty) or raise --limit")
+        n_skipped = len(skipped.get(task, []))
+        if n_skipped >= rows:
+            reasons = sorted({row["reason"] for row in skipped[task]})
+            raise StfBenchError(f"task {task!r}: all {n_skipped} rows were skipped ({'; '.join(reasons)[:300]}); "
+                                f"fix the dataset's images, nothing was scored")
+
+
+def _save(tracker, results: dict, samples: dict, datetime_str: str, output_dir: Path, model_dir: str
+          ) -> tuple[Path, list[Path]]:
+    """Write results + per-task samples with lmms-eval's tracker, and verify the files exist (it swallows errors)."""
+    tracker.save_results_aggregated(results=results, samples=samples, datetime_str=datetime_str)
+    for task_name in results["configs"]:
+        if task_name in samples:
+            tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
+    folder = output_dir / model_dir
+    date_id = datetime_str.replace(":", "-")
+    results_path = folder / f"{date_id}_results.json"
+    sample_paths = [folder / f"{date_id}_samples_{t}.jsonl" for t in results["configs"] if t in samples]
+    missing = [p for p in [results_path, *sample_paths] if not p.exists()]
+    if missing:
+        raise StfBenchError(f"could not write {missing[0]}; check that --output-dir {output_dir} is writable")
+    return results_path, sample_paths
+
+
+def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
+    """Run `spec` end to end; returns the outcome on rank 0 and None on other ranks.
+
+    `lm`: an adapter to reuse (else built from `spec`); `task_registry`: anything with `expand_tasks`, `resolve`
+    and `headline` (default: stf_bench.eval.tasks, the ten benchmarks).
+    """
+    if task_registry is None:
+        from stf_bench.eval import tasks as task_registry
+
+    names = task_registry.expand_tasks(spec.tasks)
+    setup = task_registry.resolve(names, spec.protocol, data=spec.data, data_dir=spec.data_dir)
+
+    import lmms_eval.evaluator as lmms_evaluator
+    from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
+    from lmms_eval.utils import sanitize_model_name
+
+    quiet_loguru(spec.verbosity)
+    with contextlib.redirect_stdout(sys.stderr), lenient_images():
+        task_dict = load_tasks(setup.task_specs, setup.task_manager)  # data errors surface before a model loads
+    lm = lm if lm is not None else build_model(spec)
+    lm.show_progress = spec.show_progress
+    output_dir = Path(spec.output_dir)
+    if spec.resume:
+        from stf_bench.eval.resume import AnswerCache
+
+        lm.answer_cache = AnswerCache(output_dir / RESUME_DIR / lm.identity_hash, lm.rank)
+    else:
+        lm.answer_cache = None
+    lm.skipped = {}
+
+    model_args = model_args_string(spec)
+    model_dir = sanitize_model_name(spec.model)
+    datetime_str = _datetime_str(output_dir, model_dir)
+    tracker = EvaluationTracker(output_path=str(output_dir))
+    # what lmms-eval and its tasks read from its CLI namespace (submission files go under output_path/submissions)
+    cli_args = argparse.Namespace(process_with_media=False, reasoning_tags=None, agentic_trace_mode="basic",
+                                  output_path=str(output_dir / model_dir), log_samples_suffix="",
+                                  stf_bench_protocol=spec.protocol, stf_bench_data=spec.data)
+    with contextlib.redirect_stdout(sys.stderr), _preloaded(task_dict), lenient_images():
+        results = lmms_evaluator.simple_evaluate(
+            model=lm, model_args=model_args, tasks=setup.task_specs, task_manager=setup.task_manager,
+            limit=spec.limit, log_samples=True, evaluation_tracker=tracker, bootstrap_iters=0,
+            cli_args=cli_args, datetime_str=datetime_str, verbosity=spec.verbosity,
+            batch_size=spec.batch_size, device=str(lm.device), distributed_executor_backend=_backend(),
+        )
+    skipped = _gather_skipped(lm)
+    if results is None:  # not rank 0
+        return None
+    check_honest(results, skipped)
+    samples = results.pop("samples")
+    headline = task_registry.headline(results, setup.lmms_names)
+    results["config"]["model"] = spec.model
+    results["stf_bench"] = {
+        "model": spec.model, "model_args": spec.model_args, "model_identity": lm.identity,
+        "tasks": names, "protocol": spec.protocol, "data": spec.data, "data_dir": spec.data_dir,
+        "limit": spec.limit, "headline": headline, "skipped": skipped,
+        "n_skipped": {t: len(rows) for t, rows in skipped.items()},
+        "world_size": lm.world_size, "resumed_answers": 0 if lm.answer_cache is None else lm.answer_cache.hits,
+    }
+    results_path, sample_paths = _save(tracker, results, samples, datetime_str, output_dir, model_dir)
+    by_benchmark = skipped_by_benchmark(skipped, setup.lmms_names, results.get("group_subtasks", {}))
+    return RunOutcome(headline, results, skipped, results_path, sample_paths, names, by_benchmark)
+
+
+def skipped_by_benchmark(skipped: dict[str, list], lmms_names: dict[str, str], groups: dict[str, list]
+                         ) -> dict[str, int]:
+    """Skipped-row counts per benchmark name (a benchmark may be an lmms-eval group of subtasks, like POPE's)."""
+    out = {}
+    for bench, lmms_name in lmms_names.items():
+        members = {lmms_name, *groups.get(lmms_name, [])}
+        count = sum(len(rows) for task, rows in skipped.items() if task in members)
+        if count:
+            out[bench] = count
+    return out
+
+
+def record_in_store(outcome: RunOutcome, spec: RunSpec, db_path: str | None = None) -> str:
+    """Record the run (results + samples) in the results store (`stf_bench.store`, $STF_BENCH_DB); returns a note."""
+    from stf_bench.store.db import collect_environment, open_store
+
+    meta = outcome.results["stf_bench"]
+    environment = {**collect_environment(), "source": "stf-bench run", "torch_device": outcome.results["config"].get("device"),
+                   "world_size": meta["world_size"]}
+    with open_store(db_path) as store:
+        records = store.record_lmms_eval(
+            outcome.results_path, outcome.sample_paths, model=spec.model,
+            model_args={**spec.model_args, "protocol": spec.protocol, "data": spec.data, "dtype": spec.dtype},
+            checkpoint_fingerprint=json.loads(meta["model_identity"])["weights"], protocol=spec.protocol,
+            environment=environment)
+        return f"recorded in the results store {store.path} (run {records[0].id})"
+
+
+def json_ready(headline: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Headline with plain floats, for `--format json`."""
+    return {task: {metric: float(value) for metric, value in metrics.items()} for task, metrics in headline.items()}

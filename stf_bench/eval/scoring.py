@@ -1,0 +1,188 @@
+"""Scoring rules: the paper's (LLaVA-1.5 official evaluation) and the fixes the lmms-eval protocol needs.
+
+Where lmms-eval already implements a rule, it is called, not rewritten: VQA accuracy (vqav2 / textvqa / vizwiz
+process_results, EvalAI normaliser), POPE precision/recall/F1, MMBench's circular evaluator (static method: no
+judge model), OCRBench's per-row check, ChartQA's relaxed correctness. What LLaVA does differently is here:
+POPE's lenient yes/no parsing and per-split F1 average, the SQA answer parser, GQA's normalisation, OCRBench
+points without the module-global total. lmms-eval modules are imported lazily (importing them is slow).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import re
+import statistics
+import sys
+from collections.abc import Iterable
+
+POPE_SPLITS = ("adversarial", "popular", "random")
+MMBENCH_SYS_PROMPT = "There are several options:"  # lmms-eval's mmbench.yaml metadata.sys_prompt
+SQA_OPTIONS = ("A", "B", "C", "D", "E")
+
+
+# ---------------------------------------------------------------- VQA accuracy (10 annotators, leave one out)
+
+
+def vqa_accuracy(prediction: str, answers: list[str]) -> float:
+    """VQA accuracy of one prediction: mean over the 10 leave-one-out subsets of min(1, matches / 3).
+
+    Both sides go through the EvalAI normaliser; this is lmms-eval's textvqa rule (= LLaVA's m4c evaluator).
+    """
+    from lmms_eval.tasks.textvqa.utils import textvqa_process_results
+
+    doc = {"answers": list(answers), "question_id": 0}
+    return float(textvqa_process_results(doc, [prediction])["exact_match"])
+
+
+def vqav2_accuracy(prediction: str, doc: dict) -> float:
+    """LLaVA's VQAv2 pipeline: EvalAI-normalise the prediction (convert_vqav2_for_submission), then the official
+    VQA rule as lmms-eval's vqav2_process_results implements it; the doc's answers are not modified."""
+    from lmms_eval.tasks._task_utils.vqa_eval_metric import EvalAIAnswerProcessor
+    from lmms_eval.tasks.vqav2.utils import vqav2_process_results
+
+    doc = {**doc, "answers": copy.deepcopy(doc["answers"])}
+    return float(vqav2_process_results(doc, [EvalAIAnswerProcessor()(prediction)])["exact_match"])
+
+
+def vizwiz_accuracy(prediction: str, doc: dict) -> float:
+    """VizWiz VQA accuracy (lmms-eval's vizwiz_vqa_process_results, which normalises both sides)."""
+    from lmms_eval.tasks.vizwiz_vqa.utils import vizwiz_vqa_process_results
+
+    doc = {**doc, "answers": list(doc["answers"])}
+    return float(vizwiz_vqa_process_results(doc, [prediction])["exact_match"])
+
+
+def textvqa_accuracy(prediction: str, doc: dict) -> float:
+    """TextVQA accuracy (lmms-eval's textvqa_process_results = LLaVA's TextVQAAccuracyEvaluator)."""
+    return vqa_accuracy(prediction, doc["answers"])
+
+
+# ---------------------------------------------------------------- GQA, SQA
+
+
+def gqa_correct(prediction: str, answer: str) -> bool:
+    """LLaVA's GQA rule: strip, drop trailing periods, lower-case (convert_gqa_for_eval), then exact match."""
+    return prediction.strip().rstrip(".").lower() == answer
+
+
+def sqa_parse(prediction: str, n_choices: int) -> int:
+    """LLaVA's eval_science_qa parser: a bare letter, 'X. ...', or 'The answer is X'; -1 when none applies."""
+    text = prediction.replace("\n", ". ")
+    if text.strip() in SQA_OPTIONS:
+        letter = text.strip()
+    elif len(text) >= 3 and text[0] in SQA_OPTIONS and text[1:3] == ". ":
+        letter = text[0]
+    else:
+        match = re.search(r"The answer is ([A-E])\.", text) or re.search(r"The answer is ([A-E])", text)
+        letter = match.group(1) if match else ""
+    index = SQA_OPTIONS.index(letter) if letter else -1
+    return index if 0 <= index < n_choices else -1
+
+
+# ---------------------------------------------------------------- POPE
+
+
+def pope_parse(prediction: str) -> str:
+    """LLaVA's eval_pope: keep the first sentence, drop commas; 'no' if it has the word No/no/not, else 'yes'."""
+    text = prediction.split(".")[0] if "." in prediction else prediction
+    words = text.replace(",", "").split(" ")
+    return "no" if ("No" in words or "not" in words or "no" in words) else "yes"
+
+
+def pope_f1(items: list[dict]) -> float:
+    """F1 of yes-as-positive over items {prediction, ground_truth} (lmms-eval's pope_aggregate_f1_score)."""
+    from lmms_eval.tasks.pope.utils import pope_aggregate_f1_score
+
+    return float(pope_aggregate_f1_score(items))
+
+
+def pope_f1_average(items: list[dict]) -> float:
+    """The paper's POPE number: F1 computed within each split (category), then averaged over the splits present."""
+    by_split: dict[str, list[dict]] = {}
+    for item in items:
+        by_split.setdefault(item["category"], []).append(item)
+    return statistics.mean(pope_f1(group) for group in by_split.values())
+
+
+def pope_accuracy(items: list[dict]) -> float:
+    """Share of items whose parsed answer equals the label."""
+    return statistics.mean(float(i["prediction"] == i["ground_truth"]) for i in items)
+
+
+# ---------------------------------------------------------------- MMBench (circular)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """lmms-eval's MMBench evaluator prints tables; keep stdout clean for `--format json`."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def mmbench_circular(items: list[dict], eval_method: str = "static") -> float:
+    """MMBench circular accuracy (fraction): a question counts only if it and all its copies at index + k*1e6
+    are answered right. Answers are extracted by MMBench's own rules, then (static) lmms-eval's MCQ extractor."""
+    if not items:
+        return float("nan")
+    if eval_method == "static":
+        from lmms_eval.tasks.mmbench.mmbench_evals import MMBench_Evaluator
+
+        evaluator = MMBench_Evaluator(sys_prompt=MMBENCH_SYS_PROMPT)
+    else:  # the GPT judge, only when the user asked for it (needs OPENAI_API_KEY)
+        from lmms_eval.tasks.mmbench.en_utils import mmbench_evaluator as evaluator
+    with _stdout_to_stderr():
+        overall, _, _ = evaluator.eval_result(list(items), eval_method=eval_method)
+    return float(overall)
+
+
+def mmbench_circular_judge(items: list[dict]) -> float:
+    """MMBench circular accuracy with the GPT judge for unparsable answers: only when the user asks for it."""
+    return mmbench_circular(items, "openai")
+
+
+def mmbench_item(doc: dict, prediction: str) -> dict:
+    """What MMBench's evaluator needs from one row and its prediction."""
+    keys = ("index", "question", "answer", "hint", "source", "split", "category", "L2-category", "A", "B", "C", "D")
+    return {**{k: doc.get(k) for k in keys}, "prediction": prediction.strip()}
+
+
+# ---------------------------------------------------------------- OCRBench, ChartQA
+
+
+def ocrbench_score(prediction: str, doc: dict) -> int:
+    """1 if a reference answer occurs in the prediction under OCRBench's rules (lmms-eval's per-row check)."""
+    from lmms_eval.tasks.ocrbench.utils import ocrbench_process_results
+
+    return int(ocrbench_process_results(doc, [prediction])["ocrbench_accuracy"]["score"])
+
+
+def ocrbench_points(items: Iterable[dict]) -> float:
+    """OCRBench in points out of 1000: 1000 x the mean row score (on the full 1000-question set, the total)."""
+    scores = [float(i["score"]) for i in items]
+    return 1000.0 * statistics.mean(scores) if scores else float("nan")
+
+
+def relaxed_correct(prediction: str, answer: str) -> bool:
+    """ChartQA relaxed accuracy: numbers within 5% relative error, other answers exact (case-insensitive)."""
+    from lmms_eval.tasks.chartqa.utils import relaxed_correctness
+
+    return bool(relaxed_correctness(prediction, answer))
+
+
+# ---------------------------------------------------------------- fixes used by the lmms-eval protocol
+
+
+def lmms_ocrbench_aggregate(results: list[dict], args=None) -> float:
+    """lmms-eval's OCRBench aggregate with its module-global per-category totals reset first (they accumulate
+    across calls, so a second evaluation in one process would double the score)."""
+    from lmms_eval.tasks.ocrbench import utils as ocr
+
+    for key in ocr.OCRBench_score:
+        ocr.OCRBench_score[key] = 0
+    return ocr.ocrbench_aggregate_accuracy(results, args)
+
+
+def lmms_mmbench_static(results: list[dict], args=None) -> float:
+    """lmms-eval's MMBench dev aggregate with eval_method='static' (no GPT judge), x100 as lmms-eval reports it."""
+    return 100.0 * mmbench_circular(results, "static")

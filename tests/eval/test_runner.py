@@ -1,0 +1,94 @@
+"""The runner over a tiny two-task registry: lmms-eval layout, bad rows, empty data, reuse of one model, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stf_bench.errors import StfBenchError
+from stf_bench.eval.runner import RESUME_DIR, RunSpec, evaluate
+
+
+@pytest.fixture(scope="module")
+def lm():
+    from stf_bench.eval.adapter import StfBenchLmms
+
+    return StfBenchLmms(preset="stf-tiny", device="cpu", dtype="float32", batch_size=4)
+
+
+def _spec(tmp_path, **kw) -> RunSpec:
+    return RunSpec(output_dir=str(tmp_path / "out"), show_progress=False, **kw)
+
+
+def _predictions(outcome) -> dict[str, list]:
+    out = {}
+    for path in outcome.sample_paths:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        out[path.name.split("_samples_")[1]] = [(r["doc_id"], r["filtered_resps"]) for r in sorted(rows, key=lambda r: r["doc_id"])]
+    return out
+
+
+def test_writes_lmms_eval_layout_and_counts_a_bad_row(tmp_path, lm, tiny_tasks):
+    reg = tiny_tasks(bad_rows=(0, 2))  # lmms-eval decodes row 0 while building a task: it must not crash
+    outcome = evaluate(_spec(tmp_path), lm=lm, task_registry=reg)
+    assert outcome.results_path.parent == tmp_path / "out" / "stf-tiny"
+    saved = json.loads(outcome.results_path.read_text())
+    assert set(saved["results"]) == {"stfb_tiny_a", "stfb_tiny_b"}
+    assert saved["stf_bench"]["n_skipped"] == {"stfb_tiny_a": 2, "stfb_tiny_b": 2}
+    assert "image missing or unreadable" in saved["stf_bench"]["skipped"]["stfb_tiny_a"][0]["reason"]
+    assert outcome.skipped_by_benchmark == {"stfb_tiny_a": 2, "stfb_tiny_b": 2}
+    preds = _predictions(outcome)
+    assert [d for d, _ in preds["stfb_tiny_a.jsonl"]] == list(range(6))
+    assert [d for d, p in preds["stfb_tiny_a.jsonl"] if p == ""] == [0, 2]
+    metric = saved["results"]["stfb_tiny_a"]["pred_len,none"]
+    lengths = [len(p) for _, p in preds["stfb_tiny_a.jsonl"]]
+    assert metric == pytest.approx(sum(lengths) / 6)
+    assert outcome.headline["stfb_tiny_a"]["pred_len"] == pytest.approx(100 * metric)
+
+
+def test_second_evaluation_with_the_same_model_instance(tmp_path, lm, tiny_tasks):
+    reg = tiny_tasks()
+    first = evaluate(_spec(tmp_path, resume=False), lm=lm, task_registry=reg)
+    second = evaluate(_spec(tmp_path, resume=False), lm=lm, task_registry=reg)  # lmms-eval called lm.clean() between
+    assert second.headline == first.headline and _predictions(second) == _predictions(first)
+    assert second.results_path != first.results_path
+
+
+def test_rerun_reuses_every_cached_answer(tmp_path, lm, tiny_tasks):
+    reg = tiny_tasks()
+    first = evaluate(_spec(tmp_path), lm=lm, task_registry=reg)
+    assert first.results["stf_bench"]["resumed_answers"] == 0
+    again = evaluate(_spec(tmp_path), lm=lm, task_registry=reg)
+    assert again.results["stf_bench"]["resumed_answers"] == 12
+    assert again.headline == first.headline and _predictions(again) == _predictions(first)
+    assert list((tmp_path / "out" / RESUME_DIR).iterdir())[0].name == lm.identity_hash
+
+
+def test_empty_dataset_is_an_error_and_writes_no_results(tmp_path, lm, tiny_tasks):
+    reg = tiny_tasks(empty=True)
+    with pytest.raises(StfBenchError, match="no rows"):
+        evaluate(_spec(tmp_path), lm=lm, task_registry=reg)
+    assert not list((tmp_path / "out").glob("*/*_results.json"))
+
+
+def test_all_rows_unreadable_is_an_error_not_a_zero(tmp_path, lm, tiny_tasks):
+    reg = tiny_tasks(rows=3, bad_rows=(0, 1, 2))
+    with pytest.raises(StfBenchError, match="all 3 rows were skipped"):
+        evaluate(_spec(tmp_path), lm=lm, task_registry=reg)
+    assert not list((tmp_path / "out").glob("*/*_results.json"))
+
+
+def test_unknown_task_is_an_error(tmp_path, lm, tiny_tasks):
+    reg = tiny_tasks()
+    with pytest.raises(StfBenchError, match="unknown task"):
+        evaluate(_spec(tmp_path, tasks="nope"), lm=lm, task_registry=reg)
+
+
+def test_honesty_check_counts_rows_of_a_fractional_limit():
+    from stf_bench.eval.runner import check_honest
+
+    results = {"n-samples": {"t": {"original": 10, "effective": 0.5}}}
+    check_honest(results, {"t": [{"doc_id": 0, "reason": "x"}]})  # 1 of 5 rows skipped: fine
+    with pytest.raises(StfBenchError, match="all 5 rows"):
+        check_honest(results, {"t": [{"doc_id": i, "reason": "x"} for i in range(5)]})

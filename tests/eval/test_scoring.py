@@ -1,0 +1,236 @@
+"""Scoring rules on rows built like the real datasets, with hand-worked expected values.
+
+The llava protocol must follow LLaVA-1.5's official rules; the lmms-eval protocol must equal lmms-eval's own
+functions (checked on the task objects lmms-eval builds, in test_tasks.py, and on single rows here).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from stf_bench.eval import llava_protocol as lp
+from stf_bench.eval import scoring
+
+# ---------------------------------------------------------------- VQA accuracy: min(1, matches/3) over 10 leave-one-out
+
+
+def _crowd(right: str, n_right: int, wrong: str = "cat") -> list[str]:
+    return [right] * n_right + [wrong] * (10 - n_right)
+
+
+@pytest.mark.parametrize("n_right, expected", [
+    (0, 0.0),
+    (1, 0.3),   # left-out is the match (1/10): 0 left -> 0; otherwise 1 left -> 1/3.  9/10 * 1/3 = 0.3
+    (2, 0.6),   # 2/10 * 1/3 + 8/10 * 2/3 = 0.6
+    (3, 0.9),   # 3/10 * 2/3 + 7/10 * 1 = 0.9
+    (4, 1.0),   # at least 3 matches remain in every subset
+    (10, 1.0),
+])
+def test_vqa_accuracy_leave_one_out(n_right, expected):
+    assert scoring.vqa_accuracy("dog", _crowd("dog", n_right)) == pytest.approx(expected)
+
+
+def test_vqa_accuracy_normalises_both_sides():
+    crowd = ["two"] * 3 + ["2"] + ["a dog"] * 6
+    assert scoring.vqa_accuracy("2", crowd) == pytest.approx(1.0)  # "two" -> "2": four matches
+    assert scoring.vqa_accuracy("Dog.", crowd) == pytest.approx(1.0)  # case, period and article
+    assert scoring.vqa_accuracy("dogs", crowd) == 0.0
+
+
+def _vqav2_doc(crowd: list[str]) -> dict:
+    return {"question_id": 1, "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1}
+                                          for i, a in enumerate(crowd)]}
+
+
+def test_vqav2_rule_matches_hand_worked_values_and_keeps_the_doc():
+    doc = _vqav2_doc(["Yes"] * 2 + ["no"] * 8)
+    before = [dict(a) for a in doc["answers"]]
+    assert scoring.vqav2_accuracy("yes", doc) == pytest.approx(0.6)
+    assert scoring.vqav2_accuracy("No.", doc) == pytest.approx(1.0)  # normalised like LLaVA's submission script
+    assert doc["answers"] == before  # lmms-eval's function edits answers in place; ours works on a copy
+
+
+def test_vizwiz_and_textvqa_rules():
+    doc = {"question_id": "VizWiz_val_00000001", "answers": ["unanswerable"] * 3 + ["red"] * 7}
+    assert scoring.vizwiz_accuracy("Unanswerable", doc) == pytest.approx(0.9)
+    assert scoring.textvqa_accuracy("RED", {"question_id": 7, "answers": doc["answers"]}) == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------- POPE
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("Yes", "yes"), ("No", "no"), ("no", "no"),
+    ("Yes, there is a dog in the image.", "yes"),
+    ("No, there is no dog.", "no"),
+    ("There is not a dog in the image.", "no"),
+    ("Yes. There is no cat, though.", "yes"),  # only the first sentence counts
+    ("There is nothing.", "yes"),  # words, not substrings
+    ("NO", "yes"),  # LLaVA matches 'No', 'no', 'not' exactly: an all-caps NO is read as yes
+    ("Absolutely", "yes"),
+])
+def test_pope_lenient_parsing(text, parsed):
+    assert scoring.pope_parse(text) == parsed
+
+
+def _pope_items(category: str, pairs: list[tuple[str, str]]) -> list[dict]:
+    return [{"category": category, "prediction": p, "ground_truth": g, "score": float(p == g), "question_id": str(i)}
+            for i, (p, g) in enumerate(pairs)]
+
+
+def test_pope_f1_is_averaged_over_splits():
+    # adversarial: TP=2 FP=1 FN=1 -> P=R=2/3, F1=2/3; popular: perfect -> 1; random: always yes on 2 yes + 2 no
+    # -> P=1/2, R=1, F1=2/3.  Average (2/3 + 1 + 2/3)/3 = 7/9.
+    adversarial = _pope_items("adversarial", [("yes", "yes"), ("yes", "yes"), ("yes", "no"), ("no", "yes"),
+                                              ("no", "no")])
+    popular = _pope_items("popular", [("yes", "yes"), ("no", "no")])
+    random = _pope_items("random", [("yes", "yes"), ("yes", "yes"), ("yes", "no"), ("yes", "no")])
+    items = adversarial + popular + random
+    assert scoring.pope_f1(adversarial) == pytest.approx(2 / 3)
+    assert scoring.pope_f1(random) == pytest.approx(2 / 3)
+    assert scoring.pope_f1_average(items) == pytest.approx(7 / 9)
+    # pooled F1 (lmms-eval's `pope` task) differs: TP=5 FP=3 FN=1 -> P=5/8, R=5/6, F1=5/7
+    assert scoring.pope_f1(items) == pytest.approx(5 / 7)
+
+
+def test_pope_process_results_feeds_each_split_and_the_average():
+    doc = {"question_id": "3", "category": "popular", "answer": "no", "question": "Is there a dog in the image?"}
+    out = lp.pope_process_results(doc, ["No, there is not."])
+    assert set(out) == {"pope_f1_avg", "pope_accuracy", "pope_f1_popular"}
+    assert out["pope_f1_popular"]["prediction"] == "no" and out["pope_accuracy"]["score"] == 1.0
+
+
+# ---------------------------------------------------------------- MMBench circular
+
+
+def _mmbench_rows(index: int, options: list[str], right: str) -> list[dict]:
+    rows = []
+    for k in range(len(options)):
+        rotated = options[k:] + options[:k]
+        rows.append({"index": index + k * 1_000_000, "question": "What color is the circle?", "hint": None,
+                     "answer": "ABCD"[rotated.index(right)], **dict(zip("ABCD", rotated + [None] * 4)),
+                     "category": "attribute_recognition", "L2-category": "finegrained_perception (instance-level)",
+                     "source": "test", "split": "dev"})
+    return rows
+
+
+def _answer_all(rows: list[dict], wrong_at: set[int] = frozenset(), style: str = "letter") -> list[dict]:
+    items = []
+    for k, row in enumerate(rows):
+        letter = row["answer"] if k not in wrong_at else next(x for x in "ABCD" if x != row["answer"] and row[x])
+        text = {"letter": letter, "dotted": f"{letter}. {row[letter]}", "text": f"It is {row[letter]}"}[style]
+        items.append(scoring.mmbench_item(row, text))
+    return items
+
+
+def test_mmbench_circular_needs_every_copy_right():
+    q1 = _mmbench_rows(7, ["red", "blue", "green", "black"], "green")
+    q2 = _mmbench_rows(8, ["one", "two", "three"], "two")
+    assert [r["answer"] for r in q1] == ["C", "B", "A", "D"]  # the right option moves with each rotation
+    assert scoring.mmbench_circular(_answer_all(q1) + _answer_all(q2)) == pytest.approx(1.0)
+    # one wrong copy of q1 sinks q1 only: 1 of 2 questions
+    assert scoring.mmbench_circular(_answer_all(q1, wrong_at={2}) + _answer_all(q2)) == pytest.approx(0.5)
+    # a copy answered wrongly fails the question even if the original is right
+    assert scoring.mmbench_circular(_answer_all(q2, wrong_at={1})) == 0.0
+
+
+@pytest.mark.parametrize("style", ["dotted", "text"])
+def test_mmbench_extracts_answers_without_a_judge(style):
+    q = _mmbench_rows(3, ["red", "blue", "green", "black"], "blue")
+    assert scoring.mmbench_circular(_answer_all(q, style=style)) == pytest.approx(1.0)
+
+
+def test_mmbench_prompt_follows_llava():
+    row = {**_mmbench_rows(5, ["red", "blue", "green"], "blue")[0], "hint": "Look at the shapes."}
+    assert lp.mmbench_en_doc_to_text(row) == ("Look at the shapes.\nWhat color is the circle?\nA. red\nB. blue\n"
+                                              "C. green\nAnswer with the option's letter from the given choices "
+                                              "directly.")
+    assert lp.mmbench_cn_doc_to_text({**row, "hint": "nan"}).endswith("C. green\n请直接回答选项字母。")
+
+
+# ---------------------------------------------------------------- SQA, GQA, OCRBench, ChartQA
+
+
+@pytest.mark.parametrize("text, n, index", [
+    ("B", 3, 1), ("B. blue", 3, 1), ("The answer is C.", 3, 2), ("Hmm. The answer is A", 2, 0),
+    ("b", 3, -1), ("D", 3, -1), ("(B)", 3, -1), ("B.blue", 3, -1),
+])
+def test_sqa_parser_is_llavas(text, n, index):
+    assert scoring.sqa_parse(text, n) == index
+
+
+def test_sqa_prompt_and_score():
+    doc = {"question": "Which shape is shown?", "choices": ["circle", "square"], "answer": 1, "hint": "A picture."}
+    assert lp.sqa_doc_to_text(doc) == ("Context: A picture.\nWhich shape is shown?\nA. circle\nB. square\n"
+                                       "Answer with the option's letter from the given choices directly.")
+    assert lp.sqa_process_results(doc, ["B"])["exact_match"] == 1.0
+    assert lp.sqa_process_results(doc, ["A"])["exact_match"] == 0.0
+    assert not lp.sqa_doc_to_text({**doc, "hint": ""}).startswith("Context")
+
+
+@pytest.mark.parametrize("text, answer, ok", [
+    ("Yes.", "yes", True), (" left ", "left", True), ("Left...", "left", True), ("the left", "left", False),
+])
+def test_gqa_normalisation(text, answer, ok):
+    assert scoring.gqa_correct(text, answer) is ok
+
+
+def test_textvqa_prompt_carries_ocr_tokens():
+    doc = {"question": "what is the first word?", "ocr_tokens": ["HOTEL", "MARKET"]}
+    assert lp.textvqa_doc_to_text(doc) == ("what is the first word?\nReference OCR token: HOTEL, MARKET\n"
+                                           "Answer the question using a single word or phrase.")
+    assert "Reference" not in lp.textvqa_doc_to_text({**doc, "ocr_tokens": []})
+
+
+def test_ocrbench_points_and_the_reset_aggregate(tmp_path, monkeypatch):
+    from lmms_eval.tasks.ocrbench import utils as ocr
+
+    monkeypatch.chdir(tmp_path)  # lmms-eval's aggregate writes results/ocrbench_results.txt into the cwd
+
+    items = [{"question_type": "Regular Text Recognition", "score": s} for s in (1, 0, 1, 1)]
+    assert scoring.ocrbench_points(items) == pytest.approx(750.0)
+    # lmms-eval's own aggregate accumulates a module-global total: a second call doubles it
+    first = ocr.ocrbench_aggregate_accuracy(items, None)
+    assert ocr.ocrbench_aggregate_accuracy(items, None) == pytest.approx(2 * first)
+    # ours resets it, so every call returns lmms-eval's first-call value (points / 1000)
+    assert scoring.lmms_ocrbench_aggregate(items) == pytest.approx(0.003)
+    assert scoring.lmms_ocrbench_aggregate(items) == pytest.approx(0.003)
+
+
+def test_ocrbench_row_rule():
+    doc = {"dataset": "HME100k", "question_type": "Handwritten Mathematical Expression Recognition",
+           "answer": ["x+1=3"], "question": "q"}
+    assert scoring.ocrbench_score("$x + 1 = 3$", doc) == 1  # HME ignores spaces
+    doc = {"dataset": "IIIT5K", "question_type": "Regular Text Recognition", "answer": ["hotel"], "question": "q"}
+    assert scoring.ocrbench_score("It says HOTEL", doc) == 1 and scoring.ocrbench_score("motel", doc) == 0
+
+
+@pytest.mark.parametrize("pred, answer, ok", [
+    ("10.4", "10", True), ("10.6", "10", False), ("5%", "0.05", True), ("fig", "Fig", True), ("Figs", "Fig", False),
+])
+def test_chartqa_relaxed_accuracy(pred, answer, ok):
+    assert scoring.relaxed_correct(pred, answer) is ok
+
+
+def test_chartqa_rows_feed_their_split():
+    out = lp.chartqa_process_results({"type": "augmented_test", "answer": "12"}, ["12.3"])
+    assert out == {"relaxed_overall": 1.0, "relaxed_augmented_split": 1.0}
+
+
+# ---------------------------------------------------------------- lmms-eval protocol: its own functions
+
+
+def test_lmms_mmbench_static_equals_lmms_evals_evaluator():
+    from lmms_eval.tasks.mmbench.mmbench_evals import MMBench_Evaluator
+
+    q = _mmbench_rows(1, ["a", "b", "c", "d"], "c") + _mmbench_rows(2, ["x", "y"], "y")
+    items = _answer_all(q[:4], wrong_at={3}) + _answer_all(q[4:])
+    expected, _, _ = MMBench_Evaluator(sys_prompt="There are several options:").eval_result(items, "static")
+    assert scoring.lmms_mmbench_static(items) == pytest.approx(100 * expected) == pytest.approx(50.0)
+
+
+def test_empty_inputs_do_not_pretend_to_score():
+    assert math.isnan(scoring.ocrbench_points([]))
+    assert math.isnan(scoring.mmbench_circular([]))

@@ -14,6 +14,7 @@ import json
 import sys
 
 from stf_bench.errors import StfBenchError
+from stf_bench.store.cli import add_store_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="results", help="where lmms-eval's results and samples go (default results/)")
     parser.add_argument("--format", default="table", choices=["table", "json"],
                         help="table (default) or json: {task: {metric: value}} on stdout, nothing else")
-    parser.add_argument("--no-store", action="store_true", help="do not record the run in the results store")
+    add_store_arguments(parser)
     parser.add_argument("--no-resume", action="store_true", help="ignore answers cached by an earlier, interrupted run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -86,13 +87,13 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     if not args.no_store:
         try:
-            print(record_in_store(outcome, spec), file=sys.stderr)
+            print(record_in_store(outcome, spec, args.db), file=sys.stderr)
         except StfBenchError as exc:
             print(f"stf-bench run: results written to {outcome.results_path} but not recorded in the store: {exc}; "
                   f"fix it, then `stf-bench ingest {outcome.results_path}`", file=sys.stderr)
             status = 1
     if args.format == "json":
-        print(json.dumps(json_ready(outcome.headline), indent=2, sort_keys=True))
+        print(json.dumps(json_ready(outcome.headline), indent=2))  # task order, headline metric first
     else:
         print(format_table(outcome))
     return status

@@ -5,13 +5,7 @@ from __future__ import annotations
 import argparse
 
 from stf_bench.errors import StfBenchError
-
-
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--db PATH` / `--no-store`."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--db", help="results store to record into (default: $STF_BENCH_DB, else the user cache dir)")
-    group.add_argument("--no-store", action="store_true", help="print only; record nothing in the results store")
+from stf_bench.store.cli import add_store_arguments  # noqa: F401  (flops/latency CLIs import it from here)
 
 
 def store_results(args: argparse.Namespace, payloads: list[dict], kind: str) -> None:

@@ -14,6 +14,13 @@ def add_db_argument(parser: argparse.ArgumentParser) -> None:
                         help=f"results store (SQLite file); default: ${DB_ENV}, else a file in the user cache dir")
 
 
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--db PATH` / `--no-store` for the commands that record results (run, flops, latency)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--db", help=f"results store to record into (default: ${DB_ENV}, else the user cache dir)")
+    group.add_argument("--no-store", action="store_true", help="record nothing in the results store")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `stf-bench ingest`."""
     parser.add_argument("paths", nargs="+", metavar="PATH",

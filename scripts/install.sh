@@ -13,7 +13,8 @@ venv="${STF_BENCH_VENV:-.venv}"
 extra="${1:-}"
 py="${PYTHON:-python3}"
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-warn-conflicts)
+# (--no-warn-conflicts: pip would list every lmms-eval requirement we leave out on purpose, torchvision first)
 [ -d /opt/wheels ] && pip+=(--find-links /opt/wheels)
 # 1. torch first, pinned: a CPU wheel where one is provided locally; otherwise the registry's build.
 "${pip[@]}" "torch==${STF_BENCH_TORCH:-2.13.0}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     fmts = formats(args.format)
     store = open_existing(args.db)
     try:
-        reproduced = collect_reproduced(store, iters=args.bootstrap_iters, seed=args.seed) if store else []
+        with contextlib.redirect_stdout(sys.stderr):  # lmms-eval's MMBench scorer prints; stdout stays ours
+            reproduced = collect_reproduced(store, iters=args.bootstrap_iters, seed=args.seed) if store else []
         tables = build_tables(published, store, ids, reproduced=reproduced)
         plot_ids = [] if args.no_plots else [t for t in PLOT_TABLES if t in published.tables and t not in ids]
         plot_tables = {t.id: t for t in [*tables, *build_tables(published, store, plot_ids, reproduced=reproduced)]}
@@ -78,12 +80,14 @@ def run(args: argparse.Namespace) -> int:
         from stf_bench.report.plots import write_plots
 
         written += write_plots(plot_tables, published.benchmarks, out / "plots")
+    log = sys.stdout
     if args.stdout and len(fmts) == 1:
         print(render(tables, fmts[0]))
+        log = sys.stderr  # stdout holds only the rendered tables (e.g. JSON for a pipe)
     n_rep = sum(r.source == "reproduced" for t in tables for r in t.rows)
     for p in written:
-        print(p)
-    print(f"{len(tables)} table(s), {n_rep} reproduced row(s), {len(written)} file(s) in {out}")
+        print(p, file=log)
+    print(f"{len(tables)} table(s), {n_rep} reproduced row(s), {len(written)} file(s) in {out}", file=log)
     return 0
 
 

@@ -10,6 +10,7 @@ both adapters see the same pixels and their answers can be compared.
 Needs `decord` (llava_hf imports it at module level): `.venv/bin/python -m pip install decord`. Never torchvision.
 
     .venv/bin/python benchmarks/adapter_throughput.py [--limit 8] [--tasks all] [--device cpu] [--batch-size 16]
+        [--visual-cache MiB]  (0 = off: the vision tower runs for every request, as before the cache existed)
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32" if not torch.cuda.is_available() else "float16")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--visual-cache", default=None, help="our adapter's visual-token cache in MiB (0 = off)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if args.threads:
@@ -98,7 +100,7 @@ def main() -> int:
         del model
 
         ours = StfBenchLmms(pretrained=tmp, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                            image_aspect_ratio="crop")
+                            image_aspect_ratio="crop", visual_cache=args.visual_cache)
         ours.show_progress = False
         ours.task_dict = datasets
         our_answers, our_s = timed(ours, requests)
@@ -114,7 +116,8 @@ def main() -> int:
     device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
     figures = {"model": args.model, "device": device, "dtype": args.dtype, "requests": n,
                "tasks": sorted({r.task_name for r in requests}),
-               "stf_bench": {"batch_size": args.batch_size, "seconds": round(our_s, 2), "samples_per_s": round(n / our_s, 3)},
+               "stf_bench": {"batch_size": args.batch_size, "visual_cache": args.visual_cache, "seconds": round(our_s, 2),
+                             "samples_per_s": round(n / our_s, 3)},
                "llava_hf": {"batch_size": 1, "seconds": round(their_s, 2), "samples_per_s": round(n / their_s, 3)},
                "speedup": round(their_s / our_s, 2), "identical_fraction": round(same / n, 4)}
     if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +12,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Hermetic: the suite never writes into the user's results store or sample cache (subprocesses inherit these).
+_HOME = tempfile.mkdtemp(prefix="stf-bench-tests-")
+os.environ["STF_BENCH_DB"] = os.path.join(_HOME, "results.sqlite")
+os.environ["STF_BENCH_CACHE"] = os.path.join(_HOME, "cache")
 
 TINY_UTILS = '''
 def doc_to_visual(doc):

@@ -5,6 +5,8 @@ request (one call carries the requests of every task), batches are real (left pa
 `until` string and each request's own `max_new_tokens` are honoured, `loglikelihood` returns the summed
 log-probability of the continuation, and `clean()` leaves the model usable for a second evaluation.
 Answers can be cached per request (`stf_bench.eval.resume`) so that an interrupted run resumes where it died.
+Visual tokens are computed once per distinct image (`visual_cache`, MiB of LRU, 0 = off): benchmarks ask many
+questions about the same image, and the vision tower + projector output depends only on the preprocessed pixels.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import json
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +39,7 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.floa
           "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 DEFAULT_MAX_NEW_TOKENS = 128
 SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "num_beams")
+DEFAULT_VISUAL_CACHE_MIB = 2048  # ~450 LLaVA-1.5-7B images in fp16 (576 x 4096 x 2 bytes each), ~1800 at 144 tokens
 
 
 class SkippedRow(Exception):
@@ -143,6 +147,66 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+class VisualTokenCache:
+    """LRU of visual tokens (N, H) by image key, bounded in bytes, so a repeated image skips tower and projector."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self.entries: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0  # images served without running the vision tower (cached or repeated within a batch)
+        self.misses = 0  # images the vision tower ran on
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, key: str) -> torch.Tensor | None:
+        """The cached tokens for `key` (now the most recently used), or None."""
+        tokens = self.entries.get(key)
+        if tokens is not None:
+            self.entries.move_to_end(key)
+        return tokens
+
+    def put(self, key: str, tokens: torch.Tensor) -> None:
+        """Store `tokens`, evicting least recently used entries until the byte bound holds; too big: not stored."""
+        size = tokens.numel() * tokens.element_size()
+        if key in self.entries or size > self.max_bytes:
+            return
+        while self.bytes + size > self.max_bytes:
+            _, old = self.entries.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+        self.entries[key] = tokens
+        self.bytes += size
+
+    def clear(self) -> None:
+        """Drop every entry (the counters stay)."""
+        self.entries.clear()
+        self.bytes = 0
+
+
+def visual_cache_bytes(visual_cache: float | str | None, device: torch.device) -> int:
+    """Byte bound from the `visual_cache` model arg in MiB; None: 2 GiB, at most a quarter of the free memory."""
+    if visual_cache is None:
+        free = available_memory(device)
+        limit = DEFAULT_VISUAL_CACHE_MIB * 1024**2
+        return limit if free is None else min(limit, free // 4)
+    try:
+        mib = float(visual_cache)
+    except (TypeError, ValueError):
+        mib = -1.0
+    if not mib >= 0:
+        raise StfBenchError(f"visual_cache is a size in MiB (0 = off), not {visual_cache!r}")
+    return int(mib * 1024**2)
+
+
+def image_key(image: Image.Image, settings: bytes) -> str:
+    """sha1 of the pixels, size and mode plus the processor settings that change pixel_values."""
+    h = hashlib.sha1(settings)
+    h.update(f"{image.mode}{image.size}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
 class _RowStops(StoppingCriteria):
     """Per-row stop: a row is done at its own max_new_tokens or once its text holds one of its stop strings."""
 
@@ -171,7 +235,8 @@ class StfBenchLmms(lmms):
 
     def __init__(self, preset: str | None = None, pretrained: str | None = None, device: str | None = None,
                  dtype: str | None = None, batch_size: int | str = 1, max_batch_size: int | None = None,
-                 random_weights: bool = False, cache_dir: str | None = None, **overrides: Any) -> None:
+                 random_weights: bool = False, cache_dir: str | None = None,
+                 visual_cache: float | str | None = None, **overrides: Any) -> None:
         super().__init__()
         from accelerate import Accelerator
 
@@ -212,6 +277,8 @@ class StfBenchLmms(lmms):
         self.answer_cache: AnswerCache | None = AnswerCache(cache_dir, self._rank) if cache_dir else None
         self.skipped: dict[tuple[str, int], str] = {}
         self.show_progress = True
+        n_cache = visual_cache_bytes(visual_cache, self._device)
+        self.visual_cache: VisualTokenCache | None = VisualTokenCache(n_cache) if n_cache else None
 
     # ---- properties lmms-eval and users read ----
     @property
@@ -240,7 +307,9 @@ class StfBenchLmms(lmms):
         return hashlib.sha256(self.identity.encode()).hexdigest()[:16]
 
     def clean(self) -> None:
-        """Free cached memory but keep the model: lmms-eval calls this after every evaluation."""
+        """Free cached memory (visual tokens included) but keep the model: lmms-eval calls this after every evaluation."""
+        if self.visual_cache is not None:
+            self.visual_cache.clear()
         gc.collect()
         if self._device.type == "cuda":
             torch.cuda.empty_cache()
@@ -303,10 +372,43 @@ class StfBenchLmms(lmms):
                     dynamic_ncols=True, file=None)
 
     def _inputs(self, prompts: list[str], images: list[Image.Image]) -> dict:
-        batch = self.processor(images=images, text=prompts, return_tensors="pt", padding=True)
+        """Model inputs: token ids and mask, plus pixel_values, or with the visual cache on, the visual tokens."""
+        if self.visual_cache is None:
+            batch = self.processor(images=images, text=prompts, return_tensors="pt", padding=True)
+            batch = {k: v.to(self._device) for k, v in batch.items()}
+            batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
+            return batch
+        proc = self.processor
+        n_tags = sum(p.count(proc.image_token) for p in prompts)
+        if n_tags != len(images):
+            raise ValueError(f"the prompts hold {n_tags} '{proc.image_token}' tags for {len(images)} images")
+        batch = proc.tokenizer([proc.expand_prompt(p) for p in prompts], return_tensors="pt", padding=True)
         batch = {k: v.to(self._device) for k, v in batch.items()}
-        batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
+        if images:  # StfLlavaModel.forward (and generate's prefill) take these in place of pixel_values
+            batch["mm_encoder_outputs"] = {"image": self._visual_tokens(images)}
         return batch
+
+    def _visual_tokens(self, images: list[Image.Image]) -> torch.Tensor:
+        """(len(images), N, H) visual tokens; the vision tower runs once per image not already in the cache."""
+        cache = self.visual_cache
+        proc = self.processor
+        settings = json.dumps([getattr(proc, "pad_to_square", None), proc.image_processor.to_dict()],
+                              sort_keys=True, default=str).encode()
+        keys = [image_key(im, settings) for im in images]
+        found: dict[str, torch.Tensor] = {}
+        for key in keys:
+            if key not in found and (tokens := cache.get(key)) is not None:
+                found[key] = tokens
+        todo = {key: im for key, im in zip(keys, images) if key not in found}  # first of each repeated image
+        with torch.inference_mode():
+            if todo:
+                pixel_values = proc.preprocess_images(list(todo.values())).to(self._device).to(self.model.dtype)
+                for key, tokens in zip(todo, self.model.visual_tokens(pixel_values)):
+                    found[key] = tokens.clone()  # own storage: exact byte count, the batch tensor can go
+                    cache.put(key, found[key])
+            cache.hits += len(keys) - len(todo)
+            cache.misses += len(todo)
+            return torch.stack([found[key] for key in keys])
 
     def _prepare(self, batch: list[_Job]) -> tuple[list[int], list[str], list[Image.Image]]:
         """Positions of the rows whose images load, their vicuna_v1 prompts, and all their images in order."""

@@ -34,9 +34,8 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from stf_bench.errors import StfBenchError
 from stf_bench.eval.prompts import TEMPLATE_ID, cut_at_stop, vicuna_v1
 from stf_bench.eval.resume import AnswerCache, request_key
+from stf_bench.models.loading import parse_dtype
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-          "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 DEFAULT_MAX_NEW_TOKENS = 128
 SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "num_beams")
 DEFAULT_VISUAL_CACHE_MIB = 2048  # ~450 LLaVA-1.5-7B images in fp16 (576 x 4096 x 2 bytes each), ~1800 at 144 tokens
@@ -68,18 +67,6 @@ class _Job:
     length: int
     gen: dict = field(default_factory=dict)
     continuation: Any = None
-
-
-def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """'bfloat16' -> torch.bfloat16; None/'auto' -> None (the loader's default)."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    if str(dtype).lower() == "auto":
-        return None
-    try:
-        return DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise StfBenchError(f"unknown dtype {dtype!r}; use one of float32, float16, bfloat16") from None
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -255,7 +242,7 @@ class StfBenchLmms(lmms):
             if not on_cpu:
                 device = f"cuda:{self.accelerator.local_process_index}"
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        torch_dtype = parse_dtype(dtype) or (torch.bfloat16 if self._device.type == "cuda" else torch.float32)
+        torch_dtype = parse_dtype(dtype, self._device)
         load_args = dict(random_weights=bool(random_weights), dtype=torch_dtype, **overrides)
         n_bytes = weights_bytes(self.name, load_args)
         check_fits(n_bytes, self._device, self.name)

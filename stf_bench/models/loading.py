@@ -44,7 +44,7 @@ def load_model(name_or_path: str | os.PathLike, *, random_weights: bool = False,
     """
     name = str(name_or_path)
     device = torch.device(device or "cpu")
-    dtype = _resolve_dtype(dtype, device)
+    dtype = parse_dtype(dtype, device)
     config_overrides, options = split_overrides(overrides)
     if name in PRESETS:
         preset = get_preset(name)
@@ -77,16 +77,20 @@ def load_model(name_or_path: str | os.PathLike, *, random_weights: bool = False,
     return model, processor
 
 
-def _resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
-    if dtype is None:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if isinstance(dtype, str):
-        names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                 "float16": torch.float16, "fp16": torch.float16}
-        if dtype not in names:
-            raise StfBenchError(f"unknown dtype {dtype!r}; valid: {', '.join(names)}")
-        return names[dtype]
-    return dtype
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def parse_dtype(dtype: torch.dtype | str | None, device: torch.device | str = "cpu") -> torch.dtype:
+    """'bf16' -> torch.bfloat16; None or 'auto' -> the device's default (bfloat16 on CUDA, float32 elsewhere)."""
+    if dtype is None or (isinstance(dtype, str) and dtype.lower() == "auto"):
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[dtype.lower()]
+    except KeyError:
+        raise StfBenchError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}") from None
 
 
 def _set_attn(config: StfLlavaConfig, options: dict) -> None:

@@ -282,3 +282,12 @@ def test_export_llava_hf_loads_in_transformers_with_identical_logits(tmp_path):
         assert torch.allclose(model(**ours).logits, hf(**theirs).logits, atol=1e-5)
     with pytest.raises(StfBenchError, match="mlp2x_gelu"):
         export_llava_hf(load_model("stf-tiny")[0], processor, tmp_path / "x")
+
+
+def test_parse_dtype_one_table_for_loader_and_adapter():
+    from stf_bench.models.loading import parse_dtype
+
+    assert parse_dtype("bf16") is torch.bfloat16 and parse_dtype("half") is torch.float16
+    assert parse_dtype(None, "cpu") is torch.float32 and parse_dtype("auto", "cuda") is torch.bfloat16
+    with pytest.raises(StfBenchError, match="unknown dtype 'int3'; valid: float32"):
+        parse_dtype("int3")

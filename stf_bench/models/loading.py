@@ -130,7 +130,7 @@ def _processor(config: StfLlavaConfig, tokenizer) -> StfLlavaProcessor:
 def _cached_tokenizer(repo: str | None):
     """The real tokenizer if its repo is in the local hub cache; else the byte-level one (random-weight runs only)."""
     if repo:
-        repo_id, _, sub = _split_repo(repo)
+        repo_id, sub = _split_repo(repo)
         try:
             from huggingface_hub import snapshot_download
             path = Path(snapshot_download(repo_id, local_files_only=True)) / sub
@@ -151,9 +151,10 @@ def _add_image_token(tokenizer):
 # ----------------------------------------------------------------------------------------------------------------
 # hub access: cached snapshot, else a fast, clear failure (never a hang)
 
-def _split_repo(spec: str) -> tuple[str, str, str]:
+def _split_repo(spec: str) -> tuple[str, str]:
+    """`owner/name/sub/folder` -> (`owner/name`, `sub/folder`)."""
     parts = spec.split("/")
-    return "/".join(parts[:2]), "", "/".join(parts[2:])
+    return "/".join(parts[:2]), "/".join(parts[2:])
 
 
 def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
@@ -168,7 +169,7 @@ def fetch(spec: str) -> Path:
     """Local directory of hub repo `owner/name[/subfolder]`, from the cache or downloaded; StfBenchError offline."""
     from huggingface_hub import snapshot_download
 
-    repo_id, _, sub = _split_repo(spec)
+    repo_id, sub = _split_repo(spec)
     patterns = [f"{sub}/*"] if sub else None
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True)) / sub

@@ -34,6 +34,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from stf_bench.errors import StfBenchError
 from stf_bench.eval.prompts import TEMPLATE_ID, cut_at_stop, vicuna_v1
 from stf_bench.eval.resume import AnswerCache, request_key
+from stf_bench.models.generation import eos_ids, greedy_generate, plain_greedy
 from stf_bench.models.loading import parse_dtype
 
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -359,21 +360,24 @@ class StfBenchLmms(lmms):
                     dynamic_ncols=True, file=None)
 
     def _inputs(self, prompts: list[str], images: list[Image.Image]) -> dict:
-        """Model inputs: token ids and mask, plus pixel_values, or with the visual cache on, the visual tokens."""
-        if self.visual_cache is None:
-            batch = self.processor(images=images, text=prompts, return_tensors="pt", padding=True)
-            batch = {k: v.to(self._device) for k, v in batch.items()}
-            batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
-            return batch
+        """Model inputs, left-padded: token ids and mask plus the images (`_image_inputs`)."""
+        self._check_tags(prompts, images)
         proc = self.processor
-        n_tags = sum(p.count(proc.image_token) for p in prompts)
-        if n_tags != len(images):
-            raise ValueError(f"the prompts hold {n_tags} '{proc.image_token}' tags for {len(images)} images")
         batch = proc.tokenizer([proc.expand_prompt(p) for p in prompts], return_tensors="pt", padding=True)
-        batch = {k: v.to(self._device) for k, v in batch.items()}
-        if images:  # StfLlavaModel.forward (and generate's prefill) take these in place of pixel_values
-            batch["mm_encoder_outputs"] = {"image": self._visual_tokens(images)}
-        return batch
+        return {**{k: v.to(self._device) for k, v in batch.items()}, **self._image_inputs(images)}
+
+    def _check_tags(self, prompts: list[str], images: list[Image.Image]) -> None:
+        n_tags = sum(p.count(self.processor.image_token) for p in prompts)
+        if n_tags != len(images):
+            raise ValueError(f"the prompts hold {n_tags} '{self.processor.image_token}' tags for {len(images)} images")
+
+    def _image_inputs(self, images: list[Image.Image]) -> dict:
+        """pixel_values, or with the visual cache on, the visual tokens (what generate's prefill passes on)."""
+        if not images:
+            return {}
+        if self.visual_cache is None:
+            return {"pixel_values": self.processor.preprocess_images(images).to(self._device, self.model.dtype)}
+        return {"mm_encoder_outputs": {"image": self._visual_tokens(images)}}
 
     def _visual_tokens(self, images: list[Image.Image]) -> torch.Tensor:
         """(len(images), N, H) visual tokens; the vision tower runs once per image not already in the cache."""
@@ -452,23 +456,32 @@ class StfBenchLmms(lmms):
         gens = [batch[p].gen for p in ready]
         until = [_until(g) for g in gens]
         max_new = [int(g.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)) for g in gens]
-        inputs = self._inputs(prompts, images)
-        prompt_len = inputs["input_ids"].shape[1]
         tok = self.tokenizer
         sampling = _sampling_kwargs(gens[0])
-        with torch.inference_mode():
-            out = self.model.generate(
-                **inputs, max_new_tokens=max(max_new), **sampling,
-                stopping_criteria=StoppingCriteriaList([_RowStops(tok, prompt_len, max_new, until)]),
-                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-            )
+        if not sampling["do_sample"] and sampling["num_beams"] == 1 and plain_greedy(self.model.generation_config):
+            self._check_tags(prompts, images)
+            ids = tok([self.processor.expand_prompt(p) for p in prompts])["input_ids"]
+
+            def stop(row: int, new: list[int]) -> bool:
+                return bool(until[row]) and any(s in tok.decode(new, skip_special_tokens=True) for s in until[row])
+
+            new_ids = greedy_generate(self.model, ids, max_new, eos_token_ids=eos_ids(self.model, tok), stop=stop,
+                                      pad_token_id=tok.pad_token_id or 0, **self._image_inputs(images))
+        else:
+            inputs = self._inputs(prompts, images)
+            prompt_len = inputs["input_ids"].shape[1]
+            with torch.inference_mode():
+                out = self.model.generate(
+                    **inputs, max_new_tokens=max(max_new), **sampling,
+                    stopping_criteria=StoppingCriteriaList([_RowStops(tok, prompt_len, max_new, until)]),
+                    pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+                )
+            new_ids = [out[row, prompt_len:prompt_len + max_new[row]] for row in range(len(ready))]
         for row, pos in enumerate(ready):
-            ids = out[row, prompt_len:prompt_len + max_new[row]]
-            text = tok.decode(ids, skip_special_tokens=True)
+            text = tok.decode(new_ids[row], skip_special_tokens=True)
             answers[pos] = cut_at_stop(text, until[row]).strip()
         return answers
 
-    # ---- loglikelihood ----
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         """(summed log-prob of the continuation given image + context, whether greedy decoding yields it)."""
         results: list[Any] = [None] * len(requests)

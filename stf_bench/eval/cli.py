@@ -75,10 +75,13 @@ def format_table(outcome) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; 0 on success (StfBenchError -> exit 2 in stf_bench.cli)."""
-    from stf_bench.eval.runner import evaluate, json_ready, record_in_store
+    from stf_bench.eval.runner import end_distributed, evaluate, json_ready, record_in_store
 
     spec = spec_from_args(args)
-    outcome = evaluate(spec)
+    try:
+        outcome = evaluate(spec)
+    finally:
+        end_distributed()
     if outcome is None:  # a non-zero rank: rank 0 reports
         return 0
     for task, rows in outcome.skipped.items():

@@ -184,6 +184,15 @@ def _backend() -> str:
     return "torchrun" if dist.is_available() and dist.is_initialized() else "accelerate"
 
 
+def end_distributed() -> None:
+    """Tear down the process group accelerate set up, before interpreter exit: left to the exit handlers, gloo's
+    threads can be destroyed while still joinable and the process aborts (SIGABRT) after its results are written."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _gather_skipped(lm) -> dict[str, list[dict]]:
     """Skipped rows of every rank, by task: [{"doc_id", "reason"}] sorted by doc_id."""
     import torch.distributed as dist

@@ -79,9 +79,20 @@ class StfLlavaModel(LlavaModel):
 
     def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Projector input: the selected ViT blocks without CLS, (B, G*G, len(feature_layers) * C)."""
-        out = self.vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
-        # hidden_states: (L+1) x (B, 1 + G*G, C); index 0 is the embedding output, i the output of block i
-        return torch.cat([out.hidden_states[i][:, 1:] for i in self.config.feature_layers], dim=-1)
+        tower = self.vision_tower
+        n_states = self.config.vision_config.num_hidden_layers + 1
+        layers = [i % n_states for i in self.config.feature_layers]
+        if not all(hasattr(tower, name) for name in ("embeddings", "pre_layrnorm", "encoder")):  # not CLIP
+            out = tower(pixel_values, output_hidden_states=True, return_dict=True)
+            return torch.cat([out.hidden_states[i][:, 1:] for i in layers], dim=-1)
+        # CLIP's hidden states, stopping at the deepest block read: blocks above it (the last one for LLaVA's
+        # penultimate-layer features) cannot change the output. Index 0 is the embedding output, i that of block i.
+        hidden = tower.pre_layrnorm(tower.embeddings(pixel_values))  # (B, 1 + G*G, C)
+        states = [hidden]
+        for block in tower.encoder.layers[:max(layers)]:
+            hidden = block(hidden, None)
+            states.append(hidden)
+        return torch.cat([states[i][:, 1:] for i in layers], dim=-1)
 
     def visual_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """What the LLM sees: (B, num_visual_tokens, H)."""

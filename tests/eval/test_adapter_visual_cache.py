@@ -50,7 +50,8 @@ def _loglikelihood_requests(doc_ids: list[int]) -> list[Instance]:
 
 
 class _TowerRows:
-    """Counts vision-tower calls and the images they carry, through a forward hook."""
+    """Counts vision-tower runs and the images they carry, through a forward hook on the patch embedding (every
+    run starts there, whether it goes through the tower's forward or stops early at the deepest block read)."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -64,7 +65,7 @@ class _TowerRows:
 @pytest.fixture
 def tower(lm: StfBenchLmms) -> Iterator[_TowerRows]:
     counter = _TowerRows()
-    handle = lm.model.model.vision_tower.register_forward_hook(counter)
+    handle = lm.model.model.vision_tower.embeddings.register_forward_hook(counter)
     saved = lm.visual_cache
     yield counter
     handle.remove()

@@ -58,3 +58,16 @@ def test_two_processes_match_one(tmp_path, tiny_tasks, monkeypatch, capsys, cli_
     assert two == one
     assert sample_predictions(out2) == sample_predictions(tmp_path / "one")
     assert all(len(rows) == 5 for rows in sample_predictions(out2).values())
+
+
+def test_the_process_group_is_torn_down_before_exit(tmp_path):
+    """Left to interpreter exit, gloo's threads could abort a finished rank (SIGABRT after writing its results)."""
+    import torch.distributed as dist
+
+    from stf_bench.eval.runner import end_distributed
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    end_distributed()
+    assert not dist.is_initialized()
+    end_distributed()  # and a no-op without a group

@@ -64,3 +64,24 @@ def test_placeholder_mismatch_is_a_clear_error():
         model(input_ids=ids, pixel_values=processor.preprocess_images([_image()]))
     with pytest.raises(ValueError, match="1 '<image>' tags for 2 images"):
         processor(images=[_image(), _image()], text=["<image> one"])
+
+
+@pytest.mark.parametrize("name", ["llava-tiny", "stf-tiny"])
+def test_vision_features_stop_at_the_deepest_block_read(name):
+    """Equal to the full tower's hidden states, without running the blocks above the deepest one read."""
+    model, processor = load_model(name)
+    pixels = processor.preprocess_images([_image(), _image((10, 200, 10), (50, 90))])
+    tower = model.model.vision_tower
+    ran = []
+    hooks = [block.register_forward_hook(lambda m, a, o, i=i: ran.append(i)) for i, block in
+             enumerate(tower.encoder.layers)]
+    with torch.no_grad():
+        fast = model.vision_features(pixels)
+        deepest = max(i % 25 for i in model.config.feature_layers)
+        assert ran == list(range(deepest))
+        full = tower(pixels, output_hidden_states=True).hidden_states
+    for hook in hooks:
+        hook.remove()
+    expected = torch.cat([full[i][:, 1:] for i in model.config.feature_layers], dim=-1)
+    assert deepest < 24  # LLaVA reads the penultimate block, the released MBTF stops below the top too
+    assert torch.equal(fast, expected)

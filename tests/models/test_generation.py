@@ -1,0 +1,102 @@
+"""Greedy decoding with right-padded prefill and shrinking batches equals generate() row by row."""
+
+import pytest
+import torch
+from PIL import Image
+from transformers import GenerationConfig
+
+from stf_bench import load_model
+from stf_bench.models.generation import ReservedLayer, eos_ids, greedy_generate, plain_greedy
+
+PROMPTS = ["USER: <image>\nWhat colour? ASSISTANT:", "USER: <image>\nWhat is it? Answer in one word. ASSISTANT:",
+           "USER: <image>\nHow many? ASSISTANT:"]
+IMAGES = [Image.new("RGB", (320, 200), (200, 30, 30)), Image.new("RGB", (100, 300), (0, 0, 255)),
+          Image.new("RGB", (64, 64), (20, 200, 20))]
+
+
+@pytest.fixture(scope="module", params=["stf-tiny", "stf-llama3.1-tiny"])
+def loaded(request):
+    model, processor = load_model(request.param, dtype=torch.float32)
+    return model.eval(), processor
+
+
+def _solo(model, processor, i: int, max_new: int, eos: int) -> list[int]:
+    """generate() on one prompt alone (no padding at all): the reference."""
+    inputs = processor(images=[IMAGES[i]], text=[PROMPTS[i]])
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=max_new, do_sample=False, eos_token_id=eos, pad_token_id=processor.tokenizer.pad_token_id)
+    new = out[0, inputs["input_ids"].shape[1]:].tolist()
+    return new[:new.index(eos)] if eos in new else new
+
+
+def _ids(processor) -> list[list[int]]:
+    return processor.tokenizer([processor.expand_prompt(p) for p in PROMPTS])["input_ids"]
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_each_row_equals_generate_on_that_prompt_alone(loaded, cached):
+    model, processor = loaded
+    max_new = [9, 4, 12]  # rows leave the batch at different steps
+    plain_eos = processor.tokenizer.eos_token_id
+    first = _solo(model, processor, 0, 12, eos=plain_eos)
+    cut = next(i for i, t in enumerate(first) if i >= 2 and t not in first[:i])
+    eos = first[cut]  # a token the model really emits: row 0 (at least) ends on it, after `cut` tokens
+    pixels = processor.preprocess_images(IMAGES)
+    images = ({"mm_encoder_outputs": {"image": model.visual_tokens(pixels)}} if cached else {"pixel_values": pixels})
+    got = greedy_generate(model, _ids(processor), max_new, eos_token_ids={eos}, **images)
+    assert got[0] == first[:cut]
+    assert got == [_solo(model, processor, i, n, eos) for i, n in enumerate(max_new)]
+
+
+def test_stop_rule_ends_a_row_and_keeps_the_others(loaded):
+    model, processor = loaded
+    pixels = processor.preprocess_images(IMAGES)
+    seen = []
+
+    def stop(row: int, new: list[int]) -> bool:
+        seen.append(row)
+        return row == 1 and len(new) == 2
+
+    eos = {processor.tokenizer.eos_token_id}
+    got = greedy_generate(model, _ids(processor), [6, 6, 6], eos_token_ids=eos, stop=stop, pixel_values=pixels)
+    assert [len(g) for g in got] == [6, 2, 6]
+    assert got[0] == _solo(model, processor, 0, 6, eos=processor.tokenizer.eos_token_id)
+    assert seen.count(1) == 2  # a finished row is not asked again
+
+
+def test_pad_id_that_is_the_image_token_is_replaced(loaded):
+    model, processor = loaded
+    pixels = processor.preprocess_images(IMAGES)
+    image_pad = greedy_generate(model, _ids(processor), [5, 5, 5], eos_token_ids=set(), pixel_values=pixels,
+                                pad_token_id=model.config.image_token_id)
+    assert image_pad == greedy_generate(model, _ids(processor), [5, 5, 5], eos_token_ids=set(), pixel_values=pixels)
+
+
+def test_reserved_layer_grows_past_its_room():
+    layer = ReservedLayer(room=2)
+    k = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).view(2, 3, 4, 5)
+    layer.update(k, -k)
+    for step in range(4):  # the room is 2: the third step reallocates and keeps what was there
+        keys, values = layer.update(k[:, :, :1] + step, -k[:, :, :1] - step)
+    assert keys.shape == (2, 3, 8, 5) and layer.get_seq_length() == 8
+    assert torch.equal(keys[:, :, :4], k) and torch.equal(keys[:, :, 7:], k[:, :, :1] + 3)
+    assert torch.equal(values, -keys)
+    layer.batch_select_indices(torch.tensor([1]))
+    assert torch.equal(layer.keys[0, :, :4], k[1])
+
+
+def test_plain_greedy_sees_what_changes_greedy_decoding():
+    assert plain_greedy(GenerationConfig(eos_token_id=2))
+    assert not plain_greedy(GenerationConfig(repetition_penalty=1.3))
+    assert not plain_greedy(GenerationConfig(no_repeat_ngram_size=3))
+
+
+def test_eos_ids_merge_the_generation_config_and_the_tokenizer(loaded):
+    model, processor = loaded
+    ids = eos_ids(model, processor.tokenizer)
+    assert processor.tokenizer.eos_token_id in ids
+    model.generation_config.eos_token_id = [7, 9]
+    try:
+        assert {7, 9} <= eos_ids(model, processor.tokenizer)
+    finally:
+        model.generation_config.eos_token_id = processor.tokenizer.eos_token_id

@@ -34,7 +34,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from stf_bench.errors import StfBenchError
 from stf_bench.eval.prompts import TEMPLATE_ID, cut_at_stop, vicuna_v1
 from stf_bench.eval.resume import AnswerCache, request_key
-from stf_bench.models.generation import eos_ids, greedy_generate, plain_greedy
+from stf_bench.models.generation import eos_ids, greedy_generate, plain_greedy, share_heads
 from stf_bench.models.loading import parse_dtype
 
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -345,15 +345,24 @@ class StfBenchLmms(lmms):
         return None if self.answer_cache is None else self.answer_cache.get(key)
 
     def _batches(self, jobs: list[_Job], group: Callable[[_Job], Any]) -> Iterator[list[_Job]]:
-        """Longest first within each group (like lmms-eval's Collator), in chunks of batch_size."""
+        """Chunks of batch_size within each group: longest first (like lmms-eval's Collator) where the batch is
+        left-padded, in request order on the greedy path, where questions about one image (adjacent in these
+        benchmarks) then share a batch and the prefill of their image."""
         groups: dict[Any, list[_Job]] = {}
         for job in jobs:
             groups.setdefault(group(job), []).append(job)
         for members in groups.values():
+            by_length = members[0].continuation is not None or not self._greedy_path(members[0].gen)
             # equal max_new_tokens together first: one long request would make its whole batch decode that long
-            members.sort(key=lambda j: (-int(j.gen.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)), -j.length, j.index))
+            members.sort(key=lambda j: (-int(j.gen.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
+                                        -j.length if by_length else 0, j.index))
             for start in range(0, len(members), self.batch_size):
                 yield members[start:start + self.batch_size]
+
+    def _greedy_path(self, gen: dict) -> bool:
+        """Whether a generate request goes through `greedy_generate` (greedy, nothing else in the generation config)."""
+        sampling = _sampling_kwargs(gen)
+        return not sampling["do_sample"] and sampling["num_beams"] == 1 and plain_greedy(self.model.generation_config)
 
     def _progress(self, total: int, done: int, desc: str) -> tqdm:
         return tqdm(total=total, initial=done, desc=desc, disable=(self.rank != 0 or not self.show_progress),
@@ -371,21 +380,25 @@ class StfBenchLmms(lmms):
         if n_tags != len(images):
             raise ValueError(f"the prompts hold {n_tags} '{self.processor.image_token}' tags for {len(images)} images")
 
-    def _image_inputs(self, images: list[Image.Image]) -> dict:
+    def _image_inputs(self, images: list[Image.Image], keys: list[str] | None = None) -> dict:
         """pixel_values, or with the visual cache on, the visual tokens (what generate's prefill passes on)."""
         if not images:
             return {}
         if self.visual_cache is None:
             return {"pixel_values": self.processor.preprocess_images(images).to(self._device, self.model.dtype)}
-        return {"mm_encoder_outputs": {"image": self._visual_tokens(images)}}
+        return {"mm_encoder_outputs": {"image": self._visual_tokens(images, keys)}}
 
-    def _visual_tokens(self, images: list[Image.Image]) -> torch.Tensor:
-        """(len(images), N, H) visual tokens; the vision tower runs once per image not already in the cache."""
-        cache = self.visual_cache
+    def _image_keys(self, images: list[Image.Image]) -> list[str]:
+        """Content keys of the images under this processor's settings (`image_key`)."""
         proc = self.processor
         settings = json.dumps([getattr(proc, "pad_to_square", None), proc.image_processor.to_dict()],
                               sort_keys=True, default=str).encode()
-        keys = [image_key(im, settings) for im in images]
+        return [image_key(im, settings) for im in images]
+
+    def _visual_tokens(self, images: list[Image.Image], keys: list[str] | None = None) -> torch.Tensor:
+        """(len(images), N, H) visual tokens; the vision tower runs once per image not already in the cache."""
+        cache = self.visual_cache
+        keys = keys if keys is not None else self._image_keys(images)
         found: dict[str, torch.Tensor] = {}
         for key in keys:
             if key not in found and (tokens := cache.get(key)) is not None:
@@ -393,8 +406,8 @@ class StfBenchLmms(lmms):
         todo = {key: im for key, im in zip(keys, images) if key not in found}  # first of each repeated image
         with torch.inference_mode():
             if todo:
-                pixel_values = proc.preprocess_images(list(todo.values())).to(self._device).to(self.model.dtype)
-                for key, tokens in zip(todo, self.model.visual_tokens(pixel_values)):
+                pixel_values = self.processor.preprocess_images(list(todo.values())).to(self._device)
+                for key, tokens in zip(todo, self.model.visual_tokens(pixel_values.to(self.model.dtype))):
                     found[key] = tokens.clone()  # own storage: exact byte count, the batch tensor can go
                     cache.put(key, found[key])
             cache.hits += len(keys) - len(todo)
@@ -458,15 +471,8 @@ class StfBenchLmms(lmms):
         max_new = [int(g.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)) for g in gens]
         tok = self.tokenizer
         sampling = _sampling_kwargs(gens[0])
-        if not sampling["do_sample"] and sampling["num_beams"] == 1 and plain_greedy(self.model.generation_config):
-            self._check_tags(prompts, images)
-            ids = tok([self.processor.expand_prompt(p) for p in prompts])["input_ids"]
-
-            def stop(row: int, new: list[int]) -> bool:
-                return bool(until[row]) and any(s in tok.decode(new, skip_special_tokens=True) for s in until[row])
-
-            new_ids = greedy_generate(self.model, ids, max_new, eos_token_ids=eos_ids(self.model, tok), stop=stop,
-                                      pad_token_id=tok.pad_token_id or 0, **self._image_inputs(images))
+        if self._greedy_path(gens[0]):
+            new_ids = self._greedy(prompts, images, max_new, until)
         else:
             inputs = self._inputs(prompts, images)
             prompt_len = inputs["input_ids"].shape[1]
@@ -481,6 +487,30 @@ class StfBenchLmms(lmms):
             text = tok.decode(new_ids[row], skip_special_tokens=True)
             answers[pos] = cut_at_stop(text, until[row]).strip()
         return answers
+
+    def _greedy(self, prompts: list[str], images: list[Image.Image], max_new: list[int], until: list[list[str]]
+                ) -> list[list[int]]:
+        """Greedy answers through `greedy_generate`: rows about the same image share the prefill of its prompt head."""
+        self._check_tags(prompts, images)
+        proc, tok = self.processor, self.tokenizer
+        keys = self._image_keys(images)
+        row_keys, start = [], 0
+        for prompt in prompts:
+            count = prompt.count(proc.image_token)
+            row_keys.append(keys[start:start + count])
+            start += count
+        ids = tok([proc.expand_prompt(p) for p in prompts])["input_ids"]
+        heads, tails, head_of_row, first_rows = share_heads(ids, row_keys, proc.image_token_id)
+        firsts = set(first_rows)  # the images of each head's first row, in order
+        head_images = [im for row, im in zip((r for r, k in enumerate(row_keys) for _ in k), images) if row in firsts]
+        head_keys = [k for row in first_rows for k in row_keys[row]]
+
+        def stop(row: int, new: list[int]) -> bool:
+            return bool(until[row]) and any(s in tok.decode(new, skip_special_tokens=True) for s in until[row])
+
+        return greedy_generate(self.model, heads, tails, head_of_row, max_new, eos_token_ids=eos_ids(self.model, tok),
+                               stop=stop, pad_token_id=tok.pad_token_id or 0,
+                               **self._image_inputs(head_images, head_keys))
 
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         """(summed log-prob of the continuation given image + context, whether greedy decoding yields it)."""

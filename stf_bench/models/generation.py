@@ -3,9 +3,11 @@
 Why not `model.generate()`: on prompts of different lengths it left-pads and masks, so every prefill layer attends
 through an explicit mask (no causal kernel, and a bool-to-float mask conversion per layer), every decode step
 copies the whole KV cache to append one token, and rows that are done keep being computed until the longest one
-ends. Here the prefill is right-padded and purely causal (padding sits after each prompt, where no real token can
-see it), the KV cache has room reserved for the answers, and a finished row leaves the batch. The tokens are those
-of `generate(do_sample=False)`, up to float rounding; sampling and beam search stay with `generate()`.
+ends. Here the prompt head up to the image (system prompt + image tokens, most of the prompt) is prefilled once
+per distinct image in the batch, right-padded and purely causal (padding sits after each head, where no real token
+can see it); the questions follow through a small explicit mask; the KV cache has room reserved for the answers;
+and a finished row leaves the batch. The tokens are those of `generate(do_sample=False)`, up to float rounding;
+sampling, beam search and generation configs that add logits processors stay with `generate()`.
 """
 
 from __future__ import annotations
@@ -75,42 +77,95 @@ def eos_ids(model, tokenizer) -> set[int]:
     return {int(i) for i in [*ids, tokenizer.eos_token_id] if i is not None}
 
 
+def share_heads(prompts: list[list[int]], image_keys: list[tuple], image_token_id: int
+                ) -> tuple[list[list[int]], list[list[int]], list[int], list[int]]:
+    """Split each prompt after its last image placeholder into a head and a (non-empty) tail; rows whose heads and
+    images are equal (several questions about one image) share one head. Returns (heads, tails, head of each row,
+    the first row of each head), the input `greedy_generate` takes."""
+    heads: list[list[int]] = []
+    tails: list[list[int]] = []
+    head_of_row: list[int] = []
+    first_rows: list[int] = []
+    seen: dict[tuple, int] = {}
+    for row, (ids, keys) in enumerate(zip(prompts, image_keys)):
+        images = [i for i, t in enumerate(ids) if t == image_token_id]
+        cut = images[-1] + 1 if images else min(1, len(ids) - 1)  # no image: share the BOS at most
+        if cut >= len(ids):
+            raise ValueError(f"prompt {row} ends on an image placeholder; the answer needs a prompt token after it "
+                             f"(the conversation template's 'ASSISTANT:')")
+        key = (tuple(ids[:cut]), tuple(keys))
+        if key not in seen:
+            seen[key] = len(heads)
+            heads.append(list(ids[:cut]))
+            first_rows.append(row)
+        head_of_row.append(seen[key])
+        tails.append(list(ids[cut:]))
+    return heads, tails, head_of_row, first_rows
+
+
+def _right_padded(rows: list[list[int]], pad: int) -> torch.Tensor:
+    out = torch.full((len(rows), max(len(r) for r in rows)), pad, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
 @torch.inference_mode()
-def greedy_generate(model, prompts: list[list[int]], max_new_tokens: list[int], *, eos_token_ids: Iterable[int],
+def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_of_row: list[int],
+                    max_new_tokens: list[int], *, eos_token_ids: Iterable[int],
                     stop: Callable[[int, list[int]], bool] | None = None, pad_token_id: int = 0,
                     **image_inputs) -> list[list[int]]:
-    """Generated ids per prompt (without the eos); row i ends at an eos, at max_new_tokens[i] or when stop(i, ids).
+    """Generated ids per row (without the eos); row i ends at an eos, at max_new_tokens[i] or when stop(i, ids).
 
-    `prompts` are unpadded token ids with the image placeholders already expanded; `image_inputs` is what the
-    model's forward takes for the images (`pixel_values=` or `mm_encoder_outputs={"image": visual tokens}`).
+    Row i's prompt is heads[head_of_row[i]] + tails[i] (ids, image placeholders expanded, all of them in the head;
+    `share_heads` builds these). Each head is prefilled once however many rows start with it, so several questions
+    about one image pay for its ~600 prompt tokens once. `image_inputs` is what the model's forward takes for the
+    images of `heads`, in order (`pixel_values=` or `mm_encoder_outputs={"image": visual tokens}`).
     """
     eos = set(eos_token_ids)
     device = model.lm_head.weight.device
-    n = len(prompts)
-    lengths = torch.tensor([len(p) for p in prompts], device=device)
-    width = int(lengths.max())
     if pad_token_id == model.config.image_token_id:
         pad_token_id = 0  # a pad must never count as an image placeholder
-    ids = torch.full((n, width), pad_token_id, dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, :len(prompt)] = torch.tensor(prompt, dtype=torch.long)
-    room = max(max_new_tokens)
+    if not all(tails):
+        raise ValueError("every row needs at least one prompt token after its head")
+    n = len(tails)
+    head_len = torch.tensor([len(h) for h in heads], device=device)[torch.tensor(head_of_row, device=device)]
+    tail_len = torch.tensor([len(t) for t in tails], device=device)
+    width_head, width_tail = max(len(h) for h in heads), int(tail_len.max())
+    room = width_tail + max(max_new_tokens)
     cache = Cache(layers=[ReservedLayer(room) for _ in range(model.config.text_config.num_hidden_layers)])
 
-    # Prefill, right-padded: causal attention alone keeps every real token blind to the padding after it.
-    hidden = model.model(input_ids=ids.to(device), past_key_values=cache, use_cache=True,
-                         **image_inputs).last_hidden_state  # (n, width, H)
-    next_ids = model.lm_head(hidden[torch.arange(n, device=device), lengths - 1]).argmax(-1)  # (n,)
+    # 1. Heads, right-padded: causal attention alone keeps every real token blind to the padding after it.
+    model.model(input_ids=_right_padded(heads, pad_token_id).to(device), past_key_values=cache, use_cache=True,
+                **image_inputs)
+    cache.batch_select_indices(torch.tensor(head_of_row, device=device))  # one copy of its head's keys per row
 
-    # Decode: new tokens go to slots width, width + 1, ...; the padding slots stay masked out.
-    dtype = hidden.dtype
-    slots = torch.arange(width + room, device=device)
-    mask = torch.where(slots[None, :] < lengths[:, None], 0.0, torch.finfo(dtype).min).to(dtype)[:, None, None, :]
-    positions = lengths.clone()  # (n,) position id of each row's next token
+    # 2. Tails, right-padded into slots width_head, ...: each sees its own head and its own earlier tail tokens.
+    slots = torch.arange(width_head + room, device=device)  # (S,) every slot the cache will hold
+    in_head = slots[None, :] < head_len[:, None]  # (n, S)
+    tail_pos = slots - width_head  # (S,) position of a slot inside the tail block
+    seen = in_head[:, None, :] | ((tail_pos[None, None, :] >= 0)
+                                  & (tail_pos[None, None, :] <= torch.arange(width_tail, device=device)[None, :, None])
+                                  & (tail_pos[None, None, :] < tail_len[:, None, None]))  # (n, tail, S)
+    dtype = model.lm_head.weight.dtype
+    lowest = torch.finfo(dtype).min
+    to_mask = lambda allowed: torch.where(allowed, 0.0, lowest).to(dtype)[:, None]  # noqa: E731  (n, 1, q, S)
+    positions = head_len[:, None] + torch.arange(width_tail, device=device)[None, :]  # (n, tail)
+    embed = model.get_input_embeddings()
+    hidden = model.model.language_model(
+        inputs_embeds=embed(_right_padded(tails, pad_token_id).to(device)),
+        attention_mask=to_mask(seen[:, :, :width_head + width_tail]), position_ids=positions,
+        past_key_values=cache, use_cache=True,
+    ).last_hidden_state  # (n, tail, H)
+    next_ids = model.lm_head(hidden[torch.arange(n, device=device), tail_len - 1]).argmax(-1)  # (n,)
+
+    # 3. Decode: new tokens go to slots width_head + width_tail, + 1, ...; padding slots stay masked out.
+    mask = to_mask(seen[torch.arange(n, device=device), tail_len - 1][:, None, :])  # (n, 1, 1, S)
+    first_slot = width_head + width_tail
+    positions = head_len + tail_len  # (n,) position id of each row's next token
     rows = list(range(n))  # original index of each row still in the batch
     out: list[list[int]] = [[] for _ in range(n)]
-    embed = model.get_input_embeddings()
-    for step in range(room):
+    for step in range(max(max_new_tokens)):
         keep = []
         for b, (row, token) in enumerate(zip(rows, next_ids.tolist())):
             if token in eos:
@@ -125,9 +180,9 @@ def greedy_generate(model, prompts: list[list[int]], max_new_tokens: list[int], 
             cache.batch_select_indices(index)
             mask, positions, next_ids = mask[index], positions[index], next_ids[index]
             rows = [rows[b] for b in keep]
-        mask[:, :, :, width + step] = 0.0
+        mask[:, :, :, first_slot + step] = 0.0
         hidden = model.model.language_model(
-            inputs_embeds=embed(next_ids[:, None]), attention_mask=mask[:, :, :, :width + step + 1],
+            inputs_embeds=embed(next_ids[:, None]), attention_mask=mask[:, :, :, :first_slot + step + 1],
             position_ids=positions[:, None], past_key_values=cache, use_cache=True,
         ).last_hidden_state  # (rows, 1, H)
         next_ids = model.lm_head(hidden[:, -1]).argmax(-1)

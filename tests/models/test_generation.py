@@ -6,7 +6,7 @@ from PIL import Image
 from transformers import GenerationConfig
 
 from stf_bench import load_model
-from stf_bench.models.generation import ReservedLayer, eos_ids, greedy_generate, plain_greedy
+from stf_bench.models.generation import ReservedLayer, eos_ids, greedy_generate, plain_greedy, share_heads
 
 PROMPTS = ["USER: <image>\nWhat colour? ASSISTANT:", "USER: <image>\nWhat is it? Answer in one word. ASSISTANT:",
            "USER: <image>\nHow many? ASSISTANT:"]
@@ -29,8 +29,18 @@ def _solo(model, processor, i: int, max_new: int, eos: int) -> list[int]:
     return new[:new.index(eos)] if eos in new else new
 
 
-def _ids(processor) -> list[list[int]]:
-    return processor.tokenizer([processor.expand_prompt(p) for p in PROMPTS])["input_ids"]
+def _ids(processor, prompts=PROMPTS) -> list[list[int]]:
+    return processor.tokenizer([processor.expand_prompt(p) for p in prompts])["input_ids"]
+
+
+def _generate(model, processor, max_new, image_ids=(0, 1, 2), prompts=PROMPTS, cached=False, **kwargs):
+    """greedy_generate over `prompts`, row i about IMAGES[image_ids[i]], heads shared where they can be."""
+    ids = _ids(processor, prompts)
+    heads, tails, head_of_row, first_rows = share_heads(ids, [[i] for i in image_ids],
+                                                        model.config.image_token_id)
+    pixels = processor.preprocess_images([IMAGES[image_ids[r]] for r in first_rows])
+    images = ({"mm_encoder_outputs": {"image": model.visual_tokens(pixels)}} if cached else {"pixel_values": pixels})
+    return greedy_generate(model, heads, tails, head_of_row, max_new, **images, **kwargs)
 
 
 @pytest.mark.parametrize("cached", [False, True])
@@ -41,16 +51,13 @@ def test_each_row_equals_generate_on_that_prompt_alone(loaded, cached):
     first = _solo(model, processor, 0, 12, eos=plain_eos)
     cut = next(i for i, t in enumerate(first) if i >= 2 and t not in first[:i])
     eos = first[cut]  # a token the model really emits: row 0 (at least) ends on it, after `cut` tokens
-    pixels = processor.preprocess_images(IMAGES)
-    images = ({"mm_encoder_outputs": {"image": model.visual_tokens(pixels)}} if cached else {"pixel_values": pixels})
-    got = greedy_generate(model, _ids(processor), max_new, eos_token_ids={eos}, **images)
+    got = _generate(model, processor, max_new, cached=cached, eos_token_ids={eos})
     assert got[0] == first[:cut]
     assert got == [_solo(model, processor, i, n, eos) for i, n in enumerate(max_new)]
 
 
 def test_stop_rule_ends_a_row_and_keeps_the_others(loaded):
     model, processor = loaded
-    pixels = processor.preprocess_images(IMAGES)
     seen = []
 
     def stop(row: int, new: list[int]) -> bool:
@@ -58,7 +65,7 @@ def test_stop_rule_ends_a_row_and_keeps_the_others(loaded):
         return row == 1 and len(new) == 2
 
     eos = {processor.tokenizer.eos_token_id}
-    got = greedy_generate(model, _ids(processor), [6, 6, 6], eos_token_ids=eos, stop=stop, pixel_values=pixels)
+    got = _generate(model, processor, [6, 6, 6], eos_token_ids=eos, stop=stop)
     assert [len(g) for g in got] == [6, 2, 6]
     assert got[0] == _solo(model, processor, 0, 6, eos=processor.tokenizer.eos_token_id)
     assert seen.count(1) == 2  # a finished row is not asked again
@@ -66,10 +73,34 @@ def test_stop_rule_ends_a_row_and_keeps_the_others(loaded):
 
 def test_pad_id_that_is_the_image_token_is_replaced(loaded):
     model, processor = loaded
-    pixels = processor.preprocess_images(IMAGES)
-    image_pad = greedy_generate(model, _ids(processor), [5, 5, 5], eos_token_ids=set(), pixel_values=pixels,
-                                pad_token_id=model.config.image_token_id)
-    assert image_pad == greedy_generate(model, _ids(processor), [5, 5, 5], eos_token_ids=set(), pixel_values=pixels)
+    image_pad = _generate(model, processor, [5, 5, 5], eos_token_ids=set(), pad_token_id=model.config.image_token_id)
+    assert image_pad == _generate(model, processor, [5, 5, 5], eos_token_ids=set())
+
+
+def test_questions_about_one_image_share_its_head_and_answer_as_if_alone(loaded):
+    model, processor = loaded
+    eos = processor.tokenizer.eos_token_id
+    prompts = [PROMPTS[0], PROMPTS[1], PROMPTS[0], PROMPTS[2], PROMPTS[1]]
+    image_ids = [0, 0, 0, 2, 1]  # three questions (one asked twice) about image 0, one each about 2 and 1
+    heads, tails, head_of_row, first_rows = share_heads(_ids(processor, prompts), [[i] for i in image_ids],
+                                                        model.config.image_token_id)
+    assert head_of_row == [0, 0, 0, 1, 2] and first_rows == [0, 3, 4]
+    assert all(h[-1] == model.config.image_token_id for h in heads)
+    got = _generate(model, processor, [7, 3, 7, 5, 6], image_ids=image_ids, prompts=prompts, eos_token_ids={eos})
+    assert got[0] == got[2]
+    for row, (prompt, image) in enumerate(zip(prompts, image_ids)):
+        inputs = processor(images=[IMAGES[image]], text=[prompt])
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=[7, 3, 7, 5, 6][row], do_sample=False, eos_token_id=eos)
+        new = out[0, inputs["input_ids"].shape[1]:].tolist()
+        assert got[row] == (new[:new.index(eos)] if eos in new else new)
+
+
+def test_share_heads_without_images_shares_at_most_the_first_token():
+    heads, tails, head_of_row, first_rows = share_heads([[1, 5, 6], [1, 7], [1, 5, 6]], [[], [], []], 99)
+    assert heads == [[1]] and tails == [[5, 6], [7], [5, 6]] and head_of_row == [0, 0, 0] and first_rows == [0]
+    with pytest.raises(ValueError, match="prompt 1 ends on an image placeholder"):
+        share_heads([[1, 99, 5], [1, 99, 99]], [["a"], ["b"]], 99)
 
 
 def test_reserved_layer_grows_past_its_room():

@@ -1,8 +1,10 @@
 """The lmms-eval simple-mode model for the whole stf-bench family (`--model stf_bench --model_args preset=...`).
 
 What the built-in `llava`/`llava_hf` adapters get wrong and this one does not: task and split are looked up per
-request (one call carries the requests of every task), batches are real (left padding, any batch size), every
-`until` string and each request's own `max_new_tokens` are honoured, `loglikelihood` returns the summed
+request (one call carries the requests of every task), batches are real (any batch size; greedy decoding runs
+through `stf_bench.models.generation.greedy_generate`, which prefills each image's prompt head once per batch and
+drops finished rows; sampling goes through `generate()` with left padding), every `until` string and each
+request's own `max_new_tokens` are honoured, `loglikelihood` returns the summed
 log-probability of the continuation, and `clean()` leaves the model usable for a second evaluation.
 Answers can be cached per request (`stf_bench.eval.resume`) so that an interrupted run resumes where it died.
 Visual tokens are computed once per distinct image (`visual_cache`, MiB of LRU, 0 = off): benchmarks ask many
@@ -499,14 +501,19 @@ class StfBenchLmms(lmms):
             count = prompt.count(proc.image_token)
             row_keys.append(keys[start:start + count])
             start += count
-        ids = tok([proc.expand_prompt(p) for p in prompts])["input_ids"]
+        ids = proc.token_ids(prompts)
         heads, tails, head_of_row, first_rows = share_heads(ids, row_keys, proc.image_token_id)
         firsts = set(first_rows)  # the images of each head's first row, in order
         head_images = [im for row, im in zip((r for r, k in enumerate(row_keys) for _ in k), images) if row in firsts]
         head_keys = [k for row in first_rows for k in row_keys[row]]
 
-        def stop(row: int, new: list[int]) -> bool:
-            return bool(until[row]) and any(s in tok.decode(new, skip_special_tokens=True) for s in until[row])
+        def stop(rows: list[int], new: list[list[int]]) -> list[bool]:
+            checked = [i for i, row in enumerate(rows) if until[row]]
+            ended = [False] * len(rows)
+            texts = tok.batch_decode([new[i] for i in checked], skip_special_tokens=True) if checked else []
+            for i, text in zip(checked, texts):
+                ended[i] = any(s in text for s in until[rows[i]])
+            return ended
 
         return greedy_generate(self.model, heads, tails, head_of_row, max_new, eos_token_ids=eos_ids(self.model, tok),
                                stop=stop, pad_token_id=tok.pad_token_id or 0,

@@ -110,12 +110,30 @@ def _right_padded(rows: list[list[int]], pad: int) -> torch.Tensor:
     return out
 
 
+def _decode_step(llm, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Cache
+                 ) -> torch.Tensor:
+    """The LLM backbone on one new token per row: what `LlamaModel.forward` does when handed a ready 4D mask, minus
+    its per-call wrappers (output capturing, config defaults), which cost about as much as a small model's step."""
+    if not all(hasattr(llm, name) for name in ("rotary_emb", "layers", "norm")):  # not Llama-shaped
+        return llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                   use_cache=True).last_hidden_state
+    hidden = embeds  # (rows, 1, H)
+    rotary = llm.rotary_emb(hidden, position_ids=positions)
+    for layer in llm.layers[:llm.config.num_hidden_layers]:
+        hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=positions,
+                       past_key_values=cache, use_cache=True)
+    return llm.norm(hidden)
+
+
 @torch.inference_mode()
 def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_of_row: list[int],
                     max_new_tokens: list[int], *, eos_token_ids: Iterable[int],
-                    stop: Callable[[int, list[int]], bool] | None = None, pad_token_id: int = 0,
+                    stop: Callable[[list[int], list[list[int]]], list[bool]] | None = None, pad_token_id: int = 0,
                     **image_inputs) -> list[list[int]]:
-    """Generated ids per row (without the eos); row i ends at an eos, at max_new_tokens[i] or when stop(i, ids).
+    """Generated ids per row (without the eos); row i ends at an eos, at max_new_tokens[i] or when stop says so.
+
+    `stop(rows, ids)` is asked once per step about the rows still going (their indices and generated ids so far)
+    and returns one bool per row: True ends that row.
 
     Row i's prompt is heads[head_of_row[i]] + tails[i] (ids, image placeholders expanded, all of them in the head;
     `share_heads` builds these). Each head is prefilled once however many rows start with it, so several questions
@@ -168,11 +186,13 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
     for step in range(max(max_new_tokens)):
         keep = []
         for b, (row, token) in enumerate(zip(rows, next_ids.tolist())):
-            if token in eos:
-                continue
-            out[row].append(token)
-            if len(out[row]) < max_new_tokens[row] and not (stop and stop(row, out[row])):
-                keep.append(b)
+            if token not in eos:
+                out[row].append(token)
+                if len(out[row]) < max_new_tokens[row]:
+                    keep.append(b)
+        if stop and keep:  # one call per step for the whole batch: per-row calls cost more than the step on a GPU
+            ended = stop([rows[b] for b in keep], [out[rows[b]] for b in keep])
+            keep = [b for b, end in zip(keep, ended) if not end]
         if not keep:
             break
         if len(keep) < len(rows):
@@ -181,10 +201,8 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
             mask, positions, next_ids = mask[index], positions[index], next_ids[index]
             rows = [rows[b] for b in keep]
         mask[:, :, :, first_slot + step] = 0.0
-        hidden = model.model.language_model(
-            inputs_embeds=embed(next_ids[:, None]), attention_mask=mask[:, :, :, :first_slot + step + 1],
-            position_ids=positions[:, None], past_key_values=cache, use_cache=True,
-        ).last_hidden_state  # (rows, 1, H)
+        hidden = _decode_step(model.model.language_model, embed(next_ids[:, None]),
+                              mask[:, :, :, :first_slot + step + 1], positions[:, None], cache)  # (rows, 1, H)
         next_ids = model.lm_head(hidden[:, -1]).argmax(-1)
         positions += 1
     return out

@@ -59,6 +59,13 @@ class StfLlavaProcessor:
         """Replace each `<image>` with `num_visual_tokens` placeholders."""
         return text.replace(self.image_token, self.image_token * self.num_visual_tokens)
 
+    def token_ids(self, prompts: list[str]) -> list[list[int]]:
+        """Unpadded token ids of `prompts`, each `<image>` expanded: the ids `__call__` makes (special tokens split
+        the text the same way), without tokenising hundreds of placeholder strings per prompt."""
+        n = self.num_visual_tokens
+        return [[t for i in ids for t in ([i] * n if i == self.image_token_id else [i])]
+                for ids in self.tokenizer(prompts)["input_ids"]]
+
     def __call__(self, images: Image.Image | list[Image.Image] | None = None, text: str | list[str] | None = None,
                  return_tensors: str = "pt", padding: bool | str = True, **tokenizer_kwargs) -> BatchFeature:
         """Tokenise prompts (each `<image>` expanded) and preprocess images; images match `<image>`s in order."""

@@ -60,15 +60,15 @@ def test_stop_rule_ends_a_row_and_keeps_the_others(loaded):
     model, processor = loaded
     seen = []
 
-    def stop(row: int, new: list[int]) -> bool:
-        seen.append(row)
-        return row == 1 and len(new) == 2
+    def stop(rows: list[int], new: list[list[int]]) -> list[bool]:
+        seen.append(list(rows))
+        return [row == 1 and len(ids) == 2 for row, ids in zip(rows, new)]
 
     eos = {processor.tokenizer.eos_token_id}
     got = _generate(model, processor, [6, 6, 6], eos_token_ids=eos, stop=stop)
     assert [len(g) for g in got] == [6, 2, 6]
     assert got[0] == _solo(model, processor, 0, 6, eos=processor.tokenizer.eos_token_id)
-    assert seen.count(1) == 2  # a finished row is not asked again
+    assert seen[:3] == [[0, 1, 2], [0, 1, 2], [0, 2]]  # once per step; a finished row is not asked again
 
 
 def test_pad_id_that_is_the_image_token_is_replaced(loaded):

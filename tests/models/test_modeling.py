@@ -85,3 +85,13 @@ def test_vision_features_stop_at_the_deepest_block_read(name):
     expected = torch.cat([full[i][:, 1:] for i in model.config.feature_layers], dim=-1)
     assert deepest < 24  # LLaVA reads the penultimate block, the released MBTF stops below the top too
     assert torch.equal(fast, expected)
+
+
+@pytest.mark.parametrize("name", ["llava-tiny", "stf-tiny"])
+def test_token_ids_equal_the_tokenised_expanded_prompts(name):
+    _, processor = load_model(name)
+    prompts = ["USER: <image>\nWhat colour? ASSISTANT:", "<image>\n<image> two images, one prompt", "no image at all",
+               "A chat. USER: <image>\n图中有什么? ASSISTANT:"]
+    expected = processor.tokenizer([processor.expand_prompt(p) for p in prompts])["input_ids"]
+    assert processor.token_ids(prompts) == expected
+    assert sum(t == processor.image_token_id for t in processor.token_ids(prompts)[1]) == 2 * processor.num_visual_tokens

@@ -507,10 +507,15 @@ class StfBenchLmms(lmms):
         head_images = [im for row, im in zip((r for r, k in enumerate(row_keys) for _ in k), images) if row in firsts]
         head_keys = [k for row in first_rows for k in row_keys[row]]
 
+        # A stop string first appears with the newest token, so it lies in the last few tokens: decode only those
+        # (a token is at least one byte of text; 4 bytes per character at most, plus a margin).
+        window = [4 * max((len(s) for s in u), default=0) + 8 for u in until]
+
         def stop(rows: list[int], new: list[list[int]]) -> list[bool]:
             checked = [i for i, row in enumerate(rows) if until[row]]
             ended = [False] * len(rows)
-            texts = tok.batch_decode([new[i] for i in checked], skip_special_tokens=True) if checked else []
+            tails = [new[i][-window[rows[i]]:] for i in checked]
+            texts = tok.batch_decode(tails, skip_special_tokens=True) if checked else []
             for i, text in zip(checked, texts):
                 ended[i] = any(s in text for s in until[rows[i]])
             return ended

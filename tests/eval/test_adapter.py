@@ -110,6 +110,34 @@ def test_every_until_string_cuts_at_the_earliest(lm):
     assert cut == full[: full.find(stop_early)].strip()
 
 
+def test_generation_stops_at_the_token_that_completes_a_stop_string(lm, monkeypatch):
+    """Not just cut afterwards: the row leaves the batch at that token, even far past the decoded window."""
+    from stf_bench.eval import adapter as adapter_mod
+
+    generated = []
+
+    def recording(*args, **kwargs):
+        out = adapter_mod.greedy_generate.__wrapped_original__(*args, **kwargs)
+        generated.extend(out)
+        return out
+
+    recording.__wrapped_original__ = adapter_mod.greedy_generate
+    monkeypatch.setattr(adapter_mod, "greedy_generate", recording)
+    lm.batch_size_per_gpu = 2
+    full = lm.generate_until([_gen("red", 1, lm, until=(), max_new=48)])[0]
+    # a short stop string that first appears late in the answer (past the few tokens the stop check decodes)
+    stop, start = next((full[i:i + n], i) for n in (2, 3, 4) for i in range(20, len(full) - n)
+                       if full[i:i + n] not in full[:i + n - 1] and "\ufffd" not in full[i:i + n])
+    generated.clear()
+    cut, other = lm.generate_until([_gen("red", 1, lm, until=(stop,), max_new=48),
+                                    _gen("blue", 3, lm, until=(), max_new=48)])
+    assert cut == full[:start].strip()
+    ids = generated[0]
+    text = lm.tokenizer.decode(ids, skip_special_tokens=True)
+    assert stop in text and stop not in lm.tokenizer.decode(ids[:-1], skip_special_tokens=True)
+    assert len(generated[1]) == 48  # the other row went on to its own limit
+
+
 def test_gen_kwargs_are_not_mutated(lm):
     req = _gen("red", 0, lm)
     before = dict(req.args[1])

@@ -25,6 +25,9 @@ NOT_PLAIN_GREEDY = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encod
                     "watermarking_config": None}
 
 
+DECODE_ROOM = 128  # answer tokens reserved in the KV cache at first
+
+
 class ReservedLayer(DynamicLayer):
     """A KV-cache layer that writes new tokens into reserved room instead of re-concatenating the cache per step."""
 
@@ -150,7 +153,10 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
     head_len = torch.tensor([len(h) for h in heads], device=device)[torch.tensor(head_of_row, device=device)]
     tail_len = torch.tensor([len(t) for t in tails], device=device)
     width_head, width_tail = max(len(h) for h in heads), int(tail_len.max())
-    room = width_tail + max(max_new_tokens)
+    longest = width_head + width_tail + max(max_new_tokens)
+    # Room for the tails and the first answer tokens; a layer grows by as much again when it runs out, so a large
+    # max_new_tokens (1024 in some lmms-eval tasks) reserves nothing that short answers never use.
+    room = width_tail + min(max(max_new_tokens), DECODE_ROOM)
     cache = Cache(layers=[ReservedLayer(room) for _ in range(model.config.text_config.num_hidden_layers)])
 
     # 1. Heads, right-padded: causal attention alone keeps every real token blind to the padding after it.
@@ -159,7 +165,7 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
     cache.batch_select_indices(torch.tensor(head_of_row, device=device))  # one copy of its head's keys per row
 
     # 2. Tails, right-padded into slots width_head, ...: each sees its own head and its own earlier tail tokens.
-    slots = torch.arange(width_head + room, device=device)  # (S,) every slot the cache will hold
+    slots = torch.arange(longest, device=device)  # (S,) every slot the cache can come to hold
     in_head = slots[None, :] < head_len[:, None]  # (n, S)
     tail_pos = slots - width_head  # (S,) position of a slot inside the tail block
     seen = in_head[:, None, :] | ((tail_pos[None, None, :] >= 0)

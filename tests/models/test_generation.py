@@ -131,3 +131,13 @@ def test_eos_ids_merge_the_generation_config_and_the_tokenizer(loaded):
         assert {7, 9} <= eos_ids(model, processor.tokenizer)
     finally:
         model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
+
+
+def test_long_answers_grow_the_cache_past_its_first_room(loaded, monkeypatch):
+    from stf_bench.models import generation
+
+    model, processor = loaded
+    eos = {processor.tokenizer.eos_token_id}
+    roomy = _generate(model, processor, [9, 4, 12], eos_token_ids=eos)
+    monkeypatch.setattr(generation, "DECODE_ROOM", 2)  # every layer reallocates (keeping its contents) mid-answer
+    assert _generate(model, processor, [9, 4, 12], eos_token_ids=eos) == roomy

@@ -96,6 +96,8 @@ def share_heads(prompts: list[list[int]], image_keys: list[tuple], image_token_i
         if cut >= len(ids):
             raise ValueError(f"prompt {row} ends on an image placeholder; the answer needs a prompt token after it "
                              f"(the conversation template's 'ASSISTANT:')")
+        if cut < 1:
+            raise ValueError(f"prompt {row} has {len(ids)} token(s); it needs at least two (a head and a tail)")
         key = (tuple(ids[:cut]), tuple(keys))
         if key not in seen:
             seen[key] = len(heads)

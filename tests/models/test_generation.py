@@ -101,6 +101,8 @@ def test_share_heads_without_images_shares_at_most_the_first_token():
     assert heads == [[1]] and tails == [[5, 6], [7], [5, 6]] and head_of_row == [0, 0, 0] and first_rows == [0]
     with pytest.raises(ValueError, match="prompt 1 ends on an image placeholder"):
         share_heads([[1, 99, 5], [1, 99, 99]], [["a"], ["b"]], 99)
+    with pytest.raises(ValueError, match="prompt 0 has 1 token"):
+        share_heads([[1]], [[]], 99)
 
 
 def test_reserved_layer_grows_past_its_room():

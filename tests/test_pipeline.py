@@ -8,7 +8,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from lmms_eval.api.model import lmms
+from scripted_lm import ScriptedLM
 
 from stf_bench.cli import main
 from stf_bench.eval import llava_protocol, samples, tasks
@@ -18,23 +18,12 @@ COLUMN = {"gqa": "GQA", "scienceqa_img": "SQA", "textvqa_val": "VQA^T", "pope": 
           "chartqa": "ChartQA"}
 
 
-class NoisyOracle(lmms):
+class NoisyOracle(ScriptedLM):
     """Right on about two docs in three (decided by a hash of the question), so every score is non-trivial."""
 
-    def generate_until(self, requests) -> list[str]:
-        out = []
-        for request in requests:
-            _ctx, _gen, _visual, doc_id, task, split = request.args
-            doc = self.task_dict[task][split][doc_id]
-            right = zlib.crc32(f"{task}/{doc_id}".encode()) % 3 != 0
-            out.append(llava_protocol.target(task.removeprefix("stf_"), doc) if right else "zzz")
-        return out
-
-    def loglikelihood(self, requests):
-        raise NotImplementedError
-
-    def generate_until_multi_round(self, requests):
-        raise NotImplementedError
+    def respond(self, task: str, doc_id: int, doc: dict) -> str:
+        right = zlib.crc32(f"{task}/{doc_id}".encode()) % 3 != 0
+        return llava_protocol.target(task.removeprefix("stf_"), doc) if right else "zzz"
 
 
 @pytest.fixture(scope="module")

@@ -11,31 +11,9 @@ from __future__ import annotations
 import zlib
 
 import pytest
-from lmms_eval.api.model import lmms
+from scripted_lm import ScriptedLM
 
 from stf_bench.eval import llava_protocol, samples, tasks
-
-
-class ScriptedLM(lmms):
-    """Answers every request with answer(benchmark, doc), looking the doc up by the request's task and split."""
-
-    def __init__(self, answer) -> None:
-        super().__init__()
-        self.answer = answer
-
-    def generate_until(self, requests) -> list[str]:
-        out = []
-        for request in requests:
-            _ctx, _gen, _visual, doc_id, task, split = request.args
-            doc = self.task_dict[task][split][doc_id]
-            out.append(self.answer(task.removeprefix("stf_"), doc))
-        return out
-
-    def loglikelihood(self, requests):
-        raise NotImplementedError
-
-    def generate_until_multi_round(self, requests):
-        raise NotImplementedError
 
 
 @pytest.fixture(scope="module")

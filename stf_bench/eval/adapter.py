@@ -408,8 +408,8 @@ class StfBenchLmms(lmms):
         todo = {key: im for key, im in zip(keys, images) if key not in found}  # first of each repeated image
         with torch.inference_mode():
             if todo:
-                pixel_values = self.processor.preprocess_images(list(todo.values())).to(self._device)
-                for key, tokens in zip(todo, self.model.visual_tokens(pixel_values.to(self.model.dtype))):
+                pixel_values = self.processor.preprocess_images(list(todo.values())).to(self._device, self.model.dtype)
+                for key, tokens in zip(todo, self.model.visual_tokens(pixel_values)):
                     found[key] = tokens.clone()  # own storage: exact byte count, the batch tensor can go
                     cache.put(key, found[key])
             cache.hits += len(keys) - len(todo)
@@ -496,15 +496,14 @@ class StfBenchLmms(lmms):
         self._check_tags(prompts, images)
         proc, tok = self.processor, self.tokenizer
         keys = self._image_keys(images)
-        row_keys, start = [], 0
+        row_keys, row_images, start = [], [], 0
         for prompt in prompts:
-            count = prompt.count(proc.image_token)
-            row_keys.append(keys[start:start + count])
-            start += count
-        ids = proc.token_ids(prompts)
-        heads, tails, head_of_row, first_rows = share_heads(ids, row_keys, proc.image_token_id)
-        firsts = set(first_rows)  # the images of each head's first row, in order
-        head_images = [im for row, im in zip((r for r, k in enumerate(row_keys) for _ in k), images) if row in firsts]
+            end = start + prompt.count(proc.image_token)
+            row_keys.append(keys[start:end])
+            row_images.append(images[start:end])
+            start = end
+        heads, tails, head_of_row, first_rows = share_heads(proc.token_ids(prompts), row_keys, proc.image_token_id)
+        head_images = [im for row in first_rows for im in row_images[row]]  # each head's images, heads in order
         head_keys = [k for row in first_rows for k in row_keys[row]]
 
         # A stop string first appears with the newest token, so it lies in the last few tokens: decode only those
@@ -514,8 +513,8 @@ class StfBenchLmms(lmms):
         def stop(rows: list[int], new: list[list[int]]) -> list[bool]:
             checked = [i for i, row in enumerate(rows) if until[row]]
             ended = [False] * len(rows)
-            tails = [new[i][-window[rows[i]]:] for i in checked]
-            texts = tok.batch_decode(tails, skip_special_tokens=True) if checked else []
+            recent = [new[i][-window[rows[i]]:] for i in checked]
+            texts = tok.batch_decode(recent, skip_special_tokens=True) if checked else []
             for i, text in zip(checked, texts):
                 ended[i] = any(s in text for s in until[rows[i]])
             return ended
@@ -524,6 +523,7 @@ class StfBenchLmms(lmms):
                                stop=stop, pad_token_id=tok.pad_token_id or 0,
                                **self._image_inputs(head_images, head_keys))
 
+    # ---- loglikelihood ----
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         """(summed log-prob of the continuation given image + context, whether greedy decoding yields it)."""
         results: list[Any] = [None] * len(requests)

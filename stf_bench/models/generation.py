@@ -115,6 +115,11 @@ def _right_padded(rows: list[list[int]], pad: int) -> torch.Tensor:
     return out
 
 
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(n, q, S) bool -> (n, 1, q, S) additive float mask: 0 where a query may look, the dtype's minimum elsewhere."""
+    return torch.where(allowed, 0.0, torch.finfo(dtype).min).to(dtype)[:, None]
+
+
 def _decode_step(llm, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Cache
                  ) -> torch.Tensor:
     """The LLM backbone on one new token per row: what `LlamaModel.forward` does when handed a ready 4D mask, minus
@@ -174,19 +179,17 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
                                   & (tail_pos[None, None, :] <= torch.arange(width_tail, device=device)[None, :, None])
                                   & (tail_pos[None, None, :] < tail_len[:, None, None]))  # (n, tail, S)
     dtype = model.lm_head.weight.dtype
-    lowest = torch.finfo(dtype).min
-    to_mask = lambda allowed: torch.where(allowed, 0.0, lowest).to(dtype)[:, None]  # noqa: E731  (n, 1, q, S)
     positions = head_len[:, None] + torch.arange(width_tail, device=device)[None, :]  # (n, tail)
     embed = model.get_input_embeddings()
     hidden = model.model.language_model(
         inputs_embeds=embed(_right_padded(tails, pad_token_id).to(device)),
-        attention_mask=to_mask(seen[:, :, :width_head + width_tail]), position_ids=positions,
+        attention_mask=_additive(seen[:, :, :width_head + width_tail], dtype), position_ids=positions,
         past_key_values=cache, use_cache=True,
     ).last_hidden_state  # (n, tail, H)
     next_ids = model.lm_head(hidden[torch.arange(n, device=device), tail_len - 1]).argmax(-1)  # (n,)
 
     # 3. Decode: new tokens go to slots width_head + width_tail, + 1, ...; padding slots stay masked out.
-    mask = to_mask(seen[torch.arange(n, device=device), tail_len - 1][:, None, :])  # (n, 1, 1, S)
+    mask = _additive(seen[torch.arange(n, device=device), tail_len - 1][:, None, :], dtype)  # (n, 1, 1, S)
     first_slot = width_head + width_tail
     positions = head_len + tail_len  # (n,) position id of each row's next token
     rows = list(range(n))  # original index of each row still in the batch

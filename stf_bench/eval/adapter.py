@@ -459,7 +459,7 @@ class StfBenchLmms(lmms):
                 results[i] = cached
                 continue
             jobs.append(_Job(i, key, ctx, self._doc_fn(task, split, doc_id), doc_to_visual, task, doc_id,
-                             self._length(ctx), gen))
+                             0 if self._greedy_path(gen) else self._length(ctx), gen))  # greedy: request order
         return self._execute(results, jobs, self._generate_batch, _sampling_signature, "stf-bench generate", "")
 
     def _generate_batch(self, batch: list[_Job]) -> list[str | None]:

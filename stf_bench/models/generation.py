@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 from transformers.cache_utils import Cache, DynamicLayer
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 # Generation-config fields that make decoding more than an argmax: when one is set, use generate() instead.
 NOT_PLAIN_GREEDY = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_repetition_penalty": 1.0,
@@ -120,16 +122,63 @@ def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(allowed, 0.0, torch.finfo(dtype).min).to(dtype)[:, None]
 
 
+def _rms_norm(norm, x: torch.Tensor) -> torch.Tensor:
+    """LlamaRMSNorm's arithmetic, op for op (so bit for bit), without its module call."""
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+    return norm.weight * h.to(x.dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _lean_decodable(llm) -> bool:
+    """Whether `_lean_layer` computes exactly what this backbone's layers do: Llama layers, SDPA attention, as many
+    KV heads as query heads (grouped-query attention stays with the layers' own code)."""
+    layers = getattr(llm, "layers", [])
+    return (len(layers) > 0 and all(type(layer) is LlamaDecoderLayer for layer in layers)
+            and llm.config._attn_implementation == "sdpa" and not llm.training
+            and all(layer.self_attn.num_key_value_groups == 1 for layer in layers))
+
+
+def _lean_layer(layer, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
+                cache_layer) -> torch.Tensor:
+    """One LlamaDecoderLayer on one token per row, the same ops in the same order as its forward (hence the same
+    bits) minus about a dozen module calls and keyword plumbing, which on a small model cost as much as the maths."""
+    attn, mlp = layer.self_attn, layer.mlp
+    shape = (hidden.shape[0], 1, -1, attn.head_dim)  # hidden: (rows, 1, H)
+    x = _rms_norm(layer.input_layernorm, hidden)
+    q, k, v = (F.linear(x, proj.weight, proj.bias).view(shape).transpose(1, 2)  # (rows, heads, 1, head_dim)
+               for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+    q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+    k, v = cache_layer.update(k, v)  # (rows, heads, S, head_dim)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, scale=attn.scaling, is_causal=False)
+    out = out.transpose(1, 2).contiguous().reshape(hidden.shape[0], 1, -1).contiguous()
+    hidden = hidden + F.linear(out, attn.o_proj.weight, attn.o_proj.bias)
+    x = _rms_norm(layer.post_attention_layernorm, hidden)
+    gate = mlp.act_fn(F.linear(x, mlp.gate_proj.weight, mlp.gate_proj.bias))
+    x = F.linear(gate * F.linear(x, mlp.up_proj.weight, mlp.up_proj.bias), mlp.down_proj.weight, mlp.down_proj.bias)
+    return hidden + x
+
+
 def _decode_step(llm, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Cache
                  ) -> torch.Tensor:
-    """The LLM backbone on one new token per row: what `LlamaModel.forward` does when handed a ready 4D mask, minus
-    its per-call wrappers (output capturing, config defaults), which cost about as much as a small model's step."""
+    """The LLM backbone on one new token per row, as `LlamaModel.forward` computes it when handed a ready 4D mask;
+    on Llama layers with SDPA through `_lean_layer`, elsewhere through the layers' own forward."""
     if not all(hasattr(llm, name) for name in ("rotary_emb", "layers", "norm")):  # not Llama-shaped
         return llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache,
                    use_cache=True).last_hidden_state
     hidden = embeds  # (rows, 1, H)
     rotary = llm.rotary_emb(hidden, position_ids=positions)
-    for layer in llm.layers[:llm.config.num_hidden_layers]:
+    layers = llm.layers[:llm.config.num_hidden_layers]
+    if _lean_decodable(llm):
+        cos, sin = (t.unsqueeze(1) for t in rotary)  # (rows, 1, 1, head_dim): broadcast over heads
+        for layer, cache_layer in zip(layers, cache.layers):
+            hidden = _lean_layer(layer, hidden, cos, sin, mask, cache_layer)
+        return _rms_norm(llm.norm, hidden)
+    for layer in layers:
         hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=positions,
                        past_key_values=cache, use_cache=True)
     return llm.norm(hidden)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
@@ -35,6 +36,33 @@ def clip_image_processor(image_size: int) -> CLIPImageProcessorPil:
     )
 
 
+def level_table(image_processor: CLIPImageProcessorPil) -> np.ndarray | None:
+    """(3, 256) float32: what the processor's own rescale + normalize turn each 8-bit level of each channel into,
+    or None where it does not do both on 3 channels. Rescale and normalize act on each value alone, so looking a
+    pixel up here gives exactly the float the processor computes, at a fifth of the cost of its float64 passes."""
+    ip = image_processor
+    if not (ip.do_rescale and ip.do_normalize) or len(np.atleast_1d(ip.image_mean)) != 3:
+        return None
+    levels = np.broadcast_to(np.arange(256, dtype=np.uint8), (3, 1, 256)).copy()  # (channels, 1, levels): CHW
+    return ip.normalize(ip.rescale(levels, ip.rescale_factor), ip.image_mean, ip.image_std)[:, 0, :]
+
+
+def clip_pixels(image_processor: CLIPImageProcessorPil, images: list[Image.Image]) -> torch.Tensor:
+    """pixel_values (B, 3, S, S) of RGB images: the processor resizes and crops the 8-bit pixels, then
+    `level_table` maps them to floats; identical to `image_processor(images)["pixel_values"]`."""
+    table = level_table(image_processor)
+    if table is None:
+        return image_processor(images, return_tensors="pt")["pixel_values"]
+    crops = image_processor(images, do_rescale=False, do_normalize=False)["pixel_values"]  # uint8 (3, S, S) each
+    if any(c.dtype != np.uint8 or c.shape[0] != 3 for c in crops):  # not 8-bit RGB: the processor's own float path
+        return image_processor(images, return_tensors="pt")["pixel_values"]
+    out = np.empty((len(crops), *crops[0].shape), dtype=np.float32)
+    for i, crop in enumerate(crops):
+        for c in range(3):
+            np.take(table[c], crop[c], out=out[i, c])
+    return torch.from_numpy(out)
+
+
 class StfLlavaProcessor:
     """Tokenizer + image processor for one model variant; `__call__` mirrors transformers' LlavaProcessor."""
 
@@ -53,7 +81,7 @@ class StfLlavaProcessor:
         if self.pad_to_square:
             mean = tuple(int(255 * m) for m in self.image_processor.image_mean)
             images = [expand2square(im, mean) for im in images]
-        return self.image_processor(images, return_tensors="pt")["pixel_values"]
+        return clip_pixels(self.image_processor, images)
 
     def expand_prompt(self, text: str) -> str:
         """Replace each `<image>` with `num_visual_tokens` placeholders."""

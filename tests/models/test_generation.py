@@ -143,3 +143,34 @@ def test_long_answers_grow_the_cache_past_its_first_room(loaded, monkeypatch):
     roomy = _generate(model, processor, [9, 4, 12], eos_token_ids=eos)
     monkeypatch.setattr(generation, "DECODE_ROOM", 2)  # every layer reallocates (keeping its contents) mid-answer
     assert _generate(model, processor, [9, 4, 12], eos_token_ids=eos) == roomy
+
+
+def test_lean_decode_step_computes_the_layers_bits(loaded, monkeypatch):
+    """`_decode_step`'s lean Llama layer gives the very bits of the layers' own forward (Llama, SDPA, one KV head per
+    query head); where it does not apply (grouped-query attention) the layers run as they are."""
+    from transformers.cache_utils import Cache
+
+    from stf_bench.models import generation
+
+    model, _ = loaded
+    llm = model.model.language_model
+    cfg = llm.config
+    assert generation._lean_decodable(llm) == (cfg.num_key_value_heads == cfg.num_attention_heads)
+    if cfg.num_key_value_heads != cfg.num_attention_heads:
+        return  # grouped-query attention: the layers' own forward (test_each_row_equals_generate_... covers it)
+    torch.manual_seed(0)
+    prefill, step = torch.randn(3, 6, cfg.hidden_size), torch.randn(3, 1, cfg.hidden_size)
+    mask = torch.zeros(3, 1, 1, 7)
+    mask[1, :, :, 2] = torch.finfo(torch.float32).min  # row 1 never sees slot 2 (a padding slot, say)
+
+    def step_once(lean: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        monkeypatch.setattr(generation, "_lean_decodable", lambda _llm: lean)
+        cache = Cache(layers=[ReservedLayer(4) for _ in range(cfg.num_hidden_layers)])
+        with torch.inference_mode():
+            llm(inputs_embeds=prefill, past_key_values=cache, use_cache=True)
+            hidden = generation._decode_step(llm, step, mask, torch.tensor([[6], [6], [5]]), cache)
+        return hidden, cache.layers[-1].keys
+
+    (lean, lean_keys), (layers, layer_keys) = step_once(True), step_once(False)
+    assert lean.shape == (3, 1, cfg.hidden_size) and layer_keys.shape[-2] == 7
+    assert torch.equal(lean, layers) and torch.equal(lean_keys, layer_keys)

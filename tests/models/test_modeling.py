@@ -57,6 +57,29 @@ def test_square_padding_uses_the_clip_mean_colour():
     assert pixels[0, :, 168, 168].min() > 1.0  # the white image itself
 
 
+def test_level_table_pixels_equal_the_image_processors_own():
+    """clip_pixels (8-bit pixels looked up in a per-level table) gives the very floats of the processor's float
+    passes, on noise (every level of every channel), odd sizes and upscaled or downscaled images."""
+    import numpy as np
+
+    from stf_bench.models.processing import clip_pixels
+
+    _, processor = load_model("llava-tiny")
+    ip = processor.image_processor
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in
+              [(336, 336), (160, 160), (97, 250), (700, 411)]] + [_image((0, 255, 17), (5, 9))]
+    expected = ip(images, return_tensors="pt")["pixel_values"]
+    got = clip_pixels(ip, images)
+    assert got.dtype == expected.dtype == torch.float32 and got.shape == expected.shape == (5, 3, 336, 336)
+    assert torch.equal(got, expected)
+    ip.do_normalize = False  # no table for this processor: its own path, unchanged
+    try:
+        assert torch.equal(clip_pixels(ip, images[:2]), ip(images[:2], return_tensors="pt")["pixel_values"])
+    finally:
+        ip.do_normalize = True
+
+
 def test_placeholder_mismatch_is_a_clear_error():
     model, processor = load_model("stf-tiny")
     ids = processor.tokenizer(["USER: <image>\nHi ASSISTANT:"], return_tensors="pt")["input_ids"]  # 1 placeholder

@@ -266,6 +266,7 @@ class StfBenchLmms(lmms):
                                     "weights": weights_fingerprint(model), "template": TEMPLATE_ID}, sort_keys=True)
         self.answer_cache: AnswerCache | None = AnswerCache(cache_dir, self._rank) if cache_dir else None
         self.skipped: dict[tuple[str, int], str] = {}
+        self._token_text: dict[int, str] = {}  # a token's text alone, for the stop check (`_may_end`)
         self.show_progress = True
         n_cache = visual_cache_bytes(visual_cache, self._device)
         self.visual_cache: VisualTokenCache | None = VisualTokenCache(n_cache) if n_cache else None
@@ -507,11 +508,13 @@ class StfBenchLmms(lmms):
         head_keys = [k for row in first_rows for k in row_keys[row]]
 
         # A stop string first appears with the newest token, so it lies in the last few tokens: decode only those
-        # (a token is at least one byte of text; 4 bytes per character at most, plus a margin).
+        # (a token is at least one byte of text; 4 bytes per character at most, plus a margin). And its last
+        # character is the newest token's: rows whose newest token cannot supply one are not decoded at all.
         window = [4 * max((len(s) for s in u), default=0) + 8 for u in until]
+        ends = [{s[-1] for s in u} for u in until]
 
         def stop(rows: list[int], new: list[list[int]]) -> list[bool]:
-            checked = [i for i, row in enumerate(rows) if until[row]]
+            checked = [i for i, row in enumerate(rows) if until[row] and self._may_end(new[i][-1], ends[row])]
             ended = [False] * len(rows)
             recent = [new[i][-window[rows[i]]:] for i in checked]
             texts = tok.batch_decode(recent, skip_special_tokens=True) if checked else []
@@ -522,6 +525,15 @@ class StfBenchLmms(lmms):
         return greedy_generate(self.model, heads, tails, head_of_row, max_new, eos_token_ids=eos_ids(self.model, tok),
                                stop=stop, pad_token_id=tok.pad_token_id or 0,
                                **self._image_inputs(head_images, head_keys))
+
+    def _may_end(self, token: int, last_chars: set[str]) -> bool:
+        """Whether `token` may be the one that completes a stop string ending in one of `last_chars`: its own text
+        holds such a character, or its text alone says too little (empty: special or part of a character; U+FFFD:
+        a partial UTF-8 sequence; a whitespace end character, which tokenizers drop or merge at the edges)."""
+        text = self._token_text.get(token)
+        if text is None:
+            text = self._token_text[token] = self.tokenizer.decode([token], skip_special_tokens=True)
+        return (not text or "\ufffd" in text or any(c.isspace() or c in text for c in last_chars))
 
     # ---- loglikelihood ----
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:

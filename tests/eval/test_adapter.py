@@ -138,6 +138,14 @@ def test_generation_stops_at_the_token_that_completes_a_stop_string(lm, monkeypa
     assert len(generated[1]) == 48  # the other row went on to its own limit
 
 
+def test_stop_check_skips_only_tokens_that_cannot_end_a_stop_string(lm):
+    tok = lm.tokenizer
+    colon, letter = (tok.encode(c, add_special_tokens=False)[-1] for c in (":", "x"))
+    assert lm._may_end(colon, {":"}) and not lm._may_end(letter, {":"})
+    assert lm._may_end(tok.eos_token_id, {":"})  # no text of its own: decode to be sure
+    assert lm._may_end(letter, {"\n"})  # whitespace ends are merged or dropped at token edges: always decode
+
+
 def test_gen_kwargs_are_not_mutated(lm):
     req = _gen("red", 0, lm)
     before = dict(req.args[1])

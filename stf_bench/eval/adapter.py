@@ -267,6 +267,7 @@ class StfBenchLmms(lmms):
         self.answer_cache: AnswerCache | None = AnswerCache(cache_dir, self._rank) if cache_dir else None
         self.skipped: dict[tuple[str, int], str] = {}
         self._token_text: dict[int, str] = {}  # a token's text alone, for the stop check (`_may_end`)
+        self._head_cache: dict = {}  # the last greedy batch's last head, prefilled (`greedy_generate`)
         self.show_progress = True
         n_cache = visual_cache_bytes(visual_cache, self._device)
         self.visual_cache: VisualTokenCache | None = VisualTokenCache(n_cache) if n_cache else None
@@ -301,6 +302,7 @@ class StfBenchLmms(lmms):
         """Free cached memory (visual tokens included) but keep the model: lmms-eval calls this after every evaluation."""
         if self.visual_cache is not None:
             self.visual_cache.clear()
+        self._head_cache.clear()
         gc.collect()
         if self._device.type == "cuda":
             torch.cuda.empty_cache()
@@ -504,8 +506,11 @@ class StfBenchLmms(lmms):
             row_images.append(images[start:end])
             start = end
         heads, tails, head_of_row, first_rows = share_heads(proc.token_ids(prompts), row_keys, proc.image_token_id)
-        head_images = [im for row in first_rows for im in row_images[row]]  # each head's images, heads in order
-        head_keys = [k for row in first_rows for k in row_keys[row]]
+        # A head is named by its ids and images; one the previous batch ended on is not prefilled again.
+        names = [(tuple(head), tuple(row_keys[row])) for head, row in zip(heads, first_rows)]
+        todo = [row for name, row in zip(names, first_rows) if name not in self._head_cache]
+        head_images = [im for row in todo for im in row_images[row]]  # the images of the heads to prefill, in order
+        head_keys = [k for row in todo for k in row_keys[row]]
 
         # A stop string first appears with the newest token, so it lies in the last few tokens: decode only those
         # (a token is at least one byte of text; 4 bytes per character at most, plus a margin). And its last
@@ -523,8 +528,8 @@ class StfBenchLmms(lmms):
             return ended
 
         return greedy_generate(self.model, heads, tails, head_of_row, max_new, eos_token_ids=eos_ids(self.model, tok),
-                               stop=stop, pad_token_id=tok.pad_token_id or 0,
-                               **self._image_inputs(head_images, head_keys))
+                               stop=stop, pad_token_id=tok.pad_token_id or 0, head_keys=names,
+                               head_cache=self._head_cache, **self._image_inputs(head_images, head_keys))
 
     def _may_end(self, token: int, last_chars: set[str]) -> bool:
         """Whether `token` may be the one that completes a stop string ending in one of `last_chars`: its own text

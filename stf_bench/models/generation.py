@@ -12,7 +12,7 @@ sampling, beam search and generation configs that add logits processors stay wit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -184,10 +184,34 @@ def _decode_step(llm, embeds: torch.Tensor, mask: torch.Tensor, positions: torch
     return llm.norm(hidden)
 
 
+def _prefill_with_known_heads(model, heads: list[list[int]], known: list[list[tuple[torch.Tensor, torch.Tensor]]],
+                              reused: list[int], cache: Cache, pad_token_id: int, image_inputs: dict) -> None:
+    """Fill `cache` with every head's keys/values, right-padded to the longest head: heads[reused[j]] from
+    known[j] (per layer, (1, kv_heads, len, head_dim)), the others from one prefill over them alone."""
+    device = model.lm_head.weight.device
+    todo = [i for i in range(len(heads)) if i not in set(reused)]
+    fresh = Cache(layers=[DynamicLayer() for _ in cache.layers])
+    if todo:
+        model.model(input_ids=_right_padded([heads[i] for i in todo], pad_token_id).to(device),
+                    past_key_values=fresh, use_cache=True, **image_inputs)
+    width = max(len(h) for h in heads)
+    for n, layer in enumerate(cache.layers):
+        some = known[0][n][0]
+        keys = some.new_zeros(len(heads), some.shape[1], width, some.shape[3])
+        values = keys.new_zeros(len(heads), some.shape[1], width, known[0][n][1].shape[3])
+        if todo:
+            got = fresh.layers[n]
+            keys[todo, :, :got.keys.shape[2]], values[todo, :, :got.values.shape[2]] = got.keys, got.values
+        for i, kv in zip(reused, known):
+            keys[i, :, :kv[n][0].shape[2]], values[i, :, :kv[n][1].shape[2]] = kv[n][0][0], kv[n][1][0]
+        layer.update(keys, values)
+
+
 @torch.inference_mode()
 def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_of_row: list[int],
                     max_new_tokens: list[int], *, eos_token_ids: Iterable[int],
                     stop: Callable[[list[int], list[list[int]]], list[bool]] | None = None, pad_token_id: int = 0,
+                    head_keys: list[Hashable] | None = None, head_cache: dict | None = None,
                     **image_inputs) -> list[list[int]]:
     """Generated ids per row (without the eos); row i ends at an eos, at max_new_tokens[i] or when stop says so.
 
@@ -198,6 +222,11 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
     `share_heads` builds these). Each head is prefilled once however many rows start with it, so several questions
     about one image pay for its ~600 prompt tokens once. `image_inputs` is what the model's forward takes for the
     images of `heads`, in order (`pixel_values=` or `mm_encoder_outputs={"image": visual tokens}`).
+
+    Across batches: with `head_keys` (one hashable per head, naming its ids and images) and a `head_cache` dict,
+    heads whose key is in the cache are not prefilled again, and `image_inputs` covers only the other heads. On
+    return the cache holds the prefilled keys/values of the last row's head alone: the next batch in request order
+    often starts with more questions about that image.
     """
     eos = set(eos_token_ids)
     device = model.lm_head.weight.device
@@ -213,11 +242,24 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
     # Room for the tails and the first answer tokens; a layer grows by as much again when it runs out, so a large
     # max_new_tokens (1024 in some lmms-eval tasks) reserves nothing that short answers never use.
     room = width_tail + min(max(max_new_tokens), DECODE_ROOM)
-    cache = Cache(layers=[ReservedLayer(room) for _ in range(model.config.text_config.num_hidden_layers)])
+    n_layers = model.config.text_config.num_hidden_layers
+    cache = Cache(layers=[ReservedLayer(room) for _ in range(n_layers)])
 
     # 1. Heads, right-padded: causal attention alone keeps every real token blind to the padding after it.
-    model.model(input_ids=_right_padded(heads, pad_token_id).to(device), past_key_values=cache, use_cache=True,
-                **image_inputs)
+    known = {} if head_cache is None or head_keys is None else head_cache
+    reused = [i for i, key in enumerate(head_keys or []) if key in known]
+    if not reused:
+        model.model(input_ids=_right_padded(heads, pad_token_id).to(device), past_key_values=cache, use_cache=True,
+                    **image_inputs)
+    else:
+        _prefill_with_known_heads(model, heads, [known[head_keys[i]] for i in reused], reused, cache,
+                                  pad_token_id, image_inputs)
+    if head_cache is not None and head_keys is not None:  # keep the last row's head for the next batch
+        last = head_of_row[-1]
+        kv = [(layer.keys[last:last + 1, :, :len(heads[last])].clone(),
+               layer.values[last:last + 1, :, :len(heads[last])].clone()) for layer in cache.layers]
+        head_cache.clear()
+        head_cache[head_keys[last]] = kv
     cache.batch_select_indices(torch.tensor(head_of_row, device=device))  # one copy of its head's keys per row
 
     # 2. Tails, right-padded into slots width_head, ...: each sees its own head and its own earlier tail tokens.

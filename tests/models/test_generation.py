@@ -174,3 +174,28 @@ def test_lean_decode_step_computes_the_layers_bits(loaded, monkeypatch):
     (lean, lean_keys), (layers, layer_keys) = step_once(True), step_once(False)
     assert lean.shape == (3, 1, cfg.hidden_size) and layer_keys.shape[-2] == 7
     assert torch.equal(lean, layers) and torch.equal(lean_keys, layer_keys)
+
+
+def test_a_head_carried_from_the_previous_batch_answers_as_if_prefilled_again(loaded):
+    """Batch 1 ends on image 1; batch 2 asks about images 1 and 2: image 1's head comes from the cache (and its
+    image is not passed at all), image 2's is prefilled; every row equals generate() on its prompt alone."""
+    model, processor = loaded
+    eos = {processor.tokenizer.eos_token_id}
+    ids = _ids(processor)
+    cache: dict = {}
+
+    def batch(rows: list[int]) -> list[list[int]]:
+        heads, tails, head_of_row, first_rows = share_heads([ids[r] for r in rows], [[r] for r in rows],
+                                                            model.config.image_token_id)
+        names = [(tuple(h), rows[r]) for h, r in zip(heads, first_rows)]
+        todo = [rows[r] for name, r in zip(names, first_rows) if name not in cache]
+        pixels = {"pixel_values": processor.preprocess_images([IMAGES[r] for r in todo])} if todo else {}
+        return greedy_generate(model, heads, tails, head_of_row, [6] * len(rows), eos_token_ids=eos,
+                               head_keys=names, head_cache=cache, **pixels)
+
+    first = batch([0, 1])
+    assert len(cache) == 1 and next(iter(cache))[1] == 1  # the last row's head, kept
+    second = batch([1, 2])
+    assert [*first, *second] == [_solo(model, processor, i, 6, min(eos)) for i in (0, 1, 1, 2)]
+    assert next(iter(cache))[1] == 2
+    assert batch([2]) == second[1:]  # every head known: no prefill at all

@@ -8,6 +8,8 @@ resize + centre crop llava-hf's processor does (the paper's protocol pads to squ
 both adapters see the same pixels and their answers can be compared.
 
 Needs `decord` (llava_hf imports it at module level): `.venv/bin/python -m pip install decord`. Never torchvision.
+On a GPU machine with torch but no package index, `scripts/gpu_wheels.sh` (run where pip works) fetches the rest as
+wheels; docs/BENCHMARKS.md has the command used there.
 
     .venv/bin/python benchmarks/adapter_throughput.py [--limit 8] [--tasks all] [--device cpu] [--batch-size 16]
         [--visual-cache MiB]  (0 = off: the vision tower runs for every request, as before the cache existed)
@@ -86,7 +88,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=8, help="rows per task (default 8)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32" if not torch.cuda.is_available() else "float16")
+    parser.add_argument("--dtype", default="float32" if not torch.cuda.is_available() else "float16",
+                        choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--visual-cache", default=None, help="our adapter's visual-token cache in MiB (0 = off)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per adapter, alternated (median)")
@@ -103,7 +106,8 @@ def main() -> int:
 
     datasets, requests = build_requests(args.tasks, args.limit)
     with tempfile.TemporaryDirectory() as tmp:
-        model, processor = load_model(args.model, random_weights=args.random_weights, dtype=torch.float32)
+        # exported in the dtype both adapters load it in: a 7B checkpoint in float16 is half the bytes of float32
+        model, processor = load_model(args.model, random_weights=args.random_weights, dtype=getattr(torch, args.dtype))
         export_llava_hf(model, processor, tmp)
         del model
 

@@ -189,7 +189,7 @@ def _prefill_with_known_heads(model, heads: list[list[int]], known: list[list[tu
     """Fill `cache` with every head's keys/values, right-padded to the longest head: heads[reused[j]] from
     known[j] (per layer, (1, kv_heads, len, head_dim)), the others from one prefill over them alone."""
     device = model.lm_head.weight.device
-    todo = [i for i in range(len(heads)) if i not in set(reused)]
+    todo = sorted(set(range(len(heads))) - set(reused))
     fresh = Cache(layers=[DynamicLayer() for _ in cache.layers])
     if todo:
         model.model(input_ids=_right_padded([heads[i] for i in todo], pad_token_id).to(device),

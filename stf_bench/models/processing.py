@@ -54,7 +54,8 @@ def clip_pixels(image_processor: CLIPImageProcessorPil, images: list[Image.Image
     if table is None:
         return image_processor(images, return_tensors="pt")["pixel_values"]
     crops = image_processor(images, do_rescale=False, do_normalize=False)["pixel_values"]  # uint8 (3, S, S) each
-    if any(c.dtype != np.uint8 or c.shape[0] != 3 for c in crops):  # not 8-bit RGB: the processor's own float path
+    if any(c.dtype != np.uint8 or c.shape[0] != 3 or c.shape != crops[0].shape for c in crops):
+        # not 8-bit RGB crops of one size: the processor's own float path (and its own error for mixed sizes)
         return image_processor(images, return_tensors="pt")["pixel_values"]
     out = np.empty((len(crops), *crops[0].shape), dtype=np.float32)
     for i, crop in enumerate(crops):

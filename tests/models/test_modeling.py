@@ -78,6 +78,14 @@ def test_level_table_pixels_equal_the_image_processors_own():
         assert torch.equal(clip_pixels(ip, images[:2]), ip(images[:2], return_tensors="pt")["pixel_values"])
     finally:
         ip.do_normalize = True
+    ip.do_center_crop = False  # uncropped: one non-square size works, mixed sizes fail as the processor's own path
+    try:
+        wide = [_image((9, 99, 199), (100, 50)), _image((200, 3, 40), (100, 50))]
+        assert torch.equal(clip_pixels(ip, wide), ip(wide, return_tensors="pt")["pixel_values"])
+        with pytest.raises(ValueError, match="pixel_values"):
+            clip_pixels(ip, [wide[0], _image(size=(50, 100))])
+    finally:
+        ip.do_center_crop = True
 
 
 def test_placeholder_mismatch_is_a_clear_error():

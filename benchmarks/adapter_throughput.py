@@ -80,19 +80,27 @@ def timed(lm, requests: list) -> tuple[list[str], float]:
     return [a if isinstance(a, str) else a.text for a in answers], time.perf_counter() - start
 
 
+def positive(text: str) -> int:
+    """argparse type: an int of at least 1 (0 passes or 0 rows would measure nothing)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="llava-tiny", help="an mlp2x_gelu preset (llava-tiny, llava-1.5-7b)")
     parser.add_argument("--random-weights", action="store_true", help="build a full-size preset untrained")
     parser.add_argument("--tasks", default="all")
-    parser.add_argument("--limit", type=int, default=8, help="rows per task (default 8)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--limit", type=positive, default=8, help="rows per task (default 8)")
+    parser.add_argument("--batch-size", type=positive, default=16)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32" if not torch.cuda.is_available() else "float16",
                         choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--visual-cache", default=None, help="our adapter's visual-token cache in MiB (0 = off)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes per adapter, alternated (median)")
+    parser.add_argument("--repeats", type=positive, default=3, help="timed passes per adapter, alternated (median)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if args.threads:

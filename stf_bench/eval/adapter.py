@@ -36,7 +36,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from stf_bench.errors import StfBenchError
 from stf_bench.eval.prompts import TEMPLATE_ID, cut_at_stop, vicuna_v1
 from stf_bench.eval.resume import AnswerCache, request_key
-from stf_bench.models.generation import eos_ids, greedy_generate, plain_greedy, share_heads
+from stf_bench.models.generation import eos_ids, greedy_generate, heads_to_prefill, plain_greedy, share_heads
 from stf_bench.models.loading import parse_dtype
 
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -508,9 +508,9 @@ class StfBenchLmms(lmms):
         heads, tails, head_of_row, first_rows = share_heads(proc.token_ids(prompts), row_keys, proc.image_token_id)
         # A head is named by its ids and images; one the previous batch ended on is not prefilled again.
         names = [(tuple(head), tuple(row_keys[row])) for head, row in zip(heads, first_rows)]
-        todo = [row for name, row in zip(names, first_rows) if name not in self._head_cache]
-        head_images = [im for row in todo for im in row_images[row]]  # the images of the heads to prefill, in order
-        head_keys = [k for row in todo for k in row_keys[row]]
+        todo = [first_rows[h] for h in heads_to_prefill(names, self._head_cache)]
+        todo_images = [im for row in todo for im in row_images[row]]  # the images of the heads to prefill, in order
+        todo_image_keys = [k for row in todo for k in row_keys[row]]
 
         # A stop string first appears with the newest token, so it lies in the last few tokens: decode only those
         # (a token is at least one byte of text; 4 bytes per character at most, plus a margin). And its last
@@ -529,7 +529,7 @@ class StfBenchLmms(lmms):
 
         return greedy_generate(self.model, heads, tails, head_of_row, max_new, eos_token_ids=eos_ids(self.model, tok),
                                stop=stop, pad_token_id=tok.pad_token_id or 0, head_keys=names,
-                               head_cache=self._head_cache, **self._image_inputs(head_images, head_keys))
+                               head_cache=self._head_cache, **self._image_inputs(todo_images, todo_image_keys))
 
     def _may_end(self, token: int, last_chars: set[str]) -> bool:
         """Whether `token` may be the one that completes a stop string ending in one of `last_chars`: its own text

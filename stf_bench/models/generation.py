@@ -163,17 +163,17 @@ def _lean_layer(layer, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tenso
     return hidden + x
 
 
-def _decode_step(llm, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Cache
-                 ) -> torch.Tensor:
+def _decode_step(llm, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Cache,
+                 lean: bool) -> torch.Tensor:
     """The LLM backbone on one new token per row, as `LlamaModel.forward` computes it when handed a ready 4D mask;
-    on Llama layers with SDPA through `_lean_layer`, elsewhere through the layers' own forward."""
+    through `_lean_layer` where `lean` (what `_lean_decodable` says of `llm`), else through the layers' forward."""
     if not all(hasattr(llm, name) for name in ("rotary_emb", "layers", "norm")):  # not Llama-shaped
         return llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache,
                    use_cache=True).last_hidden_state
     hidden = embeds  # (rows, 1, H)
     rotary = llm.rotary_emb(hidden, position_ids=positions)
     layers = llm.layers[:llm.config.num_hidden_layers]
-    if _lean_decodable(llm):
+    if lean:
         cos, sin = (t.unsqueeze(1) for t in rotary)  # (rows, 1, 1, head_dim): broadcast over heads
         for layer, cache_layer in zip(layers, cache.layers):
             hidden = _lean_layer(layer, hidden, cos, sin, mask, cache_layer)
@@ -184,25 +184,30 @@ def _decode_step(llm, embeds: torch.Tensor, mask: torch.Tensor, positions: torch
     return llm.norm(hidden)
 
 
-def _prefill_with_known_heads(model, heads: list[list[int]], known: list[list[tuple[torch.Tensor, torch.Tensor]]],
-                              reused: list[int], cache: Cache, pad_token_id: int, image_inputs: dict) -> None:
-    """Fill `cache` with every head's keys/values, right-padded to the longest head: heads[reused[j]] from
-    known[j] (per layer, (1, kv_heads, len, head_dim)), the others from one prefill over them alone."""
+def heads_to_prefill(head_keys: list[Hashable], head_cache: dict | None) -> list[int]:
+    """Indices of the heads that `greedy_generate` prefills (and needs the images of): those not in `head_cache`."""
+    return [i for i, key in enumerate(head_keys) if head_cache is None or key not in head_cache]
+
+
+def _prefill_with_known_heads(model, heads: list[list[int]], todo: list[int],
+                              known: dict[int, list[tuple[torch.Tensor, torch.Tensor]]], cache: Cache,
+                              pad_token_id: int, image_inputs: dict) -> None:
+    """Fill `cache` with every head's keys/values, right-padded to the longest head: heads[i] for i in `known` from
+    known[i] (per layer, (1, kv_heads, len, head_dim)), heads[todo] from one prefill over them alone."""
     device = model.lm_head.weight.device
-    todo = sorted(set(range(len(heads))) - set(reused))
     fresh = Cache(layers=[DynamicLayer() for _ in cache.layers])
     if todo:
         model.model(input_ids=_right_padded([heads[i] for i in todo], pad_token_id).to(device),
                     past_key_values=fresh, use_cache=True, **image_inputs)
     width = max(len(h) for h in heads)
+    some = next(iter(known.values()))
     for n, layer in enumerate(cache.layers):
-        some = known[0][n][0]
-        keys = some.new_zeros(len(heads), some.shape[1], width, some.shape[3])
-        values = keys.new_zeros(len(heads), some.shape[1], width, known[0][n][1].shape[3])
+        keys = some[n][0].new_zeros(len(heads), some[n][0].shape[1], width, some[n][0].shape[3])
+        values = keys.new_zeros(len(heads), some[n][1].shape[1], width, some[n][1].shape[3])
         if todo:
             got = fresh.layers[n]
             keys[todo, :, :got.keys.shape[2]], values[todo, :, :got.values.shape[2]] = got.keys, got.values
-        for i, kv in zip(reused, known):
+        for i, kv in known.items():
             keys[i, :, :kv[n][0].shape[2]], values[i, :, :kv[n][1].shape[2]] = kv[n][0][0], kv[n][1][0]
         layer.update(keys, values)
 
@@ -224,9 +229,9 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
     images of `heads`, in order (`pixel_values=` or `mm_encoder_outputs={"image": visual tokens}`).
 
     Across batches: with `head_keys` (one hashable per head, naming its ids and images) and a `head_cache` dict,
-    heads whose key is in the cache are not prefilled again, and `image_inputs` covers only the other heads. On
-    return the cache holds the prefilled keys/values of the last row's head alone: the next batch in request order
-    often starts with more questions about that image.
+    heads whose key is in the cache are not prefilled again, and `image_inputs` covers only the other heads (those
+    `heads_to_prefill` names). On return the cache holds the prefilled keys/values of the last row's head alone:
+    the next batch in request order often starts with more questions about that image.
     """
     eos = set(eos_token_ids)
     device = model.lm_head.weight.device
@@ -242,18 +247,17 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
     # Room for the tails and the first answer tokens; a layer grows by as much again when it runs out, so a large
     # max_new_tokens (1024 in some lmms-eval tasks) reserves nothing that short answers never use.
     room = width_tail + min(max(max_new_tokens), DECODE_ROOM)
-    n_layers = model.config.text_config.num_hidden_layers
-    cache = Cache(layers=[ReservedLayer(room) for _ in range(n_layers)])
+    cache = Cache(layers=[ReservedLayer(room) for _ in range(model.config.text_config.num_hidden_layers)])
 
     # 1. Heads, right-padded: causal attention alone keeps every real token blind to the padding after it.
-    known = {} if head_cache is None or head_keys is None else head_cache
-    reused = [i for i, key in enumerate(head_keys or []) if key in known]
-    if not reused:
+    todo = heads_to_prefill(head_keys, head_cache) if head_keys is not None else list(range(len(heads)))
+    if len(todo) == len(heads):
         model.model(input_ids=_right_padded(heads, pad_token_id).to(device), past_key_values=cache, use_cache=True,
                     **image_inputs)
     else:
-        _prefill_with_known_heads(model, heads, [known[head_keys[i]] for i in reused], reused, cache,
-                                  pad_token_id, image_inputs)
+        todo_set = set(todo)
+        known = {i: head_cache[key] for i, key in enumerate(head_keys) if i not in todo_set}
+        _prefill_with_known_heads(model, heads, todo, known, cache, pad_token_id, image_inputs)
     if head_cache is not None and head_keys is not None:  # keep the last row's head for the next batch
         last = head_of_row[-1]
         kv = [(layer.keys[last:last + 1, :, :len(heads[last])].clone(),
@@ -284,6 +288,7 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
     first_slot = width_head + width_tail
     positions = head_len + tail_len  # (n,) position id of each row's next token
     rows = list(range(n))  # original index of each row still in the batch
+    lean = _lean_decodable(model.model.language_model)
     out: list[list[int]] = [[] for _ in range(n)]
     for step in range(max(max_new_tokens)):
         keep = []
@@ -304,7 +309,7 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
             rows = [rows[b] for b in keep]
         mask[:, :, :, first_slot + step] = 0.0
         hidden = _decode_step(model.model.language_model, embed(next_ids[:, None]),
-                              mask[:, :, :, :first_slot + step + 1], positions[:, None], cache)  # (rows, 1, H)
+                              mask[:, :, :, :first_slot + step + 1], positions[:, None], cache, lean)  # (rows, 1, H)
         next_ids = model.lm_head(hidden[:, -1]).argmax(-1)
         positions += 1
     return out

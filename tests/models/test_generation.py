@@ -6,7 +6,14 @@ from PIL import Image
 from transformers import GenerationConfig
 
 from stf_bench import load_model
-from stf_bench.models.generation import ReservedLayer, eos_ids, greedy_generate, plain_greedy, share_heads
+from stf_bench.models.generation import (
+    ReservedLayer,
+    eos_ids,
+    greedy_generate,
+    heads_to_prefill,
+    plain_greedy,
+    share_heads,
+)
 
 PROMPTS = ["USER: <image>\nWhat colour? ASSISTANT:", "USER: <image>\nWhat is it? Answer in one word. ASSISTANT:",
            "USER: <image>\nHow many? ASSISTANT:"]
@@ -145,7 +152,7 @@ def test_long_answers_grow_the_cache_past_its_first_room(loaded, monkeypatch):
     assert _generate(model, processor, [9, 4, 12], eos_token_ids=eos) == roomy
 
 
-def test_lean_decode_step_computes_the_layers_bits(loaded, monkeypatch):
+def test_lean_decode_step_computes_the_layers_bits(loaded):
     """`_decode_step`'s lean Llama layer gives the very bits of the layers' own forward (Llama, SDPA, one KV head per
     query head); where it does not apply (grouped-query attention) the layers run as they are."""
     from transformers.cache_utils import Cache
@@ -164,11 +171,10 @@ def test_lean_decode_step_computes_the_layers_bits(loaded, monkeypatch):
     mask[1, :, :, 2] = torch.finfo(torch.float32).min  # row 1 never sees slot 2 (a padding slot, say)
 
     def step_once(lean: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        monkeypatch.setattr(generation, "_lean_decodable", lambda _llm: lean)
         cache = Cache(layers=[ReservedLayer(4) for _ in range(cfg.num_hidden_layers)])
         with torch.inference_mode():
             llm(inputs_embeds=prefill, past_key_values=cache, use_cache=True)
-            hidden = generation._decode_step(llm, step, mask, torch.tensor([[6], [6], [5]]), cache)
+            hidden = generation._decode_step(llm, step, mask, torch.tensor([[6], [6], [5]]), cache, lean)
         return hidden, cache.layers[-1].keys
 
     (lean, lean_keys), (layers, layer_keys) = step_once(True), step_once(False)
@@ -188,7 +194,7 @@ def test_a_head_carried_from_the_previous_batch_answers_as_if_prefilled_again(lo
         heads, tails, head_of_row, first_rows = share_heads([ids[r] for r in rows], [[r] for r in rows],
                                                             model.config.image_token_id)
         names = [(tuple(h), rows[r]) for h, r in zip(heads, first_rows)]
-        todo = [rows[r] for name, r in zip(names, first_rows) if name not in cache]
+        todo = [rows[first_rows[h]] for h in heads_to_prefill(names, cache)]
         pixels = {"pixel_values": processor.preprocess_images([IMAGES[r] for r in todo])} if todo else {}
         return greedy_generate(model, heads, tails, head_of_row, [6] * len(rows), eos_token_ids=eos,
                                head_keys=names, head_cache=cache, **pixels)

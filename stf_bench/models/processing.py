@@ -4,6 +4,8 @@ placeholders as the model variant produces visual tokens (576 for LLaVA-1.5, 144
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -47,20 +49,46 @@ def level_table(image_processor: CLIPImageProcessorPil) -> np.ndarray | None:
     return ip.normalize(ip.rescale(levels, ip.rescale_factor), ip.image_mean, ip.image_std)[:, 0, :]
 
 
-def clip_pixels(image_processor: CLIPImageProcessorPil, images: list[Image.Image]) -> torch.Tensor:
+@cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix="stf-pixels")
+
+
+def _in_threads(work, items: list, workers: int) -> list:
+    """work(chunk) over `workers` contiguous chunks of items in threads, the results concatenated in order. PIL's
+    resize and numpy's take release the GIL, so images are prepared in parallel; one chunk runs here."""
+    workers = max(1, min(workers, len(items)))
+    if workers == 1:
+        return work(items)
+    bounds = [len(items) * w // workers for w in range(workers + 1)]
+    chunks = [items[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [x for part in _pool(workers).map(work, chunks) for x in part]
+
+
+def clip_pixels(image_processor: CLIPImageProcessorPil, images: list[Image.Image],
+                workers: int | None = None) -> torch.Tensor:
     """pixel_values (B, 3, S, S) of RGB images: the processor resizes and crops the 8-bit pixels, then
-    `level_table` maps them to floats; identical to `image_processor(images)["pixel_values"]`."""
+    `level_table` maps them to floats; identical to `image_processor(images)["pixel_values"]`. Images are
+    prepared in `workers` threads (default: torch's CPU thread count); each image alone, so the result does not
+    depend on how they are split."""
     table = level_table(image_processor)
     if table is None:
         return image_processor(images, return_tensors="pt")["pixel_values"]
-    crops = image_processor(images, do_rescale=False, do_normalize=False)["pixel_values"]  # uint8 (3, S, S) each
+    workers = torch.get_num_threads() if workers is None else workers
+    crops = _in_threads(lambda part: list(image_processor(part, do_rescale=False, do_normalize=False)["pixel_values"]),
+                        images, workers)  # uint8 (3, S, S) each
     if any(c.dtype != np.uint8 or c.shape[0] != 3 or c.shape != crops[0].shape for c in crops):
         # not 8-bit RGB crops of one size: the processor's own float path (and its own error for mixed sizes)
         return image_processor(images, return_tensors="pt")["pixel_values"]
     out = np.empty((len(crops), *crops[0].shape), dtype=np.float32)
-    for i, crop in enumerate(crops):
-        for c in range(3):
-            np.take(table[c], crop[c], out=out[i, c])
+
+    def lookup(indices: list[int]) -> list[int]:
+        for i in indices:
+            for c in range(3):
+                np.take(table[c], crops[i][c], out=out[i, c])
+        return indices
+
+    _in_threads(lookup, list(range(len(crops))), workers)
     return torch.from_numpy(out)
 
 

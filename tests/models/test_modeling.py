@@ -70,9 +70,11 @@ def test_level_table_pixels_equal_the_image_processors_own():
     images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in
               [(336, 336), (160, 160), (97, 250), (700, 411)]] + [_image((0, 255, 17), (5, 9))]
     expected = ip(images, return_tensors="pt")["pixel_values"]
-    got = clip_pixels(ip, images)
+    got = clip_pixels(ip, images, workers=1)
     assert got.dtype == expected.dtype == torch.float32 and got.shape == expected.shape == (5, 3, 336, 336)
     assert torch.equal(got, expected)
+    for workers in (2, 3, 8):  # split over threads (8 > 5 images): the same floats in the same order
+        assert torch.equal(clip_pixels(ip, images, workers=workers), expected)
     ip.do_normalize = False  # no table for this processor: its own path, unchanged
     try:
         assert torch.equal(clip_pixels(ip, images[:2]), ip(images[:2], return_tensors="pt")["pixel_values"])
@@ -82,8 +84,9 @@ def test_level_table_pixels_equal_the_image_processors_own():
     try:
         wide = [_image((9, 99, 199), (100, 50)), _image((200, 3, 40), (100, 50))]
         assert torch.equal(clip_pixels(ip, wide), ip(wide, return_tensors="pt")["pixel_values"])
-        with pytest.raises(ValueError, match="pixel_values"):
-            clip_pixels(ip, [wide[0], _image(size=(50, 100))])
+        for workers in (1, 2):  # one odd size in each thread's chunk: still the processor's own error
+            with pytest.raises(ValueError, match="pixel_values"):
+                clip_pixels(ip, [wide[0], _image(size=(50, 100))], workers=workers)
     finally:
         ip.do_center_crop = True
 

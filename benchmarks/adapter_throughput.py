@@ -80,6 +80,16 @@ def timed(lm, requests: list) -> tuple[list[str], float]:
     return [a if isinstance(a, str) else a.text for a in answers], time.perf_counter() - start
 
 
+def llava_hf_class() -> type:
+    """lmms-eval's `LlavaHf`, or exit naming what it lacks: it imports decord at module level."""
+    try:
+        from lmms_eval.models.simple.llava_hf import LlavaHf
+    except ModuleNotFoundError as exc:
+        raise SystemExit(f"adapter_throughput: lmms-eval's llava_hf adapter cannot be imported ({exc}). It needs "
+                         f"decord: {sys.executable} -m pip install decord==0.6.0") from None
+    return LlavaHf
+
+
 def positive(text: str) -> int:
     """argparse type: an int of at least 1 (0 passes or 0 rows would measure nothing)."""
     value = int(text)
@@ -106,8 +116,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from lmms_eval.models.simple.llava_hf import LlavaHf
-
+    LlavaHf = llava_hf_class()
     from stf_bench import load_model
     from stf_bench.eval.adapter import StfBenchLmms
     from stf_bench.models.export import export_llava_hf

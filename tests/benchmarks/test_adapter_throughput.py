@@ -41,3 +41,14 @@ def test_gpu_wheels_pin_what_the_install_and_the_bench_extra_pin():
     project = _pins((root / "pyproject.toml").read_text())
     assert install["lmms-eval"] == wheels["lmms-eval"], "update scripts/gpu_wheels.sh: lmms-eval moved in install.sh"
     assert project["decord"] == wheels["decord"], "update scripts/gpu_wheels.sh: decord moved in pyproject.toml"
+
+
+def test_missing_decord_exits_with_the_install_command(monkeypatch):
+    """llava_hf imports decord at module level: without it the benchmark stops with the command that installs it,
+    not a traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "decord", None)  # `import decord` now fails as if it were not installed
+    monkeypatch.delitem(sys.modules, "lmms_eval.models.simple.llava_hf", raising=False)
+    with pytest.raises(SystemExit, match=r"pip install decord==0\.6\.0"):
+        _module().llava_hf_class()

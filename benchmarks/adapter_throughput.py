@@ -7,9 +7,9 @@ embedded sample data under the llava protocol. Our adapter runs with `image_aspe
 resize + centre crop llava-hf's processor does (the paper's protocol pads to square, which llava_hf cannot), so that
 both adapters see the same pixels and their answers can be compared.
 
-Needs `decord` (llava_hf imports it at module level): `.venv/bin/python -m pip install decord`. Never torchvision.
-On a GPU machine with torch but no package index, `scripts/gpu_wheels.sh` (run where pip works) fetches the rest as
-wheels; docs/BENCHMARKS.md has the command used there.
+Needs `decord` (llava_hf imports it at module level): `.venv/bin/python -m pip install decord==0.6.0`. Never
+torchvision. On a GPU machine with torch but no package index, `scripts/gpu_wheels.sh` (run where pip works)
+fetches the rest as wheels; docs/BENCHMARKS.md has the command used there.
 
     .venv/bin/python benchmarks/adapter_throughput.py [--limit 8] [--tasks all] [--device cpu] [--batch-size 16]
         [--visual-cache MiB]  (0 = off: the vision tower runs for every request, as before the cache existed)

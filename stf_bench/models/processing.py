@@ -55,8 +55,8 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 
 def _in_threads(work, items: list, workers: int) -> list:
-    """work(chunk) over `workers` contiguous chunks of items in threads, the results concatenated in order. PIL's
-    resize and numpy's take release the GIL, so images are prepared in parallel; one chunk runs here."""
+    """work(chunk) over `workers` contiguous chunks of items, each in a pool thread (the caller waits), the results
+    concatenated in order. PIL's resize and numpy's take release the GIL, so images are prepared in parallel."""
     workers = max(1, min(workers, len(items)))
     if workers == 1:
         return work(items)

@@ -231,6 +231,9 @@ class StfBenchLmms(lmms):
         from accelerate import Accelerator
 
         from stf_bench import load_model
+        from stf_bench.compat import drop_lmms_filelock_patch
+
+        drop_lmms_filelock_patch()  # lmms-eval's own CLI calls its filelock patch after building this model
 
         self.name = str(preset or pretrained or "stf-tiny")
         try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stf_bench.compat import lenient_images, lmms_evaluator_patched
 from stf_bench.errors import StfBenchError
 
 RESUME_DIR = ".resume"
@@ -111,10 +112,8 @@ def load_tasks(task_specs: list, task_manager) -> dict:
     lmms-eval itself crashes with an IndexError on an empty dataset and retries a failing load five times before
     raising a bare RetryError: neither names the task or the fix.
     """
-    from lmms_eval.evaluator import _enable_reentrant_filelocks
     from lmms_eval.tasks import get_task_dict
 
-    _enable_reentrant_filelocks()  # as simple_evaluate does: nested load_dataset calls must not deadlock
     merged: dict = {}
     for spec in task_specs:
         try:
@@ -135,43 +134,6 @@ def load_tasks(task_specs: list, task_manager) -> dict:
                 raise StfBenchError(f"task {name!r}: the dataset has no rows; check --data/--data-dir")
         merged.update(loaded)
     return merged
-
-
-@contextlib.contextmanager
-def lenient_images() -> Iterator[None]:
-    """Decode a corrupt dataset image as None instead of raising, so that the adapter skips (and counts) that row.
-
-    Without it, lmms-eval dies while building a task whose first row has a bad image (it decodes row 0 to check
-    the task), and `datasets` raises on every access to a bad row.
-    """
-    from datasets.features import Image as ImageFeature
-
-    original = ImageFeature.decode_example
-
-    def decode(self, value, token_per_repo_id=None):
-        try:
-            return original(self, value, token_per_repo_id=token_per_repo_id)
-        except Exception:  # the adapter reports the row as skipped: "image missing or unreadable"
-            return None
-
-    ImageFeature.decode_example = decode
-    try:
-        yield
-    finally:
-        ImageFeature.decode_example = original
-
-
-@contextlib.contextmanager
-def _preloaded(task_dict: dict) -> Iterator[None]:
-    """Make simple_evaluate use the task dict `load_tasks` already built instead of loading every dataset again."""
-    import lmms_eval.evaluator as lmms_evaluator
-
-    original = lmms_evaluator.get_task_dict
-    lmms_evaluator.get_task_dict = lambda *args, **kwargs: task_dict
-    try:
-        yield
-    finally:
-        lmms_evaluator.get_task_dict = original
 
 
 def _backend() -> str:
@@ -279,7 +241,7 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     cli_args = argparse.Namespace(process_with_media=False, reasoning_tags=None, agentic_trace_mode="basic",
                                   output_path=str(output_dir / model_dir), log_samples_suffix="",
                                   stf_bench_protocol=spec.protocol, stf_bench_data=spec.data)
-    with contextlib.redirect_stdout(sys.stderr), _preloaded(task_dict), lenient_images():
+    with contextlib.redirect_stdout(sys.stderr), lmms_evaluator_patched(task_dict), lenient_images():
         results = lmms_evaluator.simple_evaluate(
             model=lm, model_args=model_args, tasks=setup.task_specs, task_manager=setup.task_manager,
             limit=spec.limit, log_samples=True, evaluation_tracker=tracker, bootstrap_iters=0,

@@ -16,6 +16,8 @@ import statistics
 import sys
 from collections.abc import Iterable
 
+from stf_bench.compat import reset_ocrbench_totals
+
 POPE_SPLITS = ("adversarial", "popular", "random")
 MMBENCH_SYS_PROMPT = "There are several options:"  # lmms-eval's mmbench.yaml metadata.sys_prompt
 SQA_OPTIONS = ("A", "B", "C", "D", "E")
@@ -178,8 +180,7 @@ def lmms_ocrbench_aggregate(results: list[dict], args=None) -> float:
     across calls, so a second evaluation in one process would double the score)."""
     from lmms_eval.tasks.ocrbench import utils as ocr
 
-    for key in ocr.OCRBench_score:
-        ocr.OCRBench_score[key] = 0
+    reset_ocrbench_totals()
     return ocr.ocrbench_aggregate_accuracy(results, args)
 
 

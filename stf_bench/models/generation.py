@@ -16,8 +16,11 @@ from collections.abc import Callable, Hashable, Iterable
 
 import torch
 import torch.nn.functional as F
-from transformers.cache_utils import Cache, DynamicLayer
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+from stf_bench.compat import cache_classes, cache_kw
+
+Cache, DynamicLayer = cache_classes()
 
 # Generation-config fields that make decoding more than an argmax: when one is set, use generate() instead.
 NOT_PLAIN_GREEDY = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_repetition_penalty": 1.0,
@@ -168,7 +171,7 @@ def _decode_step(llm, embeds: torch.Tensor, mask: torch.Tensor, positions: torch
     """The LLM backbone on one new token per row, as `LlamaModel.forward` computes it when handed a ready 4D mask;
     through `_lean_layer` where `lean` (what `_lean_decodable` says of `llm`), else through the layers' forward."""
     if not all(hasattr(llm, name) for name in ("rotary_emb", "layers", "norm")):  # not Llama-shaped
-        return llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        return llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **cache_kw(cache),
                    use_cache=True).last_hidden_state
     hidden = embeds  # (rows, 1, H)
     rotary = llm.rotary_emb(hidden, position_ids=positions)
@@ -180,7 +183,7 @@ def _decode_step(llm, embeds: torch.Tensor, mask: torch.Tensor, positions: torch
         return _rms_norm(llm.norm, hidden)
     for layer in layers:
         hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=positions,
-                       past_key_values=cache, use_cache=True)
+                       **cache_kw(cache), use_cache=True)
     return llm.norm(hidden)
 
 
@@ -198,7 +201,7 @@ def _prefill_with_known_heads(model, heads: list[list[int]], todo: list[int],
     fresh = Cache(layers=[DynamicLayer() for _ in cache.layers])
     if todo:
         model.model(input_ids=_right_padded([heads[i] for i in todo], pad_token_id).to(device),
-                    past_key_values=fresh, use_cache=True, **image_inputs)
+                    **cache_kw(fresh), use_cache=True, **image_inputs)
     width = max(len(h) for h in heads)
     some = next(iter(known.values()))
     for n, layer in enumerate(cache.layers):
@@ -252,7 +255,7 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
     # 1. Heads, right-padded: causal attention alone keeps every real token blind to the padding after it.
     todo = heads_to_prefill(head_keys, head_cache) if head_keys is not None else list(range(len(heads)))
     if len(todo) == len(heads):
-        model.model(input_ids=_right_padded(heads, pad_token_id).to(device), past_key_values=cache, use_cache=True,
+        model.model(input_ids=_right_padded(heads, pad_token_id).to(device), **cache_kw(cache), use_cache=True,
                     **image_inputs)
     else:
         todo_set = set(todo)
@@ -279,7 +282,7 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
     hidden = model.model.language_model(
         inputs_embeds=embed(_right_padded(tails, pad_token_id).to(device)),
         attention_mask=_additive(seen[:, :, :width_head + width_tail], dtype), position_ids=positions,
-        past_key_values=cache, use_cache=True,
+        **cache_kw(cache), use_cache=True,
     ).last_hidden_state  # (n, tail, H)
     next_ids = model.lm_head(hidden[torch.arange(n, device=device), tail_len - 1]).argmax(-1)  # (n,)
 

@@ -13,6 +13,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, LlavaConfig, LlavaForConditionalGeneration, LlavaModel
 from transformers.models.llava.modeling_llava import LlavaModelOutputWithPast, LlavaPreTrainedModel
 
+from stf_bench import compat
 from stf_bench.errors import StfBenchError
 from stf_bench.models.projectors import build_projector, check_projector_args, mbtf_layers, num_visual_tokens
 
@@ -115,6 +116,7 @@ class StfLlavaModel(LlavaModel):
     ) -> LlavaModelOutputWithPast:
         # generate() pre-encodes images with get_image_features and passes them here instead of pixel_values
         encoded = (kwargs.pop("mm_encoder_outputs", None) or {}).get("image")
+        past_key_values = compat.pop_cache(kwargs, past_key_values)  # `cache=` from transformers >= 5.24
         for unused in ("vision_feature_layer", "vision_feature_select_strategy", "image_sizes"):
             kwargs.pop(unused, None)
         if (input_ids is None) == (inputs_embeds is None):
@@ -144,16 +146,16 @@ class StfLlavaModel(LlavaModel):
         outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
+            **compat.cache_kw(past_key_values),
             **kwargs,
         )
-        return LlavaModelOutputWithPast(
+        return compat.llava_model_output(
             last_hidden_state=outputs.last_hidden_state,
-            past_key_values=outputs.past_key_values,
+            cache_obj=compat.output_cache(outputs),
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
-            image_hidden_states=image_features,
+            image_features=image_features,
         )
 
 

@@ -14,16 +14,15 @@ so a projector built on `nn.MultiheadAttention` (Q-Former) is not undercounted. 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 
 import torch
-from calflops import calculate_pipline, pytorch_ops
-from calflops.calculate_pipline import CalFlopsPipline
 from calflops.utils import get_module_flops
 from torch import nn
+
+from stf_bench.compat import calflops_counting
 
 CONVENTIONS = ("paper", "prefill")
 COUNTER = f"calflops {version('calflops')} (+ sdpa, bmm)"
@@ -62,33 +61,13 @@ def _bmm_flops(input: torch.Tensor, mat2: torch.Tensor, *args, **kwargs) -> tupl
     return 2 * macs, macs
 
 
-@contextmanager
-def _extra_ops_counted() -> Iterator[None]:
-    """Count SDPA and bmm into calflops' running tallies, restoring the originals however the block ends."""
-    sdpa, bmm, tensor_bmm = nn.functional.scaled_dot_product_attention, torch.bmm, torch.Tensor.bmm
-    tallies = (calculate_pipline.old_functions, calculate_pipline.module_flop_count, calculate_pipline.module_mac_count)
-    try:
-        nn.functional.scaled_dot_product_attention = pytorch_ops.wrapFunc(sdpa, _attention_flops, *tallies)
-        torch.bmm = pytorch_ops.wrapFunc(bmm, _bmm_flops, *tallies)
-        torch.Tensor.bmm = pytorch_ops.wrapFunc(tensor_bmm, _bmm_flops, *tallies)
-        yield
-    finally:
-        nn.functional.scaled_dot_product_attention, torch.bmm, torch.Tensor.bmm = sdpa, bmm, tensor_bmm
-
-
 def count_flops(root: nn.Module, run: Callable[[], object], parts: dict[str, nn.Module]) -> dict[str, int]:
-    """Run `run()` under calflops' hooks on `root`; FLOPs of each part's subtree. Patches are undone even on error."""
-    pipeline = CalFlopsPipline(root, include_backPropagation=False, compute_bp_factor=2.0)
-    unpatched_linear = nn.functional.linear
-    try:
-        pipeline.start_flops_calculate()
-        with _extra_ops_counted(), torch.no_grad():
-            run()
+    """Run `run()` under calflops' hooks on `root` (SDPA and bmm counted too); FLOPs of each part's subtree."""
+    extra = {(nn.functional, "scaled_dot_product_attention"): _attention_flops, (torch, "bmm"): _bmm_flops,
+             (torch.Tensor, "bmm"): _bmm_flops}
+    with calflops_counting(root, extra), torch.no_grad():
+        run()
         return {name: int(get_module_flops(module)) for name, module in parts.items()}
-    finally:
-        if nn.functional.linear is not unpatched_linear:  # undo the patches even if start itself failed halfway
-            pipeline.pipline_started = pipeline.func_patched = True
-        pipeline.end_flops_calculate()
 
 
 def counting_twin(model: nn.Module) -> nn.Module:

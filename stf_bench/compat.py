@@ -1,0 +1,213 @@
+"""Every place stf-bench leans on a library's internals, gathered here; nothing else touches them.
+
+Each piece names the upstream behaviour it depends on. `tests/test_compat.py` checks every one of them against
+the installed versions and fails naming the library and its version when one changes, so a registry release that
+breaks an assumption shows up as one clear test failure (run `STF_BENCH_LATEST=1 bash scripts/install.sh test`).
+Imports of the heavy libraries stay inside the functions: `import stf_bench.compat` is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator
+from functools import cache
+from importlib.metadata import version
+from typing import Any
+
+
+def library(name: str) -> str:
+    """'name version', for messages that say which release broke an assumption."""
+    return f"{name} {version(name)}"
+
+
+# ---------------------------------------------------------------- transformers
+# 1. The KV-cache keyword. transformers 5.24 renamed `past_key_values` to `cache` in every forward (and in the output
+#    dataclasses); the old name is deprecated until 5.40. We pass whichever name LlamaModel.forward declares.
+# 2. LlavaModelOutputWithPast's fields: <= 5.23 has `image_hidden_states`, 5.24 has `image_outputs` (an output
+#    whose `pooler_output` holds the projected image features) and a deprecated `image_hidden_states` property.
+# 3. The cache layers (`transformers.cache_utils`): `Cache(layers=[...])`, `DynamicLayer` with `keys`, `values`,
+#    `is_initialized`, `update(k, v)` and `batch_select_indices`; `generation.ReservedLayer` subclasses it.
+
+
+@cache
+def cache_kwarg() -> str:
+    """Name of the KV-cache keyword of the Llama backbone's and decoder layers' forward: 'cache' or 'past_key_values'."""
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaModel
+
+    names = [p for p in ("cache", "past_key_values") if p in inspect.signature(LlamaModel.forward).parameters]
+    layer_names = inspect.signature(LlamaDecoderLayer.forward).parameters
+    if not names or names[0] not in layer_names:
+        raise RuntimeError(f"{library('transformers')}: LlamaModel.forward / LlamaDecoderLayer.forward take neither "
+                           f"'cache' nor 'past_key_values'; update stf_bench/compat.py")
+    return names[0]
+
+
+def cache_kw(cache_obj: Any) -> dict[str, Any]:
+    """`{cache_kwarg(): cache_obj}`, to pass a KV cache to any forward of the family."""
+    return {cache_kwarg(): cache_obj}
+
+
+def pop_cache(kwargs: dict, past_key_values: Any = None) -> Any:
+    """The KV cache a forward was handed under either name (the caller may be older or newer transformers code)."""
+    given = kwargs.pop("cache", None)
+    return given if given is not None else past_key_values
+
+
+def output_cache(outputs: Any) -> Any:
+    """The KV cache of a model output, under either field name."""
+    found = getattr(outputs, "cache", None)
+    return found if found is not None else getattr(outputs, "past_key_values", None)
+
+
+def llava_model_output(*, last_hidden_state, cache_obj, hidden_states, attentions, image_features):
+    """A `LlavaModelOutputWithPast` built only with the fields this transformers release declares."""
+    from dataclasses import fields
+
+    from transformers.models.llava.modeling_llava import LlavaModelOutputWithPast
+
+    declared = {f.name for f in fields(LlavaModelOutputWithPast)}
+    values: dict[str, Any] = {"last_hidden_state": last_hidden_state, "hidden_states": hidden_states,
+                              "attentions": attentions}
+    values["cache" if "cache" in declared else "past_key_values"] = cache_obj
+    if "image_hidden_states" in declared:
+        values["image_hidden_states"] = image_features
+    elif "image_outputs" in declared and image_features is not None:
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        values["image_outputs"] = BaseModelOutputWithPooling(pooler_output=image_features)
+    return LlavaModelOutputWithPast(**{k: v for k, v in values.items() if k in declared})
+
+
+def cache_classes():
+    """(Cache, DynamicLayer) from transformers.cache_utils: the layered KV cache that greedy decoding fills."""
+    from transformers.cache_utils import Cache, DynamicLayer
+
+    return Cache, DynamicLayer
+
+
+# ---------------------------------------------------------------- lmms-eval 0.7.3
+# 4. `lmms_eval.evaluator.simple_evaluate` calls the module-level `_enable_reentrant_filelocks()`, which patches
+#    `filelock._api.FileLockMeta` so that nested `load_dataset` calls cannot deadlock. filelock >= 4.3 has no
+#    `filelock._api`, so the call raises ModuleNotFoundError. stf-bench never nests `load_dataset` (every task it
+#    builds reads local parquet files in one call; GQA's image join is done by our own process_docs), so the need is
+#    dropped: the evaluator's name is pointed at a no-op for the duration of a run (`lmms_evaluator_patched`), and
+#    for good once our adapter is built inside lmms-eval's own CLI (`drop_lmms_filelock_patch`), which builds the
+#    model before it makes that call. filelock >= 4.3 raises on a nested lock in one thread instead of hanging.
+# 5. `simple_evaluate` looks up `get_task_dict` in its own module globals: pointing it at a prebuilt dict makes it
+#    reuse the tasks `runner.load_tasks` loaded (and checked) instead of loading every dataset twice.
+# 6. `lmms_eval.tasks.ocrbench.utils.OCRBench_score` is a module-global dict of per-category totals that
+#    `ocrbench_aggregate_accuracy` adds to on every call (a second evaluation in one process doubles the score).
+
+
+@contextlib.contextmanager
+def _module_attr(module: Any, name: str, value: Any, lib: str) -> Iterator[None]:
+    """Set `module.name` to `value` for the block; the attribute must exist (else the assumption broke)."""
+    if not hasattr(module, name):
+        raise RuntimeError(f"{library(lib)}: {module.__name__}.{name} no longer exists; update stf_bench/compat.py")
+    original = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def _no_filelock_patch() -> None:
+    """Stands in for lmms-eval's `_enable_reentrant_filelocks` (see 4 above): stf-bench never nests load_dataset."""
+
+
+def drop_lmms_filelock_patch() -> None:
+    """Point `lmms_eval.evaluator._enable_reentrant_filelocks` at the no-op for the rest of the process (4)."""
+    import lmms_eval.evaluator as evaluator
+
+    if not hasattr(evaluator, "_enable_reentrant_filelocks"):
+        raise RuntimeError(f"{library('lmms-eval')}: lmms_eval.evaluator._enable_reentrant_filelocks no longer "
+                           f"exists; update stf_bench/compat.py")
+    evaluator._enable_reentrant_filelocks = _no_filelock_patch
+
+
+@contextlib.contextmanager
+def lmms_evaluator_patched(task_dict: dict | None = None) -> Iterator[None]:
+    """Around `simple_evaluate`: no filelock patch (4), and, given `task_dict`, tasks already loaded (5)."""
+    import lmms_eval.evaluator as evaluator
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_module_attr(evaluator, "_enable_reentrant_filelocks", _no_filelock_patch, "lmms-eval"))
+        if task_dict is not None:
+            stack.enter_context(_module_attr(evaluator, "get_task_dict", lambda *a, **k: task_dict, "lmms-eval"))
+        yield
+
+
+def reset_ocrbench_totals() -> None:
+    """Zero lmms-eval's module-global OCRBench totals (6) before its aggregate adds to them."""
+    from lmms_eval.tasks.ocrbench import utils as ocr
+
+    totals = getattr(ocr, "OCRBench_score", None)
+    if not isinstance(totals, dict):
+        raise RuntimeError(f"{library('lmms-eval')}: lmms_eval.tasks.ocrbench.utils.OCRBench_score is not a dict of "
+                           f"totals any more; update stf_bench/compat.py")
+    for key in totals:
+        totals[key] = 0
+
+
+# ---------------------------------------------------------------- datasets
+# 7. `datasets.features.Image.decode_example(self, value, token_per_repo_id=None)` decodes every image cell; it is
+#    wrapped so that a corrupt image becomes None (the adapter then skips and counts that row) instead of raising
+#    while lmms-eval builds the task or on every access to the row.
+
+
+@contextlib.contextmanager
+def lenient_images() -> Iterator[None]:
+    """Decode a corrupt dataset image as None instead of raising, for the duration of the block."""
+    from datasets.features import Image as ImageFeature
+
+    original = ImageFeature.decode_example
+    if "token_per_repo_id" not in inspect.signature(original).parameters:
+        raise RuntimeError(f"{library('datasets')}: Image.decode_example no longer takes token_per_repo_id; "
+                           f"update stf_bench/compat.py")
+
+    def decode(self, value, token_per_repo_id=None):
+        try:
+            return original(self, value, token_per_repo_id=token_per_repo_id)
+        except Exception:  # the adapter reports the row as skipped: "image missing or unreadable"
+            return None
+
+    ImageFeature.decode_example = decode
+    try:
+        yield
+    finally:
+        ImageFeature.decode_example = original
+
+
+# ---------------------------------------------------------------- calflops 0.3.2
+# 8. calflops counts a function by replacing it with `pytorch_ops.wrapFunc(fn, formula, old_functions,
+#    module_flop_count, module_mac_count)`, the three being module globals of `calflops.calculate_pipline`; we add
+#    `F.scaled_dot_product_attention` and `torch.bmm`, which it does not count.
+# 9. `CalFlopsPipline.end_flops_calculate()` undoes its patches only when `pipline_started` and `func_patched` are
+#    set; if `start_flops_calculate()` failed halfway they are not, and `F.linear` would stay patched.
+
+
+@contextlib.contextmanager
+def calflops_counting(root: Any, extra: dict[tuple[Any, str], Any]) -> Iterator[None]:
+    """calflops' hooks on `root` with the functions of `extra` ({(owner, name): flops formula}) counted too;
+    every patch is undone however the block ends."""
+    import torch
+    from calflops import calculate_pipline, pytorch_ops
+    from calflops.calculate_pipline import CalFlopsPipline
+
+    pipeline = CalFlopsPipline(root, include_backPropagation=False, compute_bp_factor=2.0)
+    unpatched_linear = torch.nn.functional.linear
+    tallies = (calculate_pipline.old_functions, calculate_pipline.module_flop_count, calculate_pipline.module_mac_count)
+    originals = {key: getattr(*key) for key in extra}
+    try:
+        pipeline.start_flops_calculate()
+        for (owner, name), formula in extra.items():
+            setattr(owner, name, pytorch_ops.wrapFunc(originals[(owner, name)], formula, *tallies))
+        yield
+    finally:
+        for (owner, name), fn in originals.items():
+            setattr(owner, name, fn)
+        if torch.nn.functional.linear is not unpatched_linear:  # undo the patches even if start failed halfway
+            pipeline.pipline_started = pipeline.func_patched = True
+        pipeline.end_flops_calculate()

@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # Wheels for a GPU machine that has torch (cp312) but no package index: what stf-bench's benchmarks import beyond
-# that machine's image (lmms-eval 0.7.3 and its runtime needs, decord for lmms-eval's llava_hf, and the
-# transformers/hub/tokenizers versions pinned here), downloaded into .whl/ (git-ignored), about 43 MB.
+# that machine's image (lmms-eval and its runtime needs, decord for lmms-eval's llava_hf, and the
+# transformers/hub/tokenizers versions of requirements.lock), downloaded into .whl/ (git-ignored), about 43 MB.
+# `bash scripts/gpu_wheels.sh --list` prints the name==version list without downloading.
 # On the GPU machine, before the benchmark:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
 #   export PYTHONPATH=/tmp/site:$PWD
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY_VERSION="${PY_VERSION:-3.12}"
-WHEELS=(
-  lmms_eval==0.7.3 transformers==5.23.0 huggingface_hub==2.4.0 tokenizers==0.23.3 datasets==5.2.0 evaluate==0.4.6
-  decord==0.6.0 loguru==0.7.3 dill==0.4.1 multiprocess==0.70.19 numexpr==2.14.2 zstandard==0.25.0 chardet==6.0.0.post1
-  httpcore2==2.16.2 httpx2==2.16.2 platformdirs==4.14.7 python-dotenv==1.2.4 pytz==2026.6 sniffio==1.3.1
-  tenacity==9.2.1 truststore==0.10.5 wcwidth==0.9.4
+# Names only: every version comes from requirements.lock (one source of truth); decord, which only the `bench`
+# extra needs, from pyproject.toml.
+PACKAGES=(
+  lmms-eval transformers huggingface-hub tokenizers datasets evaluate loguru dill multiprocess numexpr zstandard
+  chardet httpcore2 httpx2 platformdirs python-dotenv pytz sniffio tenacity truststore wcwidth
 )
+pin() {  # name==version of package $1 in requirements.lock
+  grep -iE "^$1==" requirements.lock || { echo "gpu_wheels.sh: $1 is not in requirements.lock" >&2; exit 2; }
+}
+WHEELS=()
+for name in "${PACKAGES[@]}"; do WHEELS+=("$(pin "$name")"); done
+WHEELS+=("$(grep -oE 'decord==[0-9.]+' pyproject.toml | head -1)")
+if [ "${1:-}" = --list ]; then printf '%s\n' "${WHEELS[@]}"; exit 0; fi  # what would be fetched
 mkdir -p .whl
 for wheel in "${WHEELS[@]}"; do
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PY_VERSION" --implementation cp \

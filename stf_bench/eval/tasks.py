@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stf_bench.errors import StfBenchError
+from stf_bench.resources import shipped_dir
 
 if TYPE_CHECKING:
     from stf_bench.eval.data_sources import DataFiles
@@ -27,7 +28,7 @@ ALL_TASKS: tuple[str, ...] = ("gqa", "scienceqa_img", "textvqa_val", "pope", "mm
                               "vqav2_val", "vizwiz_vqa_val", "ocrbench", "chartqa")
 PAPER8: tuple[str, ...] = ALL_TASKS[:8]  # Table 2: GQA SQA VQA^T POPE MMB MMB^CN VQAv2 VizWiz
 PROTOCOLS = ("llava", "lmms-eval")
-TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks" / "stf_llava"
+TASKS_DIR = shipped_dir("tasks") / "stf_llava"
 
 # lmms-eval's folder (under lmms_eval/tasks) holding each benchmark's built-in YAML
 _BUILTIN_DIRS = {"gqa": "gqa", "scienceqa_img": "scienceqa", "textvqa_val": "textvqa", "pope": "pope",

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from stf_bench.errors import StfBenchError
+from stf_bench.resources import shipped_dir
 
 BASELINES_ENV = "STF_BENCH_BASELINES"
 DASH = "-"
@@ -66,9 +67,9 @@ class Published:
 
 
 def baselines_dir(path: str | os.PathLike | None = None) -> Path:
-    """`path`, else $STF_BENCH_BASELINES, else the repository's `baselines/` folder."""
+    """`path`, else $STF_BENCH_BASELINES, else the shipped `baselines/` folder (`stf_bench.resources`)."""
     if path is None:
-        path = os.environ.get(BASELINES_ENV) or Path(__file__).resolve().parents[2] / "baselines"
+        path = os.environ.get(BASELINES_ENV) or shipped_dir("baselines")
     return Path(path)
 
 

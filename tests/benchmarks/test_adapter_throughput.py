@@ -32,15 +32,21 @@ def _pins(text: str) -> dict[str, str]:
             for name, version in re.findall(r"([A-Za-z0-9_.\-]+)==([0-9][A-Za-z0-9.+]*)", text)}
 
 
-def test_gpu_wheels_pin_what_the_install_and_the_bench_extra_pin():
-    """scripts/gpu_wheels.sh repeats two pins made elsewhere: lmms-eval (scripts/install.sh) and decord (the
-    `bench` extra in pyproject.toml). A moved pin must move in both places, or the GPU run tests another setup."""
+def test_gpu_wheels_take_every_version_from_the_lock():
+    """scripts/gpu_wheels.sh names packages only: each must be in requirements.lock, and the script pins nothing
+    itself, so the GPU run tests the locked setup."""
+    import subprocess
+
     root = SCRIPT.parents[1]
-    wheels = _pins((root / "scripts" / "gpu_wheels.sh").read_text())
-    install = _pins((root / "scripts" / "install.sh").read_text())
-    project = _pins((root / "pyproject.toml").read_text())
-    assert install["lmms-eval"] == wheels["lmms-eval"], "update scripts/gpu_wheels.sh: lmms-eval moved in install.sh"
-    assert project["decord"] == wheels["decord"], "update scripts/gpu_wheels.sh: decord moved in pyproject.toml"
+    script = (root / "scripts" / "gpu_wheels.sh").read_text()
+    assert not _pins(script), f"gpu_wheels.sh pins versions of its own: {_pins(script)}"
+    names = script.split("PACKAGES=(")[1].split(")")[0].split()
+    lock = _pins((root / "requirements.lock").read_text())
+    assert names and not [n for n in names if n not in lock], "gpu_wheels.sh names packages not in requirements.lock"
+    listed = subprocess.run(["bash", "scripts/gpu_wheels.sh", "--list"], cwd=root, capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert "lmms-eval==" + lock["lmms-eval"] in listed.stdout.lower()
+    assert "decord==" + _pins((root / "pyproject.toml").read_text())["decord"] in listed.stdout
 
 
 def test_missing_decord_exits_with_the_install_command(monkeypatch):

@@ -1,0 +1,39 @@
+"""What a built wheel carries: every package folder, the task files and the published numbers."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    block = re.search(r"^packages = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), re.S | re.M)
+    listed = set(re.findall(r'"([\w.]+)"', block.group(1)))
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "stf_bench").rglob("__init__.py")}
+    assert on_disk <= listed, f"add {sorted(on_disk - listed)} to [tool.setuptools] packages in pyproject.toml"
+
+
+def test_the_wheel_ships_tasks_and_baselines_and_runs_from_outside_the_checkout(tmp_path):
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next((tmp_path / "dist").glob("stf_bench-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for shipped in ("stf_bench/tasks/stf_llava/utils.py", "stf_bench/tasks/stf_llava/stf_pope.yaml",
+                    "stf_bench/tasks/stf_llava/_stf_llava_template_yaml", "stf_bench/baselines/tables.yaml",
+                    "stf_bench/baselines/published.csv"):
+        assert shipped in names, f"{shipped} is not in the wheel"
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = ("import stf_bench.eval.tasks as t, stf_bench.report.published as p, sys; "
+            "print(t.TASKS_DIR); print(p.baselines_dir()); p.load_published(); "
+            "sys.exit(0 if str(t.TASKS_DIR).startswith(sys.argv[1]) else 1)")
+    run = subprocess.run([sys.executable, "-c", code, str(site)], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr[-2000:]
+    assert str(site / "stf_bench" / "baselines") in run.stdout

@@ -37,3 +37,28 @@ def test_the_wheel_ships_tasks_and_baselines_and_runs_from_outside_the_checkout(
                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr[-2000:]
     assert str(site / "stf_bench" / "baselines") in run.stdout
+
+
+def _lock() -> dict[str, str]:
+    text = (ROOT / "requirements.lock").read_text()
+    return {re.sub(r"[-_.]+", "-", n).lower(): v for n, v in re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)", text, re.M)}
+
+
+def test_the_lock_is_generated_and_holds_no_torch_and_no_cuda_packages():
+    text = (ROOT / "requirements.lock").read_text()
+    assert "bash scripts/lock.sh" in text.splitlines()[1], "requirements.lock must say how it was generated"
+    lock = _lock()
+    assert "torch" not in lock and "stf-bench" not in lock
+    assert not [n for n in lock if n.startswith(("nvidia-", "triton"))], "the lock resolved a CUDA torch"
+    omitted = re.findall(r"^([\w.\-]+) ; sys_platform == \"never\"", (ROOT / "scripts/lock-overrides.txt").read_text(),
+                         re.M)
+    assert omitted and not [n for n in omitted if re.sub(r"[-_.]+", "-", n).lower() in lock]
+
+
+def test_pyproject_lower_bounds_are_the_lock_s_versions():
+    lock = _lock()
+    project = (ROOT / "pyproject.toml").read_text().split("[project]")[1].split("[project.scripts]")[0]
+    bounds = re.findall(r'"([A-Za-z0-9_.\-]+)>=([0-9][^"]*)"', project)
+    wrong = [(n, v, lock.get(re.sub(r"[-_.]+", "-", n).lower())) for n, v in bounds
+             if n != "torch" and lock.get(re.sub(r"[-_.]+", "-", n).lower()) != v]
+    assert bounds and not wrong, f"lower bounds that are not the lock's versions (name, bound, lock): {wrong}"

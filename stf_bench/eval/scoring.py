@@ -68,18 +68,21 @@ def gqa_correct(prediction: str, answer: str) -> bool:
     return prediction.strip().rstrip(".").lower() == answer
 
 
+_SQA_ANSWER_IS = re.compile(r"The answer is ([A-Z]).")  # main-branch eval_science_qa.py, verbatim pattern
+
+
 def sqa_parse(prediction: str, n_choices: int) -> int:
-    """LLaVA's eval_science_qa parser: a bare letter, 'X. ...', or 'The answer is X'; -1 when none applies."""
-    text = prediction.replace("\n", ". ")
-    if text.strip() in SQA_OPTIONS:
-        letter = text.strip()
+    """LLaVA main-branch eval_science_qa.py (docs/protocols.md): the stripped text is a letter, 'X. ...', or holds
+    exactly one 'The answer is X' followed by some character; -1 (scored wrong) otherwise or when out of range."""
+    text = prediction.strip()  # model_vqa_science strips the decoded answer before saving it
+    if text in SQA_OPTIONS:
+        letter = text
     elif len(text) >= 3 and text[0] in SQA_OPTIONS and text[1:3] == ". ":
         letter = text[0]
     else:
-        match = re.search(r"The answer is ([A-E])\.", text) or re.search(r"The answer is ([A-E])", text)
-        letter = match.group(1) if match else ""
-    index = SQA_OPTIONS.index(letter) if letter else -1
-    return index if 0 <= index < n_choices else -1
+        found = _SQA_ANSWER_IS.findall(text)
+        letter = found[0] if len(found) == 1 else "FAILED"
+    return SQA_OPTIONS.index(letter) if letter in SQA_OPTIONS[:n_choices] else -1
 
 
 # ---------------------------------------------------------------- POPE

@@ -153,9 +153,26 @@ def test_mmbench_prompt_follows_llava():
 # ---------------------------------------------------------------- SQA, GQA, OCRBench, ChartQA
 
 
+# Expected values reasoned from haotian-liu/LLaVA main, llava/eval/eval_science_qa.py @ c121f04: exact letter, or
+# text[0] letter + ". ", else re.findall(r'The answer is ([A-Z]).') with exactly one hit; answers are stripped first
+# (model_vqa_science). "Hmm. The answer is A" was 0 under the unmerged PR #1279 parser: main needs a char after X.
 @pytest.mark.parametrize("text, n, index", [
-    ("B", 3, 1), ("B. blue", 3, 1), ("The answer is C.", 3, 2), ("Hmm. The answer is A", 2, 0),
+    ("B", 3, 1), ("B. blue", 3, 1), ("The answer is C.", 3, 2), ("Hmm. The answer is A", 2, -1),
     ("b", 3, -1), ("D", 3, -1), ("(B)", 3, -1), ("B.blue", 3, -1),
+    (" B \n", 3, 1),                                 # stripped before scoring
+    ("B.", 3, -1),                                   # too short for "X. ", no "The answer is"
+    ("The answer is C", 3, -1),                      # the pattern's "." needs one more character
+    ("The answer is AB", 3, 0),                      # ... any character, even a letter
+    ("The answer is B\nbecause", 3, -1),             # "." does not match a newline
+    ("The answer is A. The answer is A.", 3, -1),    # two hits: FAILED
+    ("the answer is B.", 3, -1),                     # case-sensitive
+    ("The answer is the letter C.", 3, -1),          # article before the letter
+    ("Answer: B. The answer is B.", 3, 1),           # "An" is not "X. ", one regex hit
+    ("The answer is D.", 3, -1), ("The answer is Z.", 3, -1),  # beyond the choices
+    ("A. circle\nB. square", 2, 0),                  # multi-line: the first "X. " wins
+    ("B or C", 3, -1),                               # hedge
+    ("\uff22", 3, -1),                               # full-width B
+    ("", 3, -1), ("E", 5, 4),
 ])
 def test_sqa_parser_is_llavas(text, n, index):
     assert scoring.sqa_parse(text, n) == index

@@ -10,7 +10,6 @@ points without the module-global total. lmms-eval modules are imported lazily (i
 from __future__ import annotations
 
 import contextlib
-import copy
 import re
 import statistics
 import sys
@@ -37,14 +36,31 @@ def vqa_accuracy(prediction: str, answers: list[str]) -> float:
     return float(textvqa_process_results(doc, [prediction])["exact_match"])
 
 
-def vqav2_accuracy(prediction: str, doc: dict) -> float:
-    """LLaVA's VQAv2 pipeline: EvalAI-normalise the prediction (convert_vqav2_for_submission), then the official
-    VQA rule as lmms-eval's vqav2_process_results implements it; the doc's answers are not modified."""
+def vqa_official_accuracy(prediction: str, references: list[str]) -> float:
+    """The VQA API's rule (GT-Vision-Lab/VQA vqaEval.py @ a013f00): newlines/tabs to spaces and strip on both
+    sides; punctuation and digit/article processing of references AND prediction only where the ten differ;
+    then the mean over leave-one-out subsets of min(1, matches / 3)."""
     from lmms_eval.tasks._task_utils.vqa_eval_metric import EvalAIAnswerProcessor
-    from lmms_eval.tasks.vqav2.utils import vqav2_process_results
 
-    doc = {**doc, "answers": copy.deepcopy(doc["answers"])}
-    return float(vqav2_process_results(doc, [EvalAIAnswerProcessor()(prediction)])["exact_match"])
+    def clean(text: str) -> str:
+        return text.replace("\n", " ").replace("\t", " ").strip()
+
+    refs = [clean(r) for r in references]
+    pred = clean(prediction)
+    if len(set(refs)) > 1:  # the same two steps as vqaEval's processPunctuation / processDigitArticle
+        proc = EvalAIAnswerProcessor()
+        refs = [proc.process_digit_article(proc.process_punctuation(r)) for r in refs]
+        pred = proc.process_digit_article(proc.process_punctuation(pred))
+    scores = [min(1.0, sum(r == pred for j, r in enumerate(refs) if j != i) / 3) for i in range(len(refs))]
+    return statistics.mean(scores) if scores else 0.0
+
+
+def vqav2_accuracy(prediction: str, doc: dict) -> float:
+    """LLaVA's VQAv2 pipeline on val: EvalAI-normalise the prediction (convert_vqav2_for_submission), then the VQA
+    API's rule (vqa_official_accuracy); the doc's answers are not modified."""
+    from lmms_eval.tasks._task_utils.vqa_eval_metric import EvalAIAnswerProcessor
+
+    return vqa_official_accuracy(EvalAIAnswerProcessor()(prediction), [a["answer"] for a in doc["answers"]])
 
 
 def vizwiz_accuracy(prediction: str, doc: dict) -> float:

@@ -10,7 +10,6 @@ points without the module-global total. lmms-eval modules are imported lazily (i
 from __future__ import annotations
 
 import contextlib
-import copy
 import re
 import statistics
 import sys
@@ -37,14 +36,31 @@ def vqa_accuracy(prediction: str, answers: list[str]) -> float:
     return float(textvqa_process_results(doc, [prediction])["exact_match"])
 
 
-def vqav2_accuracy(prediction: str, doc: dict) -> float:
-    """LLaVA's VQAv2 pipeline: EvalAI-normalise the prediction (convert_vqav2_for_submission), then the official
-    VQA rule as lmms-eval's vqav2_process_results implements it; the doc's answers are not modified."""
+def vqa_official_accuracy(prediction: str, references: list[str]) -> float:
+    """The VQA API's rule (GT-Vision-Lab/VQA vqaEval.py @ a013f00): newlines/tabs to spaces and strip on both
+    sides; punctuation and digit/article processing of references AND prediction only where the ten differ;
+    then the mean over leave-one-out subsets of min(1, matches / 3)."""
     from lmms_eval.tasks._task_utils.vqa_eval_metric import EvalAIAnswerProcessor
-    from lmms_eval.tasks.vqav2.utils import vqav2_process_results
 
-    doc = {**doc, "answers": copy.deepcopy(doc["answers"])}
-    return float(vqav2_process_results(doc, [EvalAIAnswerProcessor()(prediction)])["exact_match"])
+    def clean(text: str) -> str:
+        return text.replace("\n", " ").replace("\t", " ").strip()
+
+    refs = [clean(r) for r in references]
+    pred = clean(prediction)
+    if len(set(refs)) > 1:  # the same two steps as vqaEval's processPunctuation / processDigitArticle
+        proc = EvalAIAnswerProcessor()
+        refs = [proc.process_digit_article(proc.process_punctuation(r)) for r in refs]
+        pred = proc.process_digit_article(proc.process_punctuation(pred))
+    scores = [min(1.0, sum(r == pred for j, r in enumerate(refs) if j != i) / 3) for i in range(len(refs))]
+    return statistics.mean(scores) if scores else 0.0
+
+
+def vqav2_accuracy(prediction: str, doc: dict) -> float:
+    """LLaVA's VQAv2 pipeline on val: EvalAI-normalise the prediction (convert_vqav2_for_submission), then the VQA
+    API's rule (vqa_official_accuracy); the doc's answers are not modified."""
+    from lmms_eval.tasks._task_utils.vqa_eval_metric import EvalAIAnswerProcessor
+
+    return vqa_official_accuracy(EvalAIAnswerProcessor()(prediction), [a["answer"] for a in doc["answers"]])
 
 
 def vizwiz_accuracy(prediction: str, doc: dict) -> float:
@@ -68,18 +84,21 @@ def gqa_correct(prediction: str, answer: str) -> bool:
     return prediction.strip().rstrip(".").lower() == answer
 
 
+_SQA_ANSWER_IS = re.compile(r"The answer is ([A-Z]).")  # main-branch eval_science_qa.py, verbatim pattern
+
+
 def sqa_parse(prediction: str, n_choices: int) -> int:
-    """LLaVA's eval_science_qa parser: a bare letter, 'X. ...', or 'The answer is X'; -1 when none applies."""
-    text = prediction.replace("\n", ". ")
-    if text.strip() in SQA_OPTIONS:
-        letter = text.strip()
+    """LLaVA main-branch eval_science_qa.py (docs/protocols.md): the stripped text is a letter, 'X. ...', or holds
+    exactly one 'The answer is X' followed by some character; -1 (scored wrong) otherwise or when out of range."""
+    text = prediction.strip()  # model_vqa_science strips the decoded answer before saving it
+    if text in SQA_OPTIONS:
+        letter = text
     elif len(text) >= 3 and text[0] in SQA_OPTIONS and text[1:3] == ". ":
         letter = text[0]
     else:
-        match = re.search(r"The answer is ([A-E])\.", text) or re.search(r"The answer is ([A-E])", text)
-        letter = match.group(1) if match else ""
-    index = SQA_OPTIONS.index(letter) if letter else -1
-    return index if 0 <= index < n_choices else -1
+        found = _SQA_ANSWER_IS.findall(text)
+        letter = found[0] if len(found) == 1 else "FAILED"
+    return SQA_OPTIONS.index(letter) if letter in SQA_OPTIONS[:n_choices] else -1
 
 
 # ---------------------------------------------------------------- POPE

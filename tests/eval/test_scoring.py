@@ -52,6 +52,36 @@ def test_vqav2_rule_matches_hand_worked_values_and_keeps_the_doc():
     assert doc["answers"] == before  # lmms-eval's function edits answers in place; ours works on a copy
 
 
+# Expected values reasoned from LLaVA's convert_vqav2_for_submission (EvalAI normaliser on the prediction) and
+# GT-Vision-Lab/VQA PythonEvaluationTools/vqaEvaluation/vqaEval.py @ a013f00: strip both sides; punctuation and
+# digit/article processing of references and prediction only when the ten references differ.
+@pytest.mark.parametrize("prediction, crowd, expected", [
+    ("Yes.", ["yes"] * 10, 1.0),                       # the prediction is normalised by the submission script
+    ("YES", ["yes"] * 10, 1.0),
+    ("dog", ["Dog"] * 10, 0.0),                        # ten agree: references compared raw (lmms-eval: 1.0)
+    ("2", ["Two"] * 10, 0.0),                          # ... no number-word mapping of the references either
+    ("two", ["2"] * 10, 1.0),                          # the prediction's "two" becomes "2"
+    ("two", ["two"] * 3 + ["2"] + ["a dog"] * 6, 1.0),  # they differ: "two" -> "2" on both sides, 4 matches
+    ("Dog.", ["two"] * 3 + ["2"] + ["a dog"] * 6, 1.0),  # article and period dropped on both sides
+    ("dogs", ["two"] * 3 + ["2"] + ["a dog"] * 6, 0.0),
+    ("The answer is yes", ["yes"] * 10, 0.0),          # "answer is yes" after the article goes
+    ("yes\nno", ["yes"] * 10, 0.0),                     # multi-line: "yes no"
+    ("yes or no", ["yes"] * 5 + ["no"] * 5, 0.0),      # hedge
+    ("", ["yes"] * 10, 0.0),
+    ("no", ["yes"] * 9 + ["no"], 0.3),                 # one match: 9 of 10 subsets give 1/3
+])
+def test_vqav2_official_table(prediction, crowd, expected):
+    assert scoring.vqav2_accuracy(prediction, _vqav2_doc(crowd)) == pytest.approx(expected)
+
+
+def test_vqa_official_differs_from_lmms_eval_on_unnormalised_references():
+    from lmms_eval.tasks.vqav2.utils import vqav2_process_results
+
+    doc = _vqav2_doc(["Dog"] * 10)
+    assert vqav2_process_results(doc, ["dog"])["exact_match"] == 1.0  # lmms-eval normalises the ten every time
+    assert scoring.vqav2_accuracy("dog", _vqav2_doc(["Dog"] * 10)) == 0.0
+
+
 def test_vizwiz_and_textvqa_rules():
     doc = {"question_id": "VizWiz_val_00000001", "answers": ["unanswerable"] * 3 + ["red"] * 7}
     assert scoring.vizwiz_accuracy("Unanswerable", doc) == pytest.approx(0.9)
@@ -153,9 +183,26 @@ def test_mmbench_prompt_follows_llava():
 # ---------------------------------------------------------------- SQA, GQA, OCRBench, ChartQA
 
 
+# Expected values reasoned from haotian-liu/LLaVA main, llava/eval/eval_science_qa.py @ c121f04: exact letter, or
+# text[0] letter + ". ", else re.findall(r'The answer is ([A-Z]).') with exactly one hit; answers are stripped first
+# (model_vqa_science). "Hmm. The answer is A" was 0 under the unmerged PR #1279 parser: main needs a char after X.
 @pytest.mark.parametrize("text, n, index", [
-    ("B", 3, 1), ("B. blue", 3, 1), ("The answer is C.", 3, 2), ("Hmm. The answer is A", 2, 0),
+    ("B", 3, 1), ("B. blue", 3, 1), ("The answer is C.", 3, 2), ("Hmm. The answer is A", 2, -1),
     ("b", 3, -1), ("D", 3, -1), ("(B)", 3, -1), ("B.blue", 3, -1),
+    (" B \n", 3, 1),                                 # stripped before scoring
+    ("B.", 3, -1),                                   # too short for "X. ", no "The answer is"
+    ("The answer is C", 3, -1),                      # the pattern's "." needs one more character
+    ("The answer is AB", 3, 0),                      # ... any character, even a letter
+    ("The answer is B\nbecause", 3, -1),             # "." does not match a newline
+    ("The answer is A. The answer is A.", 3, -1),    # two hits: FAILED
+    ("the answer is B.", 3, -1),                     # case-sensitive
+    ("The answer is the letter C.", 3, -1),          # article before the letter
+    ("Answer: B. The answer is B.", 3, 1),           # "An" is not "X. ", one regex hit
+    ("The answer is D.", 3, -1), ("The answer is Z.", 3, -1),  # beyond the choices
+    ("A. circle\nB. square", 2, 0),                  # multi-line: the first "X. " wins
+    ("B or C", 3, -1),                               # hedge
+    ("\uff22", 3, -1),                               # full-width B
+    ("", 3, -1), ("E", 5, 4),
 ])
 def test_sqa_parser_is_llavas(text, n, index):
     assert scoring.sqa_parse(text, n) == index

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     parser.add_argument("--baselines", help="folder with tables.yaml and published.csv (default: baselines/)")
+    parser.add_argument("--include-partial", action="store_true",
+                        help="also show partial runs (--limit, fewer rows than the task's full set) on rows of their "
+                             "own, marked and unranked; they never replace a full run's cell")
     parser.add_argument("--stdout", action="store_true", help="also print the rendered tables (single format)")
 
 
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     store = open_existing(args.db)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # lmms-eval's MMBench scorer prints; stdout stays ours
-            reproduced = collect_reproduced(store, iters=args.bootstrap_iters, seed=args.seed) if store else []
+            reproduced = collect_reproduced(store, iters=args.bootstrap_iters, seed=args.seed,
+                                            include_partial=args.include_partial) if store else []
         tables = build_tables(published, store, ids, reproduced=reproduced)
         plot_ids = [] if args.no_plots else [t for t in PLOT_TABLES if t in published.tables and t not in ids]
         plot_tables = {t.id: t for t in [*tables, *build_tables(published, store, plot_ids, reproduced=reproduced)]}

@@ -69,7 +69,8 @@ def ranks(table: Table) -> dict[tuple[int, str], str]:
     for column in table.columns:
         if column in NOT_RANKED:
             continue
-        values = [(i, r.cells[column].value) for i, r in enumerate(table.rows) if r.cells[column].value is not None]
+        values = [(i, r.cells[column].value) for i, r in enumerate(table.rows)
+                  if r.cells[column].value is not None and not r.attributes.get("partial")]  # partial: never ranked
         distinct = sorted({v for _, v in values}, reverse=True)
         if len(distinct) < 2:
             continue

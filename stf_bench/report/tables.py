@@ -114,8 +114,15 @@ def _identity(model: str, args: dict, fingerprint: str | None, protocol: str | N
     return json.dumps([model, identity_args(args), fingerprint, protocol], sort_keys=True, default=str)
 
 
-def collect_reproduced(store: Store, *, iters: int = DEFAULT_ITERS, seed: int = DEFAULT_SEED) -> list[Reproduced]:
-    """Every reproduced model in the store, with headline scores (+ bootstrap CIs) and paper-convention TFLOPs."""
+PARTIAL = "partial"  # attribute of a row built from partial runs: marked, never ranked, never compared
+
+
+def collect_reproduced(store: Store, *, iters: int = DEFAULT_ITERS, seed: int = DEFAULT_SEED,
+                       include_partial: bool = False) -> list[Reproduced]:
+    """Every reproduced model in the store, with headline scores (+ bootstrap CIs) and paper-convention TFLOPs.
+
+    A task scored on part of its rows (--limit, a smaller data set) never fills a full model's cell: it is left out,
+    or with `include_partial` shown on a row of its own marked partial (docs/report.md, "Partial runs")."""
     models: dict[str, Reproduced] = {}
     where: dict[tuple[str, str], tuple[int, str]] = {}  # (model key, column) -> (run id, task)
     heads = {}
@@ -123,27 +130,22 @@ def collect_reproduced(store: Store, *, iters: int = DEFAULT_ITERS, seed: int = 
     for s in store.scores():
         scores_by_run.setdefault(s.run_id, []).append(s)
     for run in store.runs():  # oldest first: a later run's score replaces an earlier one
-        key = _identity(run.model, run.model_args, run.checkpoint_fingerprint, run.protocol)
-        label = row_label(run.model, run.model_args, run.protocol)
-        if run.checkpoint_fingerprint:
-            label += f" @{run.checkpoint_fingerprint.split(':')[-1][:8]}"
-        rep = models.setdefault(key, Reproduced(key, label, run.model, run_attributes(
-            run.model, run.model_args, run.model_config), run.protocol))
-        by_task: dict[str, dict[str, tuple[float, float | None, int | None, str]]] = {}
-        for s in scores_by_run.get(run.id, []):
-            have = by_task.setdefault(s.task, {})
-            if s.metric not in have or s.filter == "none":
-                have[s.metric] = (s.value, s.stderr, s.n, s.filter)
-        for task, metrics in by_task.items():
-            n = next((v[2] for v in metrics.values() if v[2] is not None), None)
-            head = headline(task, {m: v[0] for m, v in metrics.items()}, {m: v[1] for m, v in metrics.items()}, n)
-            if head is None:
+        partial = store.partial_tasks(run)
+        for part in (False, True):
+            tasks = {s.task for s in scores_by_run.get(run.id, []) if (s.task in partial) == part}
+            if not tasks or (part and not include_partial):
                 continue
-            rep.cells[head.column] = Cell(head.value, n=metrics[head.metric.key][2],
-                                          source=f"run #{run.id} {task} {head.metric.key}")
-            rep.run_ids.add(run.id)
-            where[(key, head.column)] = (run.id, task)
-            heads[(key, head.column)] = head
+            key = _identity(run.model, run.model_args, run.checkpoint_fingerprint, run.protocol)
+            label = row_label(run.model, run.model_args, run.protocol)
+            if run.checkpoint_fingerprint:
+                label += f" @{run.checkpoint_fingerprint.split(':')[-1][:8]}"
+            attributes = run_attributes(run.model, run.model_args, run.model_config)
+            if part:
+                key, label = json.dumps([*json.loads(key), f"partial run #{run.id}"]), label + f" (partial run #{run.id}: " + "; ".join(
+                    f"{t} {why}" for t, why in sorted(partial.items())) + ")"
+                attributes = {**attributes, PARTIAL: True}
+            rep = models.setdefault(key, Reproduced(key, label, run.model, attributes, run.protocol))
+            _add_run_scores(rep, run.id, [s for s in scores_by_run.get(run.id, []) if s.task in tasks], where, heads)
     sample_tasks = {r.id: set(store.sample_tasks(r.id)) for r in store.runs()}
     for (key, column), (run_id, task) in where.items():
         rep, head = models[key], heads[(key, column)]
@@ -157,6 +159,25 @@ def collect_reproduced(store: Store, *, iters: int = DEFAULT_ITERS, seed: int = 
             rep.dists[column] = result.dist
     _attach_flops(store, models)
     return sorted(models.values(), key=lambda r: r.label)
+
+
+def _add_run_scores(rep: Reproduced, run_id: int, scores: list, where: dict, heads: dict) -> None:
+    """Put one run's headline score per task into `rep`'s cells, replacing an earlier run's."""
+    by_task: dict[str, dict[str, tuple[float, float | None, int | None, str]]] = {}
+    for s in scores:
+        have = by_task.setdefault(s.task, {})
+        if s.metric not in have or s.filter == "none":
+            have[s.metric] = (s.value, s.stderr, s.n, s.filter)
+    for task, metrics in by_task.items():
+        n = next((v[2] for v in metrics.values() if v[2] is not None), None)
+        head = headline(task, {m: v[0] for m, v in metrics.items()}, {m: v[1] for m, v in metrics.items()}, n)
+        if head is None:
+            continue
+        rep.cells[head.column] = Cell(head.value, n=metrics[head.metric.key][2],
+                                      source=f"run #{run_id} {task} {head.metric.key}")
+        rep.run_ids.add(run_id)
+        where[(rep.key, head.column)] = (run_id, task)
+        heads[(rep.key, head.column)] = head
 
 
 def _attach_flops(store: Store, models: dict[str, Reproduced]) -> None:
@@ -231,7 +252,7 @@ def _reproduced_row(spec: TableSpec, rep: Reproduced, benchmarks: list[str]) -> 
         else:
             missing = [b for b in benchmarks if b not in rep.cells]
             cells[AVG] = Cell(note=f"not all eight benchmarks: missing {', '.join(missing)}")
-    target = _counterpart(spec, rep.attributes)
+    target = None if rep.attributes.get(PARTIAL) else _counterpart(spec, rep.attributes)
     if target is not None:
         for c, cell in cells.items():
             if cell.value is None:
@@ -319,10 +340,12 @@ def table_ids(choice: str, published: Published) -> list[str]:
 
 
 def build_tables(published: Published, store: Store | None, ids: list[str], *, iters: int = DEFAULT_ITERS,
-                 seed: int = DEFAULT_SEED, reproduced: list[Reproduced] | None = None) -> list[Table]:
+                 seed: int = DEFAULT_SEED, reproduced: list[Reproduced] | None = None,
+                 include_partial: bool = False) -> list[Table]:
     """The chosen tables; reproduced rows from `store` (None: published numbers only), or precomputed ones."""
     if reproduced is None:
-        reproduced = collect_reproduced(store, iters=iters, seed=seed) if store is not None else []
+        reproduced = collect_reproduced(store, iters=iters, seed=seed,
+                                        include_partial=include_partial) if store is not None else []
     benchmarks = published.benchmarks or BENCHMARK_COLUMNS[:8]
     out = []
     for tid in ids:

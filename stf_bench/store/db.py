@@ -96,6 +96,13 @@ CREATE TABLE IF NOT EXISTS samples (
     metrics TEXT NOT NULL,
     PRIMARY KEY (run_id, task, doc_id)
 );
+CREATE TABLE IF NOT EXISTS task_rows (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task TEXT NOT NULL,
+    scored INTEGER,
+    full_set INTEGER,
+    PRIMARY KEY (run_id, task)
+);
 CREATE TABLE IF NOT EXISTS flops (
     id INTEGER PRIMARY KEY,
     content_hash TEXT NOT NULL UNIQUE,
@@ -377,6 +384,8 @@ class Store:
         if added:
             cur.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?,?)",
                             [(run_id, s.task, s.metric, s.filter, s.value, s.stderr, s.n) for s in run.scores])
+            cur.executemany("INSERT INTO task_rows VALUES (?,?,?,?)",
+                            [(run_id, task, scored, full) for task, (scored, full) in run.rows.items()])
         for samples in run.samples:
             cur.execute("INSERT INTO sample_files VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                         (run_id, samples.task, samples.content_hash, str(samples.path)))
@@ -438,6 +447,20 @@ class Store:
         rows = self._query(sql + " WHERE run_id = ?", (run_id,)) if run_id is not None else self._query(sql)
         return [ScoreRow(*r) for r in rows]
 
+    def partial_tasks(self, run: RunRow) -> dict[str, str]:
+        """Tasks of a run scored on part of their rows -> why ('3 of 9 rows'); {} for a full run.
+
+        Partial: fewer rows scored than the task's full set (lmms-eval's n-samples effective < original), or, for a
+        run recorded before rows were kept, any run with a --limit in its config."""
+        rows = self._query("SELECT task, scored, full_set FROM task_rows WHERE run_id = ?", (run.id,))
+        if rows:
+            return {task: f"{scored} of {full} rows" for task, scored, full in rows
+                    if scored is not None and full is not None and scored < full}
+        limit = run.config.get("limit")
+        if limit is None:
+            return {}
+        return {s.task: f"--limit {limit}" for s in self.scores(run.id)}
+
     def sample_tasks(self, run_id: int) -> list[str]:
         """Tasks of a run that have per-sample records."""
         return [r[0] for r in self._query("SELECT task FROM sample_files WHERE run_id = ? ORDER BY task", (run_id,))]
@@ -462,7 +485,7 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Row counts per table (for tests and `ingest` summaries)."""
         return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0]
-                for t in ("runs", "scores", "sample_files", "samples", "flops", "latency")}
+                for t in ("runs", "scores", "sample_files", "samples", "flops", "latency", "task_rows")}
 
 
 def device_name(device: Any) -> str | None:

@@ -80,6 +80,7 @@ class ParsedRun:
     date: str | None
     git_hash: str | None
     samples: list[ParsedSamples] = field(default_factory=list)
+    rows: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # task -> (scored, full set)
 
 
 def sha256_file(path: Path) -> str:
@@ -164,12 +165,15 @@ def _parse_results_data(path: Path, data: Any, samples_paths: list[Path] | None,
     n_samples = data.get("n-samples") if isinstance(data.get("n-samples"), dict) else {}
     scores: list[Score] = []
     tasks: list[str] = []
+    task_rows: dict[str, tuple[int | None, int | None]] = {}
     for task, metrics in data["results"].items():
         if not isinstance(metrics, dict):
             raise StfBenchError(f"{path}: results[{task!r}] is {type(metrics).__name__}; {expected}")
         tasks.append(task)
         n_info = n_samples.get(task) if isinstance(n_samples.get(task), dict) else {}
         n = n_info.get("effective") if isinstance(n_info.get("effective"), int) else None
+        original = n_info.get("original") if isinstance(n_info.get("original"), int) else None
+        task_rows[task] = (n, original)
         for key, value in metrics.items():
             parts = split_metric_key(key)
             if parts is None or parts[2] is not None:
@@ -182,7 +186,8 @@ def _parse_results_data(path: Path, data: Any, samples_paths: list[Path] | None,
         raise StfBenchError(f"{path}: 'results' is empty; {expected}")
     args = parse_model_args(model_args if model_args is not None else config.get("model_args"))
     run = ParsedRun(path, sha256_file(path), model or _model_name(data, config, args), args, config, scores, tasks,
-                    _str(data.get("lmms_eval_version")), _str(data.get("date")), _str(data.get("git_hash")))
+                    _str(data.get("lmms_eval_version")), _str(data.get("date")), _str(data.get("git_hash")),
+                    rows=task_rows)
     if samples_paths is None:
         samples_paths = sibling_samples(path)
     metric_names = {t: _metric_names(data, t) for t in tasks}

@@ -52,7 +52,8 @@ def load_model(name_or_path: str | os.PathLike, *, random_weights: bool = False,
             config = preset_config(name, **config_overrides)
             _set_attn(config, options)
             model = build_random(config, device=device, dtype=dtype, seed=options.get("seed", 0))
-            tokenizer = build_tiny_tokenizer() if preset.tiny else _cached_tokenizer(preset.weights or LLM_TOKENIZERS[preset.llm])
+            tokenizer = build_tiny_tokenizer() if preset.tiny else _cached_tokenizer(
+                preset.weights or LLM_TOKENIZERS[preset.llm], config.image_token_index)
             processor = _processor(config, tokenizer)
         else:
             if preset.weights is None:
@@ -127,8 +128,9 @@ def _processor(config: StfLlavaConfig, tokenizer) -> StfLlavaProcessor:
                              pad_to_square=config.image_aspect_ratio == "pad")
 
 
-def _cached_tokenizer(repo: str | None):
-    """The real tokenizer if its repo is in the local hub cache; else the byte-level one (random-weight runs only)."""
+def _cached_tokenizer(repo: str | None, image_token_index: int | None = None):
+    """The real tokenizer if its repo is in the local hub cache; else the byte-level one (random-weight runs only),
+    its `<image>` at the config's `image_token_index` so that prompts and model agree."""
     if repo:
         repo_id, sub = _split_repo(repo)
         try:
@@ -138,7 +140,7 @@ def _cached_tokenizer(repo: str | None):
         except Exception:  # not cached: fall through, with a note
             pass
     log.info("no cached tokenizer for %s: using the byte-level tokenizer (text token counts will differ)", repo)
-    return build_tiny_tokenizer()
+    return build_tiny_tokenizer(image_token_index)
 
 
 def _add_image_token(tokenizer):

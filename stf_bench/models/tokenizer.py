@@ -5,21 +5,30 @@ Any text (Chinese included) encodes losslessly as UTF-8 bytes; `<image>` is one 
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 SPECIALS = ("<unk>", "<s>", "</s>", "<pad>")
 IMAGE_TOKEN = "<image>"
 
 
-def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """Byte-level tokenizer: ids 0-3 are <unk> <s> </s> <pad>, 4-259 the bytes, 260 is <image>; vocab 261."""
+def build_tiny_tokenizer(image_token_id: int | None = None) -> PreTrainedTokenizerFast:
+    """Byte-level tokenizer: ids 0-3 are <unk> <s> </s> <pad>, 4-259 the bytes, 260 is <image>; vocab 261.
+
+    `image_token_id`: give `<image>` that id instead of 260 (the stand-in for a full-size preset's tokenizer, whose
+    config puts the image token at `image_token_index` = the LLM's vocab size, e.g. 32000)."""
     byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet(), key=lambda ch: _byte_of(ch))
     vocab = {tok: i for i, tok in enumerate(SPECIALS)}
     vocab.update({ch: len(SPECIALS) + i for i, ch in enumerate(byte_chars)})
+    if image_token_id is not None:
+        if image_token_id < len(vocab):
+            raise ValueError(f"image_token_id {image_token_id} collides with the byte tokens (ids < {len(vocab)})")
+        vocab[IMAGE_TOKEN] = image_token_id
     core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
+    if image_token_id is not None:
+        core.add_special_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)])
     tok = PreTrainedTokenizerFast(
         tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
         model_max_length=4096, padding_side="left",

@@ -143,6 +143,9 @@ def run_lmms_eval(out_dir: Path, data: dict[str, Path], name: str, miss_every: i
     tasks = [{"task": t, "dataset_path": "parquet", "dataset_name": None, "dataset_kwargs": {"data_files": {
         _split(t): str(data[t])}}} for t in TASKS]
     tracker = EvaluationTracker(output_path=str(out_dir))
+    from stf_bench.compat import drop_lmms_filelock_patch
+
+    drop_lmms_filelock_patch()  # as our adapter does: lmms-eval 0.7.3's own patch needs filelock._api
     results = simple_evaluate(model=make_model(name, miss_every), model_args=f"pretrained={name}", tasks=tasks,
                               log_samples=True, evaluation_tracker=tracker, bootstrap_iters=0, datetime_str=stamp,
                               process_docs_parallel=1, task_manager=manager, verbosity="WARNING")

@@ -100,11 +100,16 @@ def cache_classes():
 #    `ocrbench_aggregate_accuracy` adds to on every call (a second evaluation in one process doubles the score).
 
 
+def _require(module: Any, name: str, lib: str) -> None:
+    """Raise, naming `lib` and its version, when `module.name` (an internal we replace) no longer exists."""
+    if not hasattr(module, name):
+        raise RuntimeError(f"{library(lib)}: {module.__name__}.{name} no longer exists; update stf_bench/compat.py")
+
+
 @contextlib.contextmanager
 def _module_attr(module: Any, name: str, value: Any, lib: str) -> Iterator[None]:
     """Set `module.name` to `value` for the block; the attribute must exist (else the assumption broke)."""
-    if not hasattr(module, name):
-        raise RuntimeError(f"{library(lib)}: {module.__name__}.{name} no longer exists; update stf_bench/compat.py")
+    _require(module, name, lib)
     original = getattr(module, name)
     setattr(module, name, value)
     try:
@@ -121,9 +126,7 @@ def drop_lmms_filelock_patch() -> None:
     """Point `lmms_eval.evaluator._enable_reentrant_filelocks` at the no-op for the rest of the process (4)."""
     import lmms_eval.evaluator as evaluator
 
-    if not hasattr(evaluator, "_enable_reentrant_filelocks"):
-        raise RuntimeError(f"{library('lmms-eval')}: lmms_eval.evaluator._enable_reentrant_filelocks no longer "
-                           f"exists; update stf_bench/compat.py")
+    _require(evaluator, "_enable_reentrant_filelocks", "lmms-eval")
     evaluator._enable_reentrant_filelocks = _no_filelock_patch
 
 

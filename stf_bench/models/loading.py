@@ -1,6 +1,6 @@
 """`load_model`: presets, local checkpoints and hub ids -> (model, processor).
 
-Checkpoint formats understood (DESIGN.md section 2):
+Checkpoint formats understood (docs/facts.md section 2):
 1. transformers-format LLaVA (`llava-hf/llava-1.5-7b-hf`; `model_type: llava`), old and new key layouts;
 2. original-LLaVA format (`liuhaotian/llava-v1.5-7b`; `model_type: llava_llama`);
 3. the LLaVA-STF release (original format plus `mm_projector_crosslayer`), and its stage-1 `mm_projector.bin`

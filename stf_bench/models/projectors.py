@@ -191,7 +191,7 @@ def check_projector_args(projector_type: str, grid: int, k: int, e: int, mbtf_bl
 def mbtf_layers(mbtf_blocks: int, vision_layers: int = 24, top: int = -2) -> list[int]:
     """Hidden-state indices MBTF concatenates, in the released order: the top block first, then evenly spaced
     blocks going down (rounded where L/M is not whole). M = 8 of 24 gives [-2, 21, 18, 15, 12, 9, 6, 3], the
-    released code's order (DESIGN.md section 1); `top=24` gives the paper's wording ({3, ..., 24}).
+    released code's order (docs/facts.md section 1); `top=24` gives the paper's wording ({3, ..., 24}).
     """
     step = vision_layers / mbtf_blocks
     return [top] + [int(vision_layers - step * i + 0.5) for i in range(1, mbtf_blocks)]

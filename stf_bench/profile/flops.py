@@ -1,6 +1,6 @@
 """FLOPs of a family member under a named convention, counted with calflops on a `meta` twin (no memory, no GPU).
 
-Conventions (DESIGN.md section 5):
+Conventions (docs/facts.md section 4):
 - `paper`: what the paper's TFLOPs column is: the LLM backbone (no `lm_head`) over the visual tokens only, eager
   attention, batch 1. Vicuna-7B at 576 / 144 visual tokens gives 7.635 / 1.876 TFLOPs (printed 7.6 / 1.9).
 - `prefill`: what one request costs up to its first token: vision tower, MBTF, window fusion + STF (or the other

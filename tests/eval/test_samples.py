@@ -18,7 +18,7 @@ from stf_bench.eval.data_sources import SOURCES, local_files
 from stf_bench.eval.llava_protocol import target
 from stf_bench.eval.tasks import ALL_TASKS
 
-# DESIGN.md section 4: the columns of each real dataset
+# docs/facts.md section 3: the columns of each real dataset
 SCHEMA = {
     "gqa": ["id", "imageId", "question", "answer", "fullAnswer", "isBalanced", "groups", "types", "annotations",
             "semantic", "semanticStr"],

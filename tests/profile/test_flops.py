@@ -11,7 +11,7 @@ from stf_bench import load_model
 from stf_bench.profile.flops import count_flops, count_paper, count_prefill, counting_twin, paper_report
 from stf_bench.profile.flops_tables import flops_table, preset_for
 
-# calflops 0.3.2 on Vicuna-7B, eager attention, no lm_head (DESIGN.md section 5, measured independently)
+# calflops 0.3.2 on Vicuna-7B, eager attention, no lm_head (docs/facts.md section 4, measured independently)
 DESIGN_TFLOPS = {576: 7.635, 288: 3.774, 144: 1.876, 72: 0.935, 36: 0.467}
 
 

@@ -14,6 +14,7 @@ from stf_bench.errors import StfBenchError
 # name -> (module, one-line help). Each module defines add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("stf_bench.models.cli", "list the model presets"),
+    "methods": ("stf_bench.methods.cli", "list the compression methods (built in and installed plug-ins)"),
     "run": ("stf_bench.eval.cli", "accuracy on the benchmarks through lmms-eval"),
     "flops": ("stf_bench.profile.flops_cli", "TFLOPs of a preset under a named convention"),
     "latency": ("stf_bench.profile.latency_cli", "time to first token at batch 16"),

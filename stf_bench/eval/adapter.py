@@ -36,6 +36,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from stf_bench.errors import StfBenchError
 from stf_bench.eval.prompts import TEMPLATE_ID, cut_at_stop, vicuna_v1
 from stf_bench.eval.resume import AnswerCache, request_key
+from stf_bench.methods import FastPaths
 from stf_bench.models.generation import eos_ids, greedy_generate, heads_to_prefill, plain_greedy, share_heads
 from stf_bench.models.loading import parse_dtype
 
@@ -226,7 +227,7 @@ class StfBenchLmms(lmms):
     def __init__(self, preset: str | None = None, pretrained: str | None = None, device: str | None = None,
                  dtype: str | None = None, batch_size: int | str = 1, max_batch_size: int | None = None,
                  random_weights: bool = False, cache_dir: str | None = None,
-                 visual_cache: float | str | None = None, **overrides: Any) -> None:
+                 visual_cache: float | str | None = None, fast_paths: bool | str = True, **overrides: Any) -> None:
         super().__init__()
         from accelerate import Accelerator
 
@@ -272,7 +273,9 @@ class StfBenchLmms(lmms):
         self._token_text: dict[int, str] = {}  # a token's text alone, for the stop check (`_may_end`)
         self._head_cache: dict = {}  # the last greedy batch's last head, prefilled (`greedy_generate`)
         self.show_progress = True
-        n_cache = visual_cache_bytes(visual_cache, self._device)
+        # What the model's methods declare decides the fast paths (`FastPaths`); fast_paths=false turns them all off
+        self.fast_paths = model.config.fast_paths if _truthy(fast_paths) else FastPaths(False, False, False)
+        n_cache = visual_cache_bytes(visual_cache, self._device) if self.fast_paths.visual_cache else 0
         self.visual_cache: VisualTokenCache | None = VisualTokenCache(n_cache) if n_cache else None
 
     # ---- properties lmms-eval and users read ----
@@ -370,7 +373,8 @@ class StfBenchLmms(lmms):
     def _greedy_path(self, gen: dict) -> bool:
         """Whether a generate request goes through `greedy_generate` (greedy, nothing else in the generation config)."""
         sampling = _sampling_kwargs(gen)
-        return not sampling["do_sample"] and sampling["num_beams"] == 1 and plain_greedy(self.model.generation_config)
+        return (self.fast_paths.shared_prefill and not sampling["do_sample"] and sampling["num_beams"] == 1
+                and plain_greedy(self.model.generation_config))
 
     def _progress(self, total: int, done: int, desc: str) -> tqdm:
         return tqdm(total=total, initial=done, desc=desc, disable=(self.rank != 0 or not self.show_progress),
@@ -623,6 +627,15 @@ class StfBenchLmms(lmms):
                 outputs.append(answer if answer is not None else "")
             results.append(outputs)
         return results
+
+
+def _truthy(value: bool | str) -> bool:
+    """A boolean model argument: True, or 'true'/'1'/'yes' (lmms-eval passes strings)."""
+    if isinstance(value, str):
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise StfBenchError(f"fast_paths must be true or false, not {value!r}")
+        return value.lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 def _fixed_visuals(visuals: list, _doc: dict) -> list:

@@ -14,6 +14,7 @@ import json
 import sys
 
 from stf_bench.errors import StfBenchError
+from stf_bench.methods.options import add_method_arguments, merge_method_args
 from stf_bench.store.cli import add_store_arguments
 
 
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `stf-bench run`."""
     parser.add_argument("--model", default="stf-tiny", help="preset name, checkpoint directory or hub id (default stf-tiny)")
     parser.add_argument("--model-args", default="", help="k=v,... model overrides, e.g. k=4,e=8 or random_weights=true")
+    add_method_arguments(parser)
     parser.add_argument("--tasks", default="all", help="all, paper8, or a comma list of task names (default all)")
     parser.add_argument("--protocol", default="llava", choices=["llava", "lmms-eval"],
                         help="llava: the paper's evaluation (default); lmms-eval: lmms-eval's own task definitions")
@@ -53,7 +55,8 @@ def spec_from_args(args: argparse.Namespace):
     data = "local" if args.data_dir else args.data
     if data == "local" and not args.data_dir:
         raise StfBenchError("--data local needs --data-dir DIR (one folder per dataset, as `hf download` writes it)")
-    return RunSpec(model=args.model, model_args=parse_model_args(args.model_args), tasks=args.tasks,
+    model_args = merge_method_args(parse_model_args(args.model_args), args)
+    return RunSpec(model=args.model, model_args=model_args, tasks=args.tasks,
                    protocol=args.protocol, data=data, data_dir=args.data_dir, limit=limit,
                    batch_size=args.batch_size, device=args.device, dtype=args.dtype, output_dir=args.output_dir,
                    resume=not args.no_resume, show_progress=not args.no_progress)

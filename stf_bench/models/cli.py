@@ -17,17 +17,16 @@ def describe(name: str, **overrides) -> dict:
     preset = get_preset(name)
     model, _ = load_model(name, random_weights=True, device="meta", **overrides)
     cfg = model.config
+    projector = cfg.projector_method
     return {
         "name": name,
-        "projector": cfg.projector_type,
+        "projector": projector.name,
         "visual_tokens": model.num_visual_tokens,
         "projector_params": model.projector_params(),
         "llm": preset.llm,
         "llm_params": sum(p.numel() for p in model.model.language_model.parameters()),
         "vision_tower": preset.vision,
-        "k": cfg.stf_k if "stf" in cfg.projector_type else None,
-        "e": cfg.stf_e if "stf" in cfg.projector_type else None,
-        "mbtf_blocks": cfg.mbtf_blocks if "mbtf" in cfg.projector_type else None,
+        "projector_args": dict(projector.args),  # what the projector declares (k, e, mbtf_blocks, ...)
         "weights": preset.weights or ("deterministic (seed 0), built offline" if preset.tiny else None),
         "note": preset.note,
     }

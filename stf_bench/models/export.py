@@ -13,10 +13,16 @@ from stf_bench.models.processing import StfLlavaProcessor
 
 
 def export_llava_hf(model: StfLlavaForConditionalGeneration, processor: StfLlavaProcessor, directory: str | Path) -> Path:
-    """Save `model` (projector `mlp2x_gelu` only) as a transformers `LlavaForConditionalGeneration` checkpoint."""
-    if model.config.projector_type != "mlp2x_gelu":
-        raise StfBenchError(f"only the LLaVA-1.5 projector (mlp2x_gelu) exists in transformers' llava format; "
-                            f"this model uses {model.config.projector_type}")
+    """Save `model` as a transformers `LlavaForConditionalGeneration` checkpoint: only a projector that declares the
+    `transformers` checkpoint format (LLaVA-1.5's MLP), with no training-free method on top, exists there."""
+    from stf_bench.methods import list_methods
+
+    projector = model.config.projector_method
+    if "transformers" not in projector.checkpoint_keys or model.config.method is not None:
+        names = ", ".join(m.name for m in list_methods("projector") if "transformers" in m.checkpoint_keys)
+        what = projector.name + (f" + method {model.config.method}" if model.config.method else "")
+        raise StfBenchError(f"transformers' llava format holds only these projectors: {names}, with no method on "
+                            f"top; this model uses {what}")
     directory = Path(directory)
     cfg = LlavaConfig(vision_config=model.config.vision_config.to_dict(), text_config=model.config.text_config.to_dict(),
                       image_token_index=model.config.image_token_id, vision_feature_layer=-2,

@@ -236,6 +236,10 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
     `heads_to_prefill` names). On return the cache holds the prefilled keys/values of the last row's head alone:
     the next batch in request order often starts with more questions about that image.
     """
+    paths = getattr(model.config, "fast_paths", None)
+    if paths is not None and not paths.shared_prefill:
+        raise ValueError("this model's methods read the question or act inside the LLM (config.fast_paths); "
+                         "greedy_generate's shared prefill would answer wrongly: use model.generate()")
     eos = set(eos_token_ids)
     device = model.lm_head.weight.device
     if pad_token_id == model.config.image_token_id:
@@ -291,7 +295,7 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
     first_slot = width_head + width_tail
     positions = head_len + tail_len  # (n,) position id of each row's next token
     rows = list(range(n))  # original index of each row still in the batch
-    lean = _lean_decodable(model.model.language_model)
+    lean = _lean_decodable(model.model.language_model) and (paths is None or paths.lean_decode)
     out: list[list[int]] = [[] for _ in range(n)]
     for step in range(max(max_new_tokens)):
         keep = []

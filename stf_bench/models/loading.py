@@ -281,7 +281,8 @@ def _config_from_llava_hf(raw: dict, overrides: dict) -> StfLlavaConfig:
     vision = CLIPVisionConfig(**{k: v for k, v in raw["vision_config"].items() if k != "model_type"})
     if raw.get("image_token_id") is not None and "image_token_index" not in fields:
         fields["image_token_index"] = raw["image_token_id"]
-    return StfLlavaConfig(vision_config=vision, text_config=text, **{"projector_type": "mlp2x_gelu", **fields, **overrides})
+    return StfLlavaConfig(vision_config=vision, text_config=text,
+                          **{"projector_type": projector_of_format("transformers").name, **fields, **overrides})
 
 
 def _from_original_llava(raw: dict, state: dict, tokenizer, options: dict, overrides: dict):
@@ -295,16 +296,10 @@ def _from_original_llava(raw: dict, state: dict, tokenizer, options: dict, overr
     fields: dict = {"image_token_index": tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
                     "vision_feature_layer": raw.get("mm_vision_select_layer", -2),
                     "image_aspect_ratio": raw.get("image_aspect_ratio", "pad")}
-    if any(k.startswith("model.mm_projector_crosslayer.") for k in state):
-        w_mbtf = state["model.mm_projector_crosslayer.0.weight"]  # [4C, M*C]
-        fields.update(projector_type="mbtf+stf", mbtf_blocks=w_mbtf.shape[1] // c)
-        fields["stf_hidden"] = state["model.mm_projector.0.weight"].shape[0]
-        prefix_map = {"model.mm_projector_crosslayer.": "model.multi_modal_projector.mbtf.",
-                      "model.mm_projector.": "model.multi_modal_projector.stf."}
-    else:
-        fields["projector_type"] = "mlp2x_gelu"
-        prefix_map = {"model.mm_projector.0.": "model.multi_modal_projector.linear_1.",
-                      "model.mm_projector.2.": "model.multi_modal_projector.linear_2."}
+    projector = projector_of_original(state, directory_hint=raw.get("_name_or_path", "the checkpoint"))
+    fields["projector_type"] = projector.name
+    fields.update(projector.config_from_checkpoint("original", state, c))
+    prefix_map = {old: "model.multi_modal_projector." + new for old, new in projector.checkpoint_keys["original"].items()}
     fields.update(overrides)
     config = StfLlavaConfig(vision_config=vision_cfg, text_config=text, **fields)
     mapped = {}
@@ -319,6 +314,44 @@ def _from_original_llava(raw: dict, state: dict, tokenizer, options: dict, overr
             mapped[key] = value
     mapped.update(vision_state)
     return config, mapped
+
+
+def projector_of_format(fmt: str):
+    """The one registered projector that declares checkpoint format `fmt` (transformers' llava format holds only
+    LLaVA-1.5's MLP)."""
+    from stf_bench.methods import list_methods
+
+    found = [m for m in list_methods("projector") if fmt in m.checkpoint_keys]
+    if len(found) != 1:
+        raise StfBenchError(f"{len(found)} registered projectors declare the {fmt!r} checkpoint format "
+                            f"({', '.join(m.name for m in found) or 'none'}); exactly one must")
+    return found[0]
+
+
+ORIGINAL_PROJECTOR_PREFIX = "model.mm_projector"  # every projector key of the original-LLaVA layout starts so
+
+
+def projector_of_original(state: dict, directory_hint: str = "the checkpoint"):
+    """The registered projector whose original-LLaVA key map (`checkpoint_keys["original"]`) accounts for every
+    projector key of the checkpoint; of several, the one whose prefixes match the keys most specifically (the
+    LLaVA MLP's `mm_projector.0.` before MBTF+STF's `mm_projector.`). Missing keys are named later, by shape check."""
+    from stf_bench.methods import list_methods
+
+    keys = [k for k in state if k.startswith(ORIGINAL_PROJECTOR_PREFIX)]
+    scores = {}
+    for method in list_methods("projector"):
+        prefixes = method.checkpoint_keys.get("original") or {}
+        matched = [max((len(p) for p in prefixes if k.startswith(p)), default=0) for k in keys]
+        if prefixes and keys and all(matched):
+            scores[method] = sum(matched)
+    best = sorted(scores, key=scores.get, reverse=True)
+    if not best or len(best) > 1 and scores[best[0]] == scores[best[1]]:
+        known = {m.name: sorted(m.checkpoint_keys["original"]) for m in list_methods("projector")
+                 if "original" in m.checkpoint_keys}
+        roots = sorted({k.rsplit(".", 2)[0] for k in keys})
+        raise StfBenchError(f"{directory_hint}: projector keys under {roots or 'nothing'} fit "
+                            f"{'several' if best else 'no'} registered projector layouts equally; known: {known}")
+    return best[0]
 
 
 def _original_vision_tower(raw: dict, state: dict, options: dict) -> tuple[CLIPVisionConfig, dict]:
@@ -390,9 +423,11 @@ def load_projector_weights(model: StfLlavaForConditionalGeneration, path: str | 
         raw = load_file(path)
     else:
         raw = _torch_load(path)
-    prefix_map = ({"model.mm_projector_crosslayer.": "mbtf.", "model.mm_projector.": "stf."}
-                  if model.config.projector_type == "mbtf+stf" else
-                  {"model.mm_projector.0.": "linear_1.", "model.mm_projector.2.": "linear_2."})
+    projector_method = model.config.projector_method
+    prefix_map = projector_method.checkpoint_keys.get("original")
+    if not prefix_map:
+        raise StfBenchError(f"projector {projector_method.name!r} declares no stage-1 file layout "
+                            f"(checkpoint_keys['original']); projector_weights= loads only those that do")
     state = {}
     for key, value in raw.items():
         for old, new in prefix_map.items():

@@ -2,7 +2,8 @@
 
 generate, KV cache, SDPA, save_pretrained and accelerate come from transformers; what changes is which ViT hidden
 states feed the projector (one block, or M blocks for MBTF), the projector itself, and how many image
-placeholders the prompt carries (`num_visual_tokens`).
+placeholders the prompt carries (`num_visual_tokens`). What each projector or training-free method does and declares
+lives in its registry entry (`stf_bench.methods`); nothing here tests a method's name.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from transformers.models.llava.modeling_llava import LlavaModelOutputWithPast, L
 
 from stf_bench import compat
 from stf_bench.errors import StfBenchError
-from stf_bench.models.projectors import build_projector, check_projector_args, mbtf_layers, num_visual_tokens
+from stf_bench.methods import FastPaths, Method, ModelShape, ProjectorMethod, VisionContext, get_projector
+from stf_bench.methods.registry import get_training_free
 
 
 @strict
 class StfLlavaConfig(LlavaConfig):
-    """LlavaConfig plus the projector choice. k/e: STF window and tokens per window; mbtf_blocks: ViT blocks fused."""
+    """LlavaConfig plus the compression: the projector (`projector_type` and its arguments' fields: k/e are the
+    STF window and tokens per window, mbtf_blocks the ViT blocks fused, ...) and, optionally, a training-free
+    `method` with its `method_args` (stf_bench.methods)."""
 
     model_type = "stf_llava"
 
@@ -34,11 +38,19 @@ class StfLlavaConfig(LlavaConfig):
     qformer_layers: int = 2
     image_aspect_ratio: str = "pad"
     preset: str | None = None
+    method: str | None = None
+    method_args: dict | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        check_projector_args(self.projector_type, self.grid, self.stf_k, self.stf_e, self.mbtf_blocks,
-                             self.vision_config.num_hidden_layers)
+        projector, method = self.projector_method, self.token_method  # each validates its arguments
+        if method is not None:
+            self.method_args = dict(method.args)  # defaults filled: the saved config says exactly what ran
+            if method.acts_on == "vision" and not projector.token_wise:
+                token_wise = [p.name for p in _projectors() if p.token_wise]
+                raise StfBenchError(f"method {method.name!r} selects vision tokens before the projector, but "
+                                    f"{projector.name!r} does not map tokens one by one; it applies to models "
+                                    f"whose projector is one of: {', '.join(token_wise)}")
         self.image_seq_length = self.num_visual_tokens
 
     @property
@@ -47,19 +59,60 @@ class StfLlavaConfig(LlavaConfig):
         return self.vision_config.image_size // self.vision_config.patch_size
 
     @property
+    def projector_method(self) -> ProjectorMethod:
+        """The projector this config describes, its arguments read from the config's fields."""
+        return get_projector(self.projector_type).from_config(self)
+
+    @property
+    def token_method(self) -> Method | None:
+        """The training-free method applied on top of the projector (`--method`), or None."""
+        if self.method is None:
+            return None
+        return get_training_free(self.method)(ModelShape.of(self), **(self.method_args or {}))
+
+    def methods(self) -> list[Method]:
+        """The projector, then the training-free method if any."""
+        return [m for m in (self.projector_method, self.token_method) if m is not None]
+
+    @property
     def num_visual_tokens(self) -> int:
-        """Tokens the LLM sees per image."""
-        return num_visual_tokens(self.projector_type, self.grid, self.stf_k, self.stf_e, self.qformer_queries)
+        """Tokens the LLM sees per image (entering its first layer)."""
+        n = self.grid * self.grid
+        method = self.token_method
+        if method is not None and method.acts_on == "vision":
+            n = method.tokens_out(n)
+        return self.projector_method.tokens_out(n)
+
+    @property
+    def token_schedule(self) -> list[int]:
+        """Visual tokens the LLM sees at each of its layers (what the paper's FLOPs are computed from)."""
+        method = self.token_method
+        if method is not None and method.acts_on == "llm":
+            return method.token_schedule(self.num_visual_tokens)
+        return [self.num_visual_tokens] * self.text_config.num_hidden_layers
+
+    @property
+    def fast_paths(self) -> FastPaths:
+        """The fast generation paths every method of this model allows."""
+        paths = FastPaths()
+        for method in self.methods():
+            paths = paths & method.fast_paths()
+        return paths
 
     @property
     def feature_layers(self) -> list[int]:
         """ViT hidden-state indices the projector reads, concatenated on channels in this order."""
-        if self.projector_type in ("mbtf", "mbtf+stf"):
-            return mbtf_layers(self.mbtf_blocks, self.vision_config.num_hidden_layers, self.mbtf_top_layer)
-        return [self.vision_feature_layer if isinstance(self.vision_feature_layer, int) else -2]
+        default = self.vision_feature_layer if isinstance(self.vision_feature_layer, int) else -2
+        return self.projector_method.feature_layers(default)
 
 
 AutoConfig.register("stf_llava", StfLlavaConfig)
+
+
+def _projectors() -> list[type[ProjectorMethod]]:
+    from stf_bench.methods import list_methods
+
+    return list_methods("projector")
 
 
 class StfLlavaModel(LlavaModel):
@@ -70,11 +123,8 @@ class StfLlavaModel(LlavaModel):
     def __init__(self, config: StfLlavaConfig):
         LlavaPreTrainedModel.__init__(self, config)
         self.vision_tower = AutoModel.from_config(config.vision_config)  # CLIPVisionModel
-        self.multi_modal_projector = build_projector(
-            config.projector_type, config.vision_config.hidden_size, config.text_config.hidden_size,
-            k=config.stf_k, e=config.stf_e, mbtf_blocks=config.mbtf_blocks, qformer_queries=config.qformer_queries,
-            qformer_layers=config.qformer_layers, stf_hidden=config.stf_hidden,
-        )
+        self.multi_modal_projector = config.projector_method.build()
+        self.token_method = config.token_method  # a training-free method acting on the vision tokens, or None
         self.language_model = AutoModel.from_config(config.text_config)  # LlamaModel
         self.post_init()
 
@@ -98,7 +148,11 @@ class StfLlavaModel(LlavaModel):
     def visual_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """What the LLM sees: (B, num_visual_tokens, H)."""
         dtype = self.vision_tower.get_input_embeddings().weight.dtype
-        return self.multi_modal_projector(self.vision_features(pixel_values.to(dtype)))
+        features = self.vision_features(pixel_values.to(dtype))  # (B, G*G, M*C)
+        method = self.token_method
+        if method is not None and method.acts_on == "vision":
+            features = method.reduce(features, VisionContext(grid=self.config.grid))  # (B, N', C)
+        return self.multi_modal_projector(features)
 
     def get_image_features(self, pixel_values: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """transformers' hook name for `visual_tokens`."""
@@ -160,7 +214,8 @@ class StfLlavaModel(LlavaModel):
 
 
 class StfLlavaForConditionalGeneration(LlavaForConditionalGeneration):
-    """The whole family: LLaVA-1.5, AvgPool, TokenConcat, Q-Former, MBTF, STF and MBTF+STF, by `config.projector_type`."""
+    """The whole family: every registered projector (LLaVA-1.5's MLP, AvgPool, TokenConcat, Q-Former, MBTF, STF,
+    MBTF+STF, ...) by `config.projector_type`, and optionally a training-free `config.method` on top."""
 
     config_class = StfLlavaConfig
 

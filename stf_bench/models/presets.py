@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from transformers import CLIPVisionConfig, LlamaConfig
 
-from stf_bench.args import parse_model_args  # noqa: F401  (re-exported: presets are where users look)
+from stf_bench.args import parse_model_args  # (re-exported: presets are where users look)
 from stf_bench.errors import StfBenchError
 
 # The public, fixed CLIP-L/336 vision config (openai/clip-vit-large-patch14-336), embedded: no download needed.
@@ -44,12 +44,21 @@ LLM_TOKENIZERS = {"vicuna-1.5-7b": "lmsys/vicuna-7b-v1.5", "vicuna-1.5-13b": "lm
                   "llama-3.1-8b": "meta-llama/Llama-3.1-8B-Instruct", "vicuna-tiny": None, "llama-3.1-tiny": None}
 VISION = {"clip-vit-large-patch14-336": CLIP_L_336, "clip-tiny": CLIP_TINY}
 
-# User-facing override names (lmms-eval `k=v` style) -> config fields.
-OVERRIDE_FIELDS = {"k": "stf_k", "e": "stf_e", "mbtf_blocks": "mbtf_blocks", "stf_hidden": "stf_hidden",
-                   "mbtf_top_layer": "mbtf_top_layer", "qformer_queries": "qformer_queries",
-                   "qformer_layers": "qformer_layers", "image_aspect_ratio": "image_aspect_ratio",
-                   "projector": "projector_type"}
+# User-facing override names (lmms-eval `k=v` style) -> config fields; each projector's own arguments come from
+# its registry entry (`override_fields`). `method=NAME` picks a training-free method, `method.ARG=v` its arguments.
+BASE_OVERRIDE_FIELDS = {"image_aspect_ratio": "image_aspect_ratio", "projector": "projector_type", "method": "method"}
+METHOD_ARG_PREFIX = "method."
 LOAD_OPTIONS = ("attn_implementation", "seed", "projector_weights", "vision_tower")
+
+
+def override_fields() -> dict[str, str]:
+    """Every override name -> its config field: the base ones plus each registered projector's arguments."""
+    from stf_bench.methods import list_methods
+
+    fields = dict(BASE_OVERRIDE_FIELDS)
+    for method in list_methods("projector"):
+        fields.update({p.name: p.config_field for p in method.params if p.config_field})
+    return fields
 
 
 @dataclass(frozen=True)
@@ -116,15 +125,24 @@ def get_preset(name: str) -> Preset:
 def split_overrides(overrides: dict) -> tuple[dict, dict]:
     """Separate config overrides (k, e, ...) from load options (attn_implementation, ...); refuse unknown keys."""
     config, options = {}, {}
+    fields = override_fields()
     for key, value in overrides.items():
-        if key in OVERRIDE_FIELDS:
-            config[OVERRIDE_FIELDS[key]] = value
-        elif key in OVERRIDE_FIELDS.values():
+        if key.startswith(METHOD_ARG_PREFIX):
+            config.setdefault("method_args", {})[key[len(METHOD_ARG_PREFIX):]] = value
+        elif key == "method_args":
+            config.setdefault("method_args", {}).update(parse_model_args(value))
+        elif key in fields:
+            config[fields[key]] = value
+        elif key in fields.values():
             config[key] = value
         elif key in LOAD_OPTIONS:
             options[key] = value
         else:
-            raise StfBenchError(f"unknown model argument {key!r}; valid: {', '.join([*OVERRIDE_FIELDS, *LOAD_OPTIONS])}")
+            raise StfBenchError(f"unknown model argument {key!r}; valid: {', '.join([*fields, *LOAD_OPTIONS])}, "
+                                f"and method.ARG=VALUE for the arguments of a method=NAME")
+    if "method_args" in config and not config.get("method"):
+        raise StfBenchError(f"method arguments {sorted(config['method_args'])} given without a method; add "
+                            f"method=NAME (--method NAME)")
     return config, options
 
 

@@ -82,20 +82,39 @@ def _meta_ones(*shape: int) -> torch.Tensor:
     return torch.ones(*shape, dtype=torch.long, device="meta")
 
 
-def count_paper(model: nn.Module) -> dict[str, int]:
-    """FLOPs of the `paper` convention: the LLM backbone (no lm_head) over the visual tokens only, batch 1."""
-    llm = counting_twin(model.model.language_model)
-    n, width = model.num_visual_tokens, llm.config.hidden_size
-    embeds = torch.empty(1, n, width, device="meta")
+def _llm_flops(llm: nn.Module, n: int) -> dict[str, int]:
+    """FLOPs of the LLM backbone over n tokens, batch 1: in all, per layer, and of its final norm."""
+    embeds = torch.empty(1, n, llm.config.hidden_size, device="meta")
+    layers = llm.layers[:llm.config.num_hidden_layers]
+    parts = {"llm": llm, "norm": llm.norm, **{f"layer.{i}": layer for i, layer in enumerate(layers)}}
     return count_flops(llm, lambda: llm(inputs_embeds=embeds, attention_mask=_meta_ones(1, n), use_cache=False),
-                       {"llm": llm})
+                       parts)
+
+
+def count_paper(model: nn.Module) -> dict[str, int]:
+    """FLOPs of the `paper` convention: the LLM backbone (no lm_head) over the visual tokens only, batch 1.
+
+    Layer i runs over the method's `token_schedule[i]` visual tokens (FastV: its first k layers at the full count);
+    the rest of the backbone (rotary embedding at the entering count, final norm at the last layer's count) as it
+    runs. For a constant schedule this is one count of the backbone at that many tokens.
+    """
+    llm = counting_twin(model.model.language_model)
+    schedule = model.config.token_schedule
+    full = _llm_flops(llm, schedule[0])
+    if len(set(schedule)) == 1:
+        return {"llm": full["llm"]}
+    by_count = {n: _llm_flops(llm, n) for n in set(schedule)}
+    total = full["llm"] - full["norm"] + by_count[schedule[-1]]["norm"]
+    for i, n in enumerate(schedule):
+        total += by_count[n][f"layer.{i}"] - full[f"layer.{i}"]
+    return {"llm": total}
 
 
 def prefill_parts(model: nn.Module) -> dict[str, nn.Module]:
     """The components a prefill is split into: vision tower, projector pieces, LLM, lm_head."""
     projector = model.model.multi_modal_projector
     parts = {"vision_tower": model.model.vision_tower}
-    for name in ("mbtf", "stf"):
+    for name in model.config.projector_method.components:  # what the projector declares is counted apart
         if isinstance(getattr(projector, name, None), nn.Module):
             parts[name] = getattr(projector, name)
     parts["projector"] = projector
@@ -119,9 +138,11 @@ def count_prefill(model: nn.Module, input_ids: torch.Tensor) -> dict[str, int]:
         return twin(input_ids=ids, pixel_values=pixels, attention_mask=_meta_ones(batch, length), use_cache=False,
                     logits_to_keep=1)
 
-    flops = count_flops(twin, run, prefill_parts(twin))
-    flops["projector"] -= flops.get("mbtf", 0) + flops.get("stf", 0)
-    if "mbtf" in flops or "stf" in flops:
+    parts = prefill_parts(twin)
+    flops = count_flops(twin, run, parts)
+    components = [name for name in parts if name not in ("vision_tower", "projector", "llm", "lm_head")]
+    flops["projector"] -= sum(flops[name] for name in components)
+    if components:
         flops = {k: v for k, v in flops.items() if k != "projector" or v > 0}
     return flops
 
@@ -133,12 +154,15 @@ def _tera(flops: dict[str, int]) -> dict[str, float]:
 def _model_details(model: nn.Module) -> dict:
     """The config fields a FLOPs figure depends on."""
     cfg, text = model.config, model.config.text_config
-    details = {"projector_type": cfg.projector_type, "llm_layers": text.num_hidden_layers,
-               "llm_width": text.hidden_size}
-    if cfg.projector_type in ("stf", "mbtf+stf"):
-        details.update(k=cfg.stf_k, e=cfg.stf_e)
-    if cfg.projector_type in ("mbtf", "mbtf+stf"):
-        details["mbtf_blocks"] = cfg.mbtf_blocks
+    projector = cfg.projector_method
+    details = {"projector_type": projector.name, "llm_layers": text.num_hidden_layers, "llm_width": text.hidden_size}
+    details.update({name: value for name, value in projector.args.items() if value is not None})
+    method = cfg.token_method
+    if method is not None:
+        details.update(method=method.name, method_args=dict(method.args), acts_on=method.acts_on)
+        schedule = cfg.token_schedule
+        if len(set(schedule)) > 1:
+            details["token_schedule"] = schedule
     return details
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from stf_bench.errors import StfBenchError
+from stf_bench.methods.options import add_method_arguments, merge_method_args
 from stf_bench.models import load_model, parse_model_args
 from stf_bench.profile.flops import CONVENTIONS, FlopsReport, paper_report, prefill_report
 from stf_bench.profile.flops_tables import flops_table, model_label
@@ -25,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `stf-bench flops`."""
     parser.add_argument("--model", help="preset name (stf-7b, llava-1.5-7b, ...) or checkpoint directory")
     parser.add_argument("--model-args", default="", help="config overrides, e.g. k=4,e=8")
+    add_method_arguments(parser)
     parser.add_argument("--convention", choices=CONVENTIONS, default="paper",
                         help="paper: LLM over visual tokens only (the paper's column); prefill: the whole request")
     parser.add_argument("--table", choices=("2", "3", "5", "6"),
@@ -77,7 +79,7 @@ def render_table(title: str, rows: list, fmt: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Count and print; nothing is printed or stored unless every count succeeded."""
     if args.table:
-        if args.model or args.convention != "paper":
+        if args.model or args.convention != "paper" or args.method:
             raise StfBenchError("--table computes the paper convention for the table's own rows; drop --model/--convention")
         title, rows = flops_table(args.table)
         if args.format == "json":
@@ -92,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise StfBenchError("name a model with --model PRESET (see `stf-bench models`), or a paper table with --table")
-    report, source = model_report(args.model, parse_model_args(args.model_args), args.convention, args.data,
-                                  args.data_dir)
+    overrides = merge_method_args(parse_model_args(args.model_args), args)
+    report, source = model_report(args.model, overrides, args.convention, args.data, args.data_dir)
     payload = report.to_dict()
     if source:
         payload["prompts_source"] = source

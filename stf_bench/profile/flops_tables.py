@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from stf_bench.errors import StfBenchError
 from stf_bench.models import load_model
-from stf_bench.models.presets import OVERRIDE_FIELDS, list_presets, preset_config
+from stf_bench.models.presets import list_presets, override_fields, preset_config
 from stf_bench.profile.flops import FlopsReport, paper_report
 from stf_bench.report.published import load_published
 
@@ -29,8 +29,11 @@ class TableRow:
 
 
 def model_label(preset: str, overrides: dict) -> str:
-    """`stf-7b` or `stf-7b (k=4,e=8)`."""
-    return f"{preset} ({','.join(f'{k}={v}' for k, v in overrides.items())})" if overrides else preset
+    """`stf-7b`, `stf-7b (k=4,e=8)` or `llava-1.5-7b + fastv(k=2, r=0.75)`."""
+    from stf_bench.methods.options import method_suffix, split_method_args
+
+    rest, _, _ = split_method_args(overrides)
+    return (f"{preset} ({','.join(f'{k}={v}' for k, v in rest.items())})" if rest else preset) + method_suffix(overrides)
 
 
 def preset_for(match: dict) -> tuple[str, dict] | None:
@@ -41,7 +44,7 @@ def preset_for(match: dict) -> tuple[str, dict] | None:
         if not preset.tiny and preset.projector == match.get("projector") and preset.llm == match.get("llm"):
             defaults = preset_config(preset.name)
             return preset.name, {k: match[k] for k in SETTINGS
-                                 if k in match and getattr(defaults, OVERRIDE_FIELDS[k]) != match[k]}
+                                 if k in match and getattr(defaults, override_fields()[k]) != match[k]}
     return None
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from stf_bench.errors import StfBenchError
+from stf_bench.methods.options import add_method_arguments, merge_method_args
 from stf_bench.models import parse_model_args
 from stf_bench.profile.latency import DEFINITION, latency_report, load_subject, measure, resolve_device
 from stf_bench.profile.prompts import add_data_arguments, vqav2_requests
@@ -17,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `stf-bench latency`."""
     parser.add_argument("--model", required=True, help="preset name (stf-7b, stf-tiny, ...) or checkpoint directory")
     parser.add_argument("--model-args", default="", help="config overrides, e.g. k=4,e=8 or attn_implementation=eager")
+    add_method_arguments(parser)
     parser.add_argument("--baseline", help="a second model timed in the same run (Table 9: llava-1.5-7b)")
     parser.add_argument("--baseline-args", default="", help="overrides for --baseline")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise StfBenchError(f"--batch-size must be at least 1 (got {args.batch_size})")
     requests, source = vqav2_requests(args.batch_size, args.data, args.data_dir)
     specs = [(args.baseline, parse_model_args(args.baseline_args))] if args.baseline else []
-    specs.append((args.model, parse_model_args(args.model_args)))
+    specs.append((args.model, merge_method_args(parse_model_args(args.model_args), args)))
     subjects = [load_subject(name, overrides, requests, device, args.dtype, args.random_weights)
                 for name, overrides in specs]
     if len(subjects) == 2 and subjects[0].label == subjects[1].label:

@@ -11,16 +11,14 @@ from typing import Any
 # model-args / config keys -> attribute names
 ARG_ALIASES = {"projector": "projector", "projector_type": "projector", "k": "k", "stf_k": "k", "e": "e",
                "stf_e": "e", "mbtf_blocks": "mbtf_blocks", "llm": "llm", "image_size": "image_size",
-               "vision_tuned": "vision_tuned"}
-PROJECTOR_ALIASES = {"tokenconcat": "token_concat", "mbtf_stf": "mbtf+stf", "q-former": "qformer",
-                     "q_former": "qformer", "mlp": "mlp2x_gelu"}
-STF_PROJECTORS = ("stf", "mbtf+stf")
-MBTF_PROJECTORS = ("mbtf", "mbtf+stf")
+               "vision_tuned": "vision_tuned", "method": "method"}
+METHOD_ARG_PREFIX = "method."  # `method.r=0.5`: an argument of the training-free method
 DEFAULT_IMAGE_SIZE = 336
 # model arguments that do not change what the model computes: left out of a row's label and identity
 # (`data` stays: a score on the embedded sample rows is not a benchmark score)
 RUN_ONLY_ARGS = {"pretrained", "preset", "model", "device", "device_map", "dtype", "torch_dtype", "batch_size",
-                 "attn_implementation", "protocol", "data_dir", "max_new_tokens", "use_cache", "_positional"}
+                 "attn_implementation", "protocol", "data_dir", "max_new_tokens", "use_cache", "_positional",
+                 "visual_cache", "fast_paths"}
 
 WEIGHTS_AND_DATA_ARGS = {"data", "random_weights", "seed", "projector_weights", "vision_tower"}
 
@@ -44,11 +42,14 @@ def preset_attributes(name: str | None) -> dict:
 def _normalize(values: dict) -> dict:
     out: dict[str, Any] = {}
     for key, value in values.items():
-        name = ARG_ALIASES.get(key)
+        name = ARG_ALIASES.get(key, key if key.startswith(METHOD_ARG_PREFIX) else None)
         if name is None or value is None:
             continue
-        if name == "projector":
-            value = PROJECTOR_ALIASES.get(str(value).lower(), str(value).lower())
+        if key.startswith(METHOD_ARG_PREFIX):
+            out[key] = value
+            continue
+        if name in ("projector", "method"):
+            value = _canonical(str(value).lower())
         elif name in ("k", "e", "mbtf_blocks", "image_size"):
             try:
                 value = int(value)
@@ -74,14 +75,37 @@ def run_attributes(model: str, model_args: dict | None = None, model_config: dic
     attrs.update(_normalize(model_args))
     if model_args.get("data") is not None:
         attrs["data"] = str(model_args["data"])
-    projector = attrs.get("projector")
-    if projector in STF_PROJECTORS:
-        attrs.setdefault("k", 2)
-        attrs.setdefault("e", 1)
-    if projector in MBTF_PROJECTORS:
-        attrs.setdefault("mbtf_blocks", 8)
+    _fill_defaults(attrs)
     attrs.setdefault("vision_tuned", False)
     return attrs
+
+
+def _registered(name: str | None):
+    """The registered method called `name` (or one of its aliases), or None; the registry is optional here."""
+    if not name:
+        return None
+    try:
+        from stf_bench.methods.registry import find_method
+    except Exception:  # a report must render without the model code
+        return None
+    return find_method(name)
+
+
+def _canonical(name: str) -> str:
+    method = _registered(name)
+    return method.name if method is not None else name
+
+
+def _fill_defaults(attrs: dict) -> None:
+    """The defaults the projector and method declare, for the arguments a record left out (k=2, E=1, M=8, ...)."""
+    projector = _registered(attrs.get("projector"))
+    for param in projector.params if projector is not None else ():
+        name = ARG_ALIASES.get(param.name)
+        if name and param.default is not None:
+            attrs.setdefault(name, param.default)
+    method = _registered(attrs.get("method"))
+    for param in method.params if method is not None else ():
+        attrs.setdefault(METHOD_ARG_PREFIX + param.name, param.default)
 
 
 def matches(attrs: dict, pattern: dict, keys: list[str] | None = None) -> bool:
@@ -106,7 +130,11 @@ def architecture_args(model_args: dict) -> dict:
 
 
 def row_label(model: str, model_args: dict, protocol: str | None) -> str:
-    """'stf-7b (k=4, e=8) [llava]': model, the arguments that matter, the protocol."""
+    """'stf-7b (k=4, e=8) [llava]' or 'llava-1.5-7b + fastv(k=2, r=0.5) [llava]': model, the arguments that matter,
+    the training-free method with its arguments, the protocol."""
+    from stf_bench.methods.options import method_suffix, split_method_args
+
     args = identity_args(model_args)
-    label = model + (f" ({', '.join(f'{k}={v}' for k, v in args.items())})" if args else "")
+    rest, _, _ = split_method_args(args)
+    label = model + (f" ({', '.join(f'{k}={v}' for k, v in rest.items())})" if rest else "") + method_suffix(args)
     return label + (f" [{protocol}]" if protocol else "")

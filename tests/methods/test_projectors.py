@@ -4,15 +4,17 @@ import pytest
 import torch
 
 from stf_bench.errors import StfBenchError
-from stf_bench.models.projectors import (
-    build_projector,
-    check_projector_args,
-    mbtf_layers,
-    num_visual_tokens,
-    window_avgpool,
-    window_concat,
-    window_fuse,
-)
+from stf_bench.methods import ModelShape, get_method, get_projector
+from stf_bench.methods.fusion import mbtf_layers
+from stf_bench.methods.layers import window_avgpool, window_concat, window_fuse
+
+
+def build_projector(kind: str, c: int, h: int, **args) -> torch.nn.Module:
+    return get_projector(kind)(ModelShape(vision_width=c, llm_width=h), **args).build()
+
+
+def num_visual_tokens(kind: str, grid: int, **args) -> int:
+    return get_projector(kind)(ModelShape(grid=grid), **args).tokens_out(grid * grid)
 
 
 def test_window_fuse_is_channel_major_row_major():
@@ -69,7 +71,7 @@ def test_mbtf_layers_released_order():
 @pytest.mark.parametrize("k,e,n", [(1, 1, 576), (2, 1, 144), (2, 2, 288), (4, 4, 144), (4, 8, 288), (8, 4, 36),
                                    (8, 8, 72), (8, 16, 144), (8, 32, 288)])
 def test_table5_token_counts_and_shapes(k, e, n):
-    assert num_visual_tokens("stf", 24, k, e, 144) == n
+    assert num_visual_tokens("stf", 24, k=k, e=e) == n
     proj = build_projector("stf", 4, 8, k=k, e=e)
     assert proj(torch.randn(1, 576, 4)).shape == (1, n, 8)
 
@@ -77,6 +79,8 @@ def test_table5_token_counts_and_shapes(k, e, n):
 @pytest.mark.parametrize("kind,k,e,m,needle", [
     ("stf", 5, 1, 8, "k=5"), ("stf", 2, 3, 8, "e=3"), ("mbtf", 2, 1, 0, "mbtf_blocks=0"), ("conv", 2, 1, 8, "'conv'")])
 def test_impossible_settings_are_refused(kind, k, e, m, needle):
-    with pytest.raises(StfBenchError, match="valid") as err:
-        check_projector_args(kind, 24, k, e, m, 24)
+    with pytest.raises(StfBenchError, match="valid|registered") as err:
+        method = get_method(kind)
+        given = {"k": k, "e": e, "mbtf_blocks": m}
+        method(ModelShape(), **{p.name: given[p.name] for p in method.params if p.name in given})
     assert needle in str(err.value)

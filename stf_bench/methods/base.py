@@ -1,0 +1,242 @@
+"""What a compression method declares, so that nothing outside the registry tests its name.
+
+A method is a class with declarations (`acts_on`, `text_conditioned`, `trainable`, `needs_attention`, `params`)
+and, built for one model shape with its arguments, the numbers the rest of the code asks for: how many visual
+tokens come out, how many the LLM sees at each layer (what FLOPs are computed from) and which fast generation
+paths are safe. Three kinds:
+
+- `ProjectorMethod` (`acts_on = "projector"`): trained, part of a checkpoint; builds the vision-to-LLM module and
+  says how each checkpoint format names its weights.
+- `TokenMethod` (`acts_on = "vision"`): training-free; selects or merges the vision tower's tokens before a
+  token-wise projector (`reduce`).
+- `LlmMethod` (`acts_on = "llm"`): changes the sequence inside the LLM; its `token_schedule` varies by layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from stf_bench.errors import StfBenchError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+ACTS_ON = ("projector", "vision", "llm")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One argument of a method: its type, default, bounds, and (projectors) the config field that stores it."""
+
+    name: str
+    default: Any
+    kind: type = int
+    help: str = ""
+    config_field: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple | None = None
+
+    def parse(self, value: Any, method: str) -> Any:
+        """`value` cast to the parameter's type and checked; a StfBenchError names the method, argument and range."""
+        if value is None and self.default is None:
+            return None
+        try:
+            if self.kind is bool and isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                cast = value.lower() in ("true", "1", "yes")
+            elif self.kind is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            else:
+                cast = self.kind(value)
+        except (TypeError, ValueError):
+            raise StfBenchError(f"{method}: {self.name}={value!r} is not of type {self.kind.__name__}; valid "
+                                f"{self.describe()}") from None
+        if self.choices is not None and cast not in self.choices:
+            raise StfBenchError(f"{method}: {self.name}={cast!r} is not one of {list(self.choices)}")
+        if self.minimum is not None and cast < self.minimum or self.maximum is not None and cast > self.maximum:
+            raise StfBenchError(f"{method}: {self.name}={cast!r} is out of range; valid {self.describe()}")
+        return cast
+
+    def describe(self) -> str:
+        """'k: int in [1, 31], default 2' — what `stf-bench methods` and error messages show."""
+        bounds = ""
+        if self.choices is not None:
+            bounds = f" in {list(self.choices)}"
+        elif self.minimum is not None or self.maximum is not None:
+            low = "-inf" if self.minimum is None else f"{self.minimum:g}"
+            high = "inf" if self.maximum is None else f"{self.maximum:g}"
+            bounds = f" in [{low}, {high}]"
+        return f"{self.name}: {self.kind.__name__}{bounds}, default {self.default!r}"
+
+    def to_dict(self) -> dict:
+        """JSON-ready declaration."""
+        return {"name": self.name, "type": self.kind.__name__, "default": self.default, "help": self.help,
+                "minimum": self.minimum, "maximum": self.maximum,
+                "choices": None if self.choices is None else list(self.choices)}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The model facts a method may depend on: patch grid side, vision blocks and width, LLM width and layers."""
+
+    grid: int = 24
+    vision_layers: int = 24
+    vision_width: int = 1024
+    llm_width: int = 4096
+    llm_layers: int = 32
+
+    @classmethod
+    def of(cls, config) -> ModelShape:
+        """The shape of an `StfLlavaConfig`."""
+        vision, text = config.vision_config, config.text_config
+        return cls(grid=vision.image_size // vision.patch_size, vision_layers=vision.num_hidden_layers,
+                   vision_width=vision.hidden_size, llm_width=text.hidden_size, llm_layers=text.num_hidden_layers)
+
+
+@dataclass(frozen=True)
+class FastPaths:
+    """Which of the adapter's fast generation paths a method (or a model's methods together) allows.
+
+    - `visual_cache`: visual tokens cached by image content alone: only if the method does not read the question.
+    - `shared_prefill`: `greedy_generate`, which prefills the prompt up to the image once for all questions about
+      it and runs the question through a hand-built mask: only if the method neither reads the question nor
+      changes the sequence inside the LLM.
+    - `lean_decode`: decode steps that bypass `LlamaModel.forward`: only if the method does not act in the LLM.
+    Everything else takes transformers' own `generate`.
+    """
+
+    visual_cache: bool = True
+    shared_prefill: bool = True
+    lean_decode: bool = True
+
+    def __and__(self, other: FastPaths) -> FastPaths:
+        return FastPaths(self.visual_cache and other.visual_cache, self.shared_prefill and other.shared_prefill,
+                         self.lean_decode and other.lean_decode)
+
+
+@dataclass
+class VisionContext:
+    """What a `TokenMethod` may read besides the features: the patch grid side and, for methods that declare
+    `needs_attention`, the attention weights of the CLIP block whose output the projector reads, (B, heads, 1+N, 1+N)
+    (index 0 is CLS)."""
+
+    grid: int
+    attentions: torch.Tensor | None = None
+
+
+class Method:
+    """Base of every method; subclasses set the declarations and are registered with `@register`."""
+
+    name: ClassVar[str]
+    acts_on: ClassVar[str]
+    text_conditioned: ClassVar[bool] = False
+    trainable: ClassVar[bool] = False
+    needs_attention: ClassVar[bool] = False
+    params: ClassVar[tuple[Param, ...]] = ()
+    summary: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()  # other spellings found in result files (`tokenconcat`, ...)
+    source: ClassVar[str] = "built-in"  # set by the registry for a method found through an entry point
+
+    def __init__(self, shape: ModelShape | None = None, **args: Any) -> None:
+        self.shape = shape or ModelShape()
+        self.args = self.resolve(args)
+        self.check()
+
+    @classmethod
+    def resolve(cls, args: dict) -> dict:
+        """Arguments with defaults filled and each value parsed; an unknown name is refused with the valid ones."""
+        known = {p.name: p for p in cls.params}
+        unknown = sorted(set(args) - set(known))
+        if unknown:
+            valid = "; ".join(p.describe() for p in cls.params) or "none"
+            raise StfBenchError(f"method {cls.name!r} has no argument {unknown[0]!r}; valid: {valid}")
+        return {name: p.parse(args[name], cls.name) if name in args else p.default for name, p in known.items()}
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """Every parameter's default."""
+        return {p.name: p.default for p in cls.params}
+
+    def check(self) -> None:
+        """Refuse arguments that are impossible for `self.shape` (StfBenchError naming the valid values)."""
+
+    def tokens_out(self, tokens_in: int) -> int:
+        """Visual tokens after the method, for `tokens_in` before it."""
+        return tokens_in
+
+    def token_schedule(self, tokens_in: int) -> list[int]:
+        """Visual tokens the LLM sees at each of its layers, given `tokens_in` entering it."""
+        return [self.tokens_out(tokens_in)] * self.shape.llm_layers
+
+    @classmethod
+    def fast_paths(cls) -> FastPaths:
+        """The fast paths this method's declarations allow (see `FastPaths`)."""
+        in_llm = cls.acts_on == "llm"
+        return FastPaths(visual_cache=not cls.text_conditioned,
+                         shared_prefill=not cls.text_conditioned and not in_llm, lean_decode=not in_llm)
+
+    @classmethod
+    def describe(cls) -> dict:
+        """The declarations, JSON-ready (what `stf-bench methods` lists)."""
+        return {"name": cls.name, "acts_on": cls.acts_on, "text_conditioned": cls.text_conditioned,
+                "trainable": cls.trainable, "needs_attention": cls.needs_attention,
+                "params": [p.to_dict() for p in cls.params], "aliases": list(cls.aliases), "summary": cls.summary,
+                "source": cls.source}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.args.items())})"
+
+
+class ProjectorMethod(Method):
+    """A trained vision-to-LLM projector; the seven of the paper are `mlp2x_gelu` ... `mbtf+stf`.
+
+    `checkpoint_keys`: for each checkpoint format it loads from, checkpoint key prefix -> key prefix inside the
+    projector module (`"original"`: the original-LLaVA / LLaVA-STF layout, also their stage-1 `mm_projector.bin`).
+    `token_wise`: maps each token alone (a `TokenMethod` may then drop or merge tokens before it).
+    `components`: names of submodules counted apart in the `prefill` FLOPs convention.
+    """
+
+    acts_on = "projector"
+    trainable = True
+    token_wise: ClassVar[bool] = False
+    components: ClassVar[tuple[str, ...]] = ()
+    checkpoint_keys: ClassVar[dict[str, dict[str, str]]] = {}
+
+    def build(self) -> nn.Module:
+        """The projector module: (B, N, len(feature_layers) * C) -> (B, tokens_out(N), H)."""
+        raise NotImplementedError
+
+    def feature_layers(self, default_layer: int) -> list[int]:
+        """ViT hidden-state indices the projector reads, concatenated on channels in this order."""
+        return [default_layer]
+
+    @classmethod
+    def config_from_checkpoint(cls, fmt: str, state: dict, vision_width: int) -> dict:
+        """Config fields (the `config_field` of its params) read off a checkpoint's tensor shapes."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config) -> ProjectorMethod:
+        """The projector an `StfLlavaConfig` describes, its arguments read from the config fields."""
+        args = {p.name: getattr(config, p.config_field) for p in cls.params if p.config_field}
+        return cls(ModelShape.of(config), **args)
+
+
+class TokenMethod(Method):
+    """A training-free method that selects or merges visual tokens between the vision tower and the projector."""
+
+    acts_on = "vision"
+
+    def reduce(self, features: torch.Tensor, ctx: VisionContext) -> torch.Tensor:
+        """(B, N, C) vision features -> (B, tokens_out(N), C)."""
+        raise NotImplementedError
+
+
+class LlmMethod(Method):
+    """A method that changes the visual part of the sequence inside the LLM (its schedule varies by layer)."""
+
+    acts_on = "llm"

@@ -1,0 +1,35 @@
+"""`stf-bench methods`: every registered compression method with what it declares, as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from stf_bench.methods.registry import list_methods
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `stf-bench methods`."""
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _params(declared: list[dict]) -> str:
+    return ", ".join(f"{p['name']}={p['default']}" for p in declared) or "-"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the registry; built-ins first, then those installed through the `stf_bench.methods` entry points."""
+    rows = [method.describe() for method in list_methods()]
+    if args.format == "json":
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    cols = ["name", "acts_on", "text_conditioned", "trainable", "needs_attention", "params", "source"]
+    cells = [[_params(r[c]) if c == "params" else str(r[c]).lower() if isinstance(r[c], bool) else str(r[c])
+              for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    return 0

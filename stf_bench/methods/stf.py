@@ -1,0 +1,27 @@
+"""STF alone (the paper's Table 3): k x k windows of the penultimate ViT block fused into E tokens each."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from stf_bench.methods.base import ProjectorMethod
+from stf_bench.methods.fusion import STF_PARAMS, FusionProjector, check_stf, stf_tokens
+from stf_bench.methods.registry import register
+
+
+@register
+class Stf(ProjectorMethod):
+    name = "stf"
+    summary = "Spatial Token Fusion, (24/k)^2 * E tokens (Table 3)"
+    params = STF_PARAMS
+    components = ("stf",)
+
+    def check(self) -> None:
+        check_stf(self.args, self.shape.grid)
+
+    def build(self) -> nn.Module:
+        return FusionProjector(self.shape.vision_width, self.shape.llm_width, mbtf_blocks=None, k=self.args["k"],
+                               e=self.args["e"], stf_hidden=self.args["stf_hidden"])
+
+    def tokens_out(self, tokens_in: int) -> int:
+        return stf_tokens(self.args, self.shape.grid)

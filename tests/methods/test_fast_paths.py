@@ -1,0 +1,112 @@
+"""Fast generation paths are gated by what the methods declare, and where allowed they answer as `generate` does.
+
+Every registered method runs on a tiny model both ways (fast paths on, and `fast_paths=false`: transformers'
+`generate`, no visual-token cache) and must give identical answers; a method that reads the question or acts
+inside the LLM never reaches the visual cache, the shared prefill or the lean decode.
+"""
+
+from __future__ import annotations
+
+import pytest
+from lmms_eval.api.instance import Instance
+from PIL import Image
+
+from stf_bench.eval import adapter as adapter_mod
+from stf_bench.eval.adapter import StfBenchLmms
+from stf_bench.methods import FastPaths, LlmMethod, Param, TokenMethod, list_methods, register
+from stf_bench.models import load_model
+from stf_bench.models.generation import greedy_generate
+
+
+def _docs() -> list[dict]:
+    images = [Image.new("RGB", (40 + 7 * i, 30 + 5 * i), (60 * i % 255, 120, 200 - 30 * i)) for i in range(3)]
+    questions = ["What is this?", "Which colour?", "How many shapes are there?"]
+    return [{"image": images[i // 2], "question": questions[i % 3]} for i in range(6)]  # two questions per image
+
+
+def _requests(lm: StfBenchLmms) -> list[Instance]:
+    lm.task_dict = {"t": {"test": _docs()}}
+    out = []
+    for i, doc in enumerate(lm.task_dict["t"]["test"]):
+        gen = {"until": ["ASSISTANT:"], "max_new_tokens": 6, "temperature": 0}
+        out.append(Instance("generate_until", (doc["question"], gen, lambda d: [d["image"]], i, "t", "test"), idx=0,
+                            metadata={"task": "t", "doc_id": i, "repeats": 1}))
+    return out
+
+
+def _answers(model_args: dict, **adapter_args) -> tuple[list[str], StfBenchLmms]:
+    lm = StfBenchLmms(preset="llava-tiny", device="cpu", dtype="float32", batch_size=3, **model_args, **adapter_args)
+    lm.show_progress = False
+    return lm.generate_until(_requests(lm)), lm
+
+
+def _model_args(method) -> dict:
+    return {"projector": method.name} if method.acts_on == "projector" else {"method": method.name}
+
+
+def _both_ways(method) -> None:
+    fast, lm = _answers(_model_args(method))
+    slow, _ = _answers(_model_args(method), fast_paths="false")
+    assert fast == slow, f"{method.name}: fast paths changed the answers"
+    assert any(fast), "the tiny model should answer something"
+    assert lm.fast_paths == lm.model.config.fast_paths == method.fast_paths()
+
+
+@pytest.mark.parametrize("name", [m.name for m in list_methods()])
+def test_every_registered_method_answers_the_same_both_ways(name):
+    from stf_bench.methods import get_method
+
+    _both_ways(get_method(name))
+
+
+def test_the_example_plugin_answers_the_same_both_ways(random_drop_plugin):
+    _both_ways(random_drop_plugin)
+
+
+class _ReadsQuestion(TokenMethod):
+    """A fake query-aware method: keeps every token (so answers are checkable) but declares it reads the text."""
+
+    name = "fake-query-aware"
+    text_conditioned = True
+    params = (Param("keep_all", True, bool),)
+
+    def reduce(self, features, ctx):
+        return features
+
+
+class _InLlm(LlmMethod):
+    name = "fake-in-llm"
+
+
+@pytest.mark.parametrize("cls,paths", [(_ReadsQuestion, FastPaths(False, False, True)),
+                                       (_InLlm, FastPaths(True, False, False))])
+def test_query_aware_and_in_llm_methods_take_generate(fresh_registry, monkeypatch, cls, paths):
+    fresh_registry()
+    register(cls)
+    assert cls.fast_paths() == paths
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("greedy_generate must not run for this method")
+
+    monkeypatch.setattr(adapter_mod, "greedy_generate", refuse)
+    answers, lm = _answers({"method": cls.name})
+    assert lm.fast_paths == paths
+    assert (lm.visual_cache is None) == (not paths.visual_cache)
+    assert not lm._greedy_path({"temperature": 0})
+    base, _ = _answers({}, fast_paths="false")
+    assert answers == base  # both methods leave the tokens alone: generate() answers as the base model
+
+
+def test_greedy_generate_refuses_a_model_whose_methods_forbid_it(fresh_registry):
+    fresh_registry()
+    register(_InLlm)
+    model, processor = load_model("llava-tiny", method=_InLlm.name)
+    with pytest.raises(ValueError, match="use model.generate"):
+        greedy_generate(model, [[1, 2]], [[3]], [0], [2], eos_token_ids=[2])
+
+
+def test_fast_paths_false_is_parsed_strictly():
+    from stf_bench.errors import StfBenchError
+
+    with pytest.raises(StfBenchError, match="fast_paths must be true or false"):
+        StfBenchLmms(preset="llava-tiny", device="cpu", fast_paths="maybe")

@@ -121,11 +121,13 @@ class FastPaths:
 @dataclass
 class VisionContext:
     """What a `TokenMethod` may read besides the features: the patch grid side and, for methods that declare
-    `needs_attention`, the attention weights of the CLIP block whose output the projector reads, (B, heads, 1+N, 1+N)
-    (index 0 is CLS)."""
+    `needs_attention`, of the CLIP block whose output the projector reads (the penultimate for LLaVA): its attention
+    weights (B, heads, 1+N, 1+N), its keys (B, heads, 1+N, head_dim) and its output (B, 1+N, C); index 0 is CLS."""
 
     grid: int
     attentions: torch.Tensor | None = None
+    keys: torch.Tensor | None = None
+    hidden: torch.Tensor | None = None
 
 
 class Method:

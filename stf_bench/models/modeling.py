@@ -115,6 +115,18 @@ def _projectors() -> list[type[ProjectorMethod]]:
     return list_methods("projector")
 
 
+def _clip_attention(block: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention weights (B, heads, T, T) and keys (B, heads, T, head_dim) of a CLIP encoder block on its input
+    `hidden` (B, T, C), computed as its eager attention does, whatever attention kernel the block runs."""
+    attn = block.self_attn
+    x = block.layer_norm1(hidden)
+    shape = (*x.shape[:-1], -1, attn.head_dim)
+    queries = attn.q_proj(x).view(shape).transpose(1, 2)
+    keys = attn.k_proj(x).view(shape).transpose(1, 2)
+    weights = torch.softmax((queries @ keys.transpose(-1, -2)) * attn.scale, dim=-1, dtype=torch.float32)
+    return weights.to(x.dtype), keys
+
+
 class StfLlavaModel(LlavaModel):
     """Vision tower -> projector -> LLM backbone (no lm_head)."""
 
@@ -128,31 +140,42 @@ class StfLlavaModel(LlavaModel):
         self.language_model = AutoModel.from_config(config.text_config)  # LlamaModel
         self.post_init()
 
-    def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Projector input: the selected ViT blocks without CLS, (B, G*G, len(feature_layers) * C)."""
+    def vision_features(self, pixel_values: torch.Tensor, context: VisionContext | None = None) -> torch.Tensor:
+        """Projector input: the selected ViT blocks without CLS, (B, G*G, len(feature_layers) * C).
+
+        With a `context` whose method `needs_attention`, it is filled with the attention weights and keys of the
+        block whose output is read first (the penultimate for LLaVA), and that output with its CLS token.
+        """
         tower = self.vision_tower
         n_states = self.config.vision_config.num_hidden_layers + 1
         layers = [i % n_states for i in self.config.feature_layers]
         if not all(hasattr(tower, name) for name in ("embeddings", "pre_layrnorm", "encoder")):  # not CLIP
+            if context is not None:
+                raise StfBenchError("methods that read attention need a CLIP vision tower")
             out = tower(pixel_values, output_hidden_states=True, return_dict=True)
             return torch.cat([out.hidden_states[i][:, 1:] for i in layers], dim=-1)
         # CLIP's hidden states, stopping at the deepest block read: blocks above it (the last one for LLaVA's
         # penultimate-layer features) cannot change the output. Index 0 is the embedding output, i that of block i.
         hidden = tower.pre_layrnorm(tower.embeddings(pixel_values))  # (B, 1 + G*G, C)
         states = [hidden]
-        for block in tower.encoder.layers[:max(layers)]:
+        for n, block in enumerate(tower.encoder.layers[:max(layers)], start=1):
+            if context is not None and n == layers[0]:
+                context.attentions, context.keys = _clip_attention(block, hidden)
             hidden = block(hidden, None)
             states.append(hidden)
+        if context is not None:
+            context.hidden = states[layers[0]]
         return torch.cat([states[i][:, 1:] for i in layers], dim=-1)
 
     def visual_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """What the LLM sees: (B, num_visual_tokens, H)."""
         dtype = self.vision_tower.get_input_embeddings().weight.dtype
-        features = self.vision_features(pixel_values.to(dtype))  # (B, G*G, M*C)
         method = self.token_method
-        if method is not None and method.acts_on == "vision":
-            features = method.reduce(features, VisionContext(grid=self.config.grid))  # (B, N', C)
-        return self.multi_modal_projector(features)
+        if method is None or method.acts_on != "vision":
+            return self.multi_modal_projector(self.vision_features(pixel_values.to(dtype)))
+        context = VisionContext(grid=self.config.grid)
+        features = self.vision_features(pixel_values.to(dtype), context if method.needs_attention else None)
+        return self.multi_modal_projector(method.reduce(features, context))  # (B, N', C) -> (B, N', H)
 
     def get_image_features(self, pixel_values: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """transformers' hook name for `visual_tokens`."""

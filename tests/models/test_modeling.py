@@ -129,3 +129,18 @@ def test_token_ids_equal_the_tokenised_expanded_prompts(name):
     expected = processor.tokenizer([processor.expand_prompt(p) for p in prompts])["input_ids"]
     assert processor.token_ids(prompts) == expected
     assert sum(t == processor.image_token_id for t in processor.token_ids(prompts)[1]) == 2 * processor.num_visual_tokens
+
+
+def test_vision_context_holds_clips_own_attention_of_the_block_read():
+    """What a method that `needs_attention` reads equals CLIP's own output_attentions / hidden_states there."""
+    from stf_bench.methods import VisionContext
+
+    model, _ = load_model("llava-tiny", attn_implementation="eager")
+    pixels = torch.randn(2, 3, 336, 336, generator=torch.Generator().manual_seed(0))
+    context = VisionContext(grid=24)
+    with torch.no_grad():
+        features = model.model.vision_features(pixels, context)
+        own = model.model.vision_tower(pixels, output_attentions=True, output_hidden_states=True)
+    assert torch.allclose(context.attentions, own.attentions[-2], atol=1e-6)  # the penultimate block's
+    assert torch.allclose(context.hidden, own.hidden_states[-2], atol=1e-5)
+    assert torch.equal(features, context.hidden[:, 1:]) and context.keys.shape == (2, 2, 577, 16)

@@ -239,6 +239,16 @@ class TokenMethod(Method):
 
 
 class LlmMethod(Method):
-    """A method that changes the visual part of the sequence inside the LLM (its schedule varies by layer)."""
+    """A method that changes the visual part of the sequence inside the LLM (its schedule varies by layer).
+
+    `forward_llm` replaces the backbone's forward: (B, T, H) embeddings -> (B, T', H) last hidden state.
+    `uses_kv_cache = False`: generation recomputes the prompt at every step (`generate(use_cache=False)`).
+    """
 
     acts_on = "llm"
+    uses_kv_cache: ClassVar[bool] = True
+
+    def forward_llm(self, llm: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor | None,
+                    image_mask: torch.Tensor | None, visual_per_row: int) -> torch.Tensor:
+        """The backbone on `embeds` with the method applied; the default leaves the sequence alone."""
+        return llm(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state

@@ -220,6 +220,14 @@ class StfLlavaModel(LlavaModel):
             inputs_embeds = inputs_embeds.masked_scatter(
                 image_mask.unsqueeze(-1), image_features.to(inputs_embeds.device, inputs_embeds.dtype)
             )
+        method = self.token_method
+        if method is not None and method.acts_on == "llm":  # the method runs the backbone (no cache kept)
+            visual_per_row = 0 if image_features is None else \
+                image_features.shape[0] * image_features.shape[1] // inputs_embeds.shape[0]
+            hidden = method.forward_llm(self.language_model, inputs_embeds, attention_mask,
+                                        image_mask if image_features is not None else None, visual_per_row)
+            return compat.llava_model_output(last_hidden_state=hidden, cache_obj=None, hidden_states=None,
+                                             attentions=None, image_features=image_features)
         outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -247,6 +255,8 @@ class StfLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         self.model = StfLlavaModel(config)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         self.post_init()
+        if not all(getattr(m, "uses_kv_cache", True) for m in config.methods()):
+            self.generation_config.use_cache = False  # the method's prefill is recomputed at every step
 
     @property
     def num_visual_tokens(self) -> int:

@@ -1,0 +1,127 @@
+"""FastV against an independent reference (transformers' own eager attention weights and layers), its token
+schedule and FLOPs (an independent per-layer count), r=0 equal to the base model, bad arguments refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from stf_bench.cli import main
+from stf_bench.errors import StfBenchError
+from stf_bench.methods import ModelShape, get_method
+from stf_bench.models import load_model
+
+
+def _inputs(processor, questions=("What is in the picture?",), first_image: int = 0):
+    images = [Image.new("RGB", (40 + 9 * i, 30 + 4 * i), (200 - 50 * i, 40 * i, 90))
+              for i in range(first_image, first_image + len(questions))]
+    processor.tokenizer.padding_side = "left"
+    prompts = [f"USER: <image>\n{q} ASSISTANT:" for q in questions]
+    return processor(images=images, text=prompts, return_tensors="pt", padding=True)
+
+
+def _reference_last_hidden(model, inputs, k: int, r: float) -> torch.Tensor:
+    """FastV as the reference computes it, for one unpadded prompt: layer k-1's attention weights from transformers
+    (eager, output_attentions), averaged over heads, last row; keep round(n(1-r)) image tokens + all text tokens in
+    order, original position ids; the remaining layers on that sequence with a plain causal mask."""
+    llm = model.model.language_model
+    llm.set_attn_implementation("eager")
+    ids = inputs["input_ids"]
+    image = ids[0] == model.config.image_token_id
+    with torch.no_grad():
+        embeds = model.model(**inputs, output_hidden_states=True, output_attentions=True, use_cache=False)
+        hidden_k = embeds.hidden_states[k]  # (1, T, H) input of layer k
+        attention = embeds.attentions[k - 1].mean(1)[0, -1]  # (T,) last token, layer k-1, mean over heads
+        n = int(image.sum())
+        top = attention[image].topk(round(n * (1 - r))).indices
+        keep = torch.cat([torch.nonzero(~image)[:, 0], torch.nonzero(image)[:, 0][top]]).sort().values
+        hidden, positions = hidden_k[:, keep], keep[None]
+        rotary = llm.rotary_emb(hidden, position_ids=positions)
+        t = len(keep)
+        mask = torch.full((t, t), torch.finfo(hidden.dtype).min).triu(1)[None, None]
+        for layer in llm.layers[k:]:
+            hidden = layer(hidden, attention_mask=mask, position_ids=positions, position_embeddings=rotary)
+        return llm.norm(hidden)
+
+
+@pytest.mark.parametrize("r", [0.5, 0.75])
+def test_fastv_equals_the_reference_computation(r):
+    base, processor = load_model("llava-tiny")
+    model, _ = load_model("llava-tiny", method="fastv", **{"method.k": 1, "method.r": r})
+    inputs = _inputs(processor)
+    want = _reference_last_hidden(base, inputs, 1, r)
+    with torch.no_grad():
+        got = model.model(**inputs).last_hidden_state
+    assert got.shape == want.shape == (1, inputs["input_ids"].shape[1] - 576 + round(576 * (1 - r)), 64)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_fastv_r0_answers_exactly_as_the_base_model_in_a_padded_batch():
+    base, processor = load_model("llava-tiny")
+    model, _ = load_model("llava-tiny", method="fastv", **{"method.k": 1, "method.r": 0.0})
+    inputs = _inputs(processor, ("What is it?", "Which colour is the biggest shape in this image?"))
+    with torch.no_grad():
+        want = base.generate(**inputs, max_new_tokens=6, do_sample=False)
+        got = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert torch.equal(got, want)
+    assert model.generation_config.use_cache is False  # the token-drop version recomputes each step
+
+
+def test_batched_rows_are_ranked_each_on_its_own():
+    _, processor = load_model("llava-tiny")
+    model, _ = load_model("llava-tiny", method="fastv", **{"method.k": 1, "method.r": 0.75})
+    questions = ("What is it?", "Which colour is the biggest shape in this image?")
+    batch = _inputs(processor, questions)
+    with torch.no_grad():
+        together = model(**batch).logits[:, -1]
+        alone = [model(**_inputs(processor, (q,), i)).logits[0, -1] for i, q in enumerate(questions)]
+    assert torch.allclose(together[1], alone[1], atol=1e-4)  # the longest row has no padding
+    assert torch.allclose(together[0], alone[0], atol=1e-4)
+
+
+def test_schedule_and_refused_arguments():
+    fastv = get_method("fastv")
+    assert fastv(ModelShape(llm_layers=32), k=2, r=0.75).token_schedule(576) == [576] * 2 + [144] * 30
+    assert fastv.text_conditioned and fastv.acts_on == "llm"
+    with pytest.raises(StfBenchError, match="valid: 1..32"):
+        fastv(ModelShape(llm_layers=32), k=33)
+    with pytest.raises(StfBenchError, match="r=1.5 is out of range"):
+        fastv(ModelShape(), r=1.5)
+
+
+def _llm_flops(layers: int, n: int, part: str = "llm") -> int:
+    """calflops count of a Vicuna-7B backbone cut to `layers` layers over n tokens (meta device)."""
+    from stf_bench.profile.flops import count_flops, counting_twin
+
+    model, _ = load_model("llava-1.5-7b", random_weights=True, device="meta")
+    llm = model.model.language_model
+    llm.config.num_hidden_layers = layers
+    twin = counting_twin(llm)
+    embeds = torch.empty(1, n, 4096, device="meta")
+    mask = torch.ones(1, n, dtype=torch.long, device="meta")
+    module = twin if part == "llm" else twin.norm
+    return count_flops(twin, lambda: twin(inputs_embeds=embeds, attention_mask=mask, use_cache=False), {"x": module})["x"]
+
+
+def test_flops_of_fastv_is_the_per_layer_count(capsys):
+    assert main(["flops", "--model", "llava-1.5-7b", "--method", "fastv", "--method-args", "k=2,r=0.75",
+                 "--format", "json", "--no-store"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    per_layer = {n: _llm_flops(2, n) - _llm_flops(1, n) for n in (576, 144)}
+    rest = {n: _llm_flops(1, n) - per_layer[n] for n in (576, 144)}  # rotary embedding + final norm
+    norm = {n: _llm_flops(1, n, "norm") for n in (576, 144)}
+    want = rest[576] - norm[576] + norm[144] + 2 * per_layer[576] + 30 * per_layer[144]
+    assert report["tflops"] * 1e12 == pytest.approx(want, rel=1e-12)
+    assert report["details"]["token_schedule"] == [576] * 2 + [144] * 30
+    assert report["model"] == "llava-1.5-7b + fastv(k=2, r=0.75)"
+
+
+def test_run_with_fastv_scores(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--model", "llava-tiny", "--method", "fastv", "--method-args", "k=1", "--tasks", "pope",
+                 "--limit", "2", "--output-dir", str(tmp_path / "out"), "--no-store", "--format", "json",
+                 "--no-progress"]) == 0
+    assert 0 <= json.loads(capsys.readouterr().out)["pope"]["f1"] <= 100

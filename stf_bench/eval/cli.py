@@ -42,9 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def spec_from_args(args: argparse.Namespace):
     """The RunSpec the flags describe."""
+    from stf_bench.devices import check_device_name
     from stf_bench.eval.runner import RunSpec
     from stf_bench.models.presets import parse_model_args
 
+    check_device_name(args.device)
     if args.batch_size < 1:
         raise StfBenchError(f"--batch-size must be at least 1, not {args.batch_size}")
     if args.limit is not None and args.limit <= 0:
@@ -75,9 +77,11 @@ def format_table(outcome) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; 0 on success (StfBenchError -> exit 2 in stf_bench.cli)."""
+    from stf_bench.devices import resolve_device
     from stf_bench.eval.runner import end_distributed, evaluate, json_ready, record_in_store
 
     spec = spec_from_args(args)
+    resolve_device(spec.device)  # a GPU torch cannot see: one line, before tasks, data or weights load
     try:
         outcome = evaluate(spec)
     finally:

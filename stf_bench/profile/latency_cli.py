@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", help="a second model timed in the same run (Table 9: llava-1.5-7b)")
     parser.add_argument("--baseline-args", default="", help="overrides for --baseline")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when a GPU is visible, else cpu")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when a GPU is visible, else cpu)")
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
                         help="default: bfloat16 on cuda, float32 on cpu")
     parser.add_argument("--random-weights", action="store_true",

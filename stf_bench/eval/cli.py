@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from stf_bench.errors import StfBenchError
+from stf_bench.errors import StfBenchError, writable_dir
 from stf_bench.store.cli import add_store_arguments
 
 
@@ -82,6 +82,16 @@ def run(args: argparse.Namespace) -> int:
 
     spec = spec_from_args(args)
     resolve_device(spec.device)  # a GPU torch cannot see: one line, before tasks, data or weights load
+    from stf_bench.eval.tasks import expand_tasks
+    from stf_bench.models.loading import check_model_name
+
+    check_model_name(spec.model)  # an unknown model or a missing path, before lmms-eval and the data load
+    expand_tasks(spec.tasks)
+    if not args.no_store:  # a bad --db is found now, not after the whole evaluation
+        from stf_bench.store.db import check_store
+
+        check_store(args.db)
+    writable_dir(spec.output_dir)
     try:
         outcome = evaluate(spec)
     finally:

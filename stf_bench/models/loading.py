@@ -60,15 +60,20 @@ def load_model(name_or_path: str | os.PathLike, *, random_weights: bool = False,
             if preset.weights is None:
                 raise StfBenchError(f"preset {name!r} has no released weights; pass random_weights=True "
                                     f"(--random-weights) to build it untrained, or a checkpoint directory you trained")
+            preset_config(name, **config_overrides)  # an impossible k/e is named before any download
             model, processor = load_checkpoint(fetch(preset.weights), device=device, dtype=dtype, options=options,
                                                config_overrides=config_overrides)
-    elif Path(name).is_dir():
+    elif looks_like_path(name) and not Path(name).expanduser().exists():
+        raise StfBenchError(f"checkpoint directory {name} does not exist (a name with ./, ../, / or ~ is a local "
+                            f"path; presets: `stf-bench models`; hub ids look like owner/name)")
+    elif Path(name).expanduser().is_dir():
+        name = str(Path(name).expanduser())
         model, processor = load_checkpoint(Path(name), device=device, dtype=dtype, options=options,
                                            config_overrides=config_overrides)
     elif Path(name).exists():
         raise StfBenchError(f"{name} is a file; pass the checkpoint's directory (a stage-1 projector file goes in "
                             f"projector_weights=..., with a preset such as stf-7b)")
-    elif re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w./-]+)?", name):
+    elif re.fullmatch(HUB_ID, name):
         model, processor = load_checkpoint(fetch(name), device=device, dtype=dtype, options=options,
                                            config_overrides=config_overrides)
     else:
@@ -77,6 +82,29 @@ def load_model(name_or_path: str | os.PathLike, *, random_weights: bool = False,
         load_projector_weights(model, options["projector_weights"])
     model.eval()
     return model, processor
+
+
+def check_model_name(name: str) -> None:
+    """Before any slow work: `name` is a preset, an existing checkpoint directory or a hub id, else one clear error."""
+    if name in PRESETS or re.fullmatch(HUB_ID, name) and not looks_like_path(name):
+        return
+    path = Path(name).expanduser()
+    if looks_like_path(name) and not path.exists():
+        raise StfBenchError(f"checkpoint directory {name} does not exist (a name with ./, ../, / or ~ is a local "
+                            f"path; presets: `stf-bench models`; hub ids look like owner/name)")
+    if path.is_file():
+        raise StfBenchError(f"{name} is a file; pass the checkpoint's directory")
+    if not path.is_dir():
+        get_preset(name)  # raises with the list of presets
+
+
+HUB_ID = r"[\w.-]+/[\w.-]+(/[\w./-]+)?"
+
+
+def looks_like_path(name: str) -> bool:
+    """A local path, never a preset or hub id: starts with /, ./, ../ or ~, holds a backslash, or exists."""
+    return (name.startswith(("/", "./", "../", "~", ".\\")) or name in (".", "..") or "\\" in name
+            or Path(name).exists())
 
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,

@@ -10,7 +10,7 @@ from stf_bench.models import parse_model_args
 from stf_bench.profile.latency import DEFINITION, latency_report, load_subject, measure, resolve_device
 from stf_bench.profile.prompts import add_data_arguments, vqav2_requests
 from stf_bench.profile.render import FORMATS, render
-from stf_bench.profile.store import add_store_arguments, store_results
+from stf_bench.profile.store import add_store_arguments, check_store_args, store_results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +79,7 @@ def render_report(report: dict, fmt: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Check every input, load, time, then print; an error anywhere prints no table."""
     device = resolve_device(args.device)
+    check_store_args(args)
     if args.batch_size < 1:
         raise StfBenchError(f"--batch-size must be at least 1 (got {args.batch_size})")
     requests, source = vqav2_requests(args.batch_size, args.data, args.data_dir)
@@ -92,6 +93,6 @@ def run(args: argparse.Namespace) -> int:
     dtype = next(subjects[0].model.parameters()).dtype
     report = latency_report(subjects, device, dtype, args.warmup, args.iters, source, args.peak_tflops)
     text = json.dumps(report, indent=2) if args.format == "json" else render_report(report, args.format)
-    store_results(args, [report], kind="latency")
     print(text)
+    store_results(args, [report], kind="latency")
     return 0

@@ -22,7 +22,6 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,6 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from stf_bench.devices import available_memory, check_fits, resolve_device, size_text, weights_bytes  # noqa: F401  (re-exported)
 from stf_bench.errors import StfBenchError
 from stf_bench.eval.prompts import TEMPLATE_ID, cut_at_stop, vicuna_v1
 from stf_bench.eval.resume import AnswerCache, request_key
@@ -71,60 +71,6 @@ class _Job:
     length: int
     gen: dict = field(default_factory=dict)
     continuation: Any = None
-
-
-def available_memory(device: torch.device) -> int | None:
-    """Free bytes on `device` (CUDA: free device memory; CPU: MemAvailable), or None when unknown."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    if device.type == "cpu":
-        try:
-            for line in Path("/proc/meminfo").read_text().splitlines():
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            return None
-    return None
-
-
-def check_fits(n_bytes: int | None, device: torch.device, name: str, free: int | None = None) -> None:
-    """Refuse a model whose weights alone exceed the free memory of `device`, before allocating anything."""
-    if not n_bytes:
-        return
-    free = available_memory(device) if free is None else free
-    if free is not None and n_bytes > free:
-        raise StfBenchError(
-            f"model {name!r} needs {_size(n_bytes)} for its weights but {device} has {_size(free)} free; "
-            f"use --dtype float16/bfloat16, a smaller preset (e.g. its -tiny twin), or a device with more memory")
-
-
-def _size(n: int) -> str:
-    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.1f} MiB"
-
-
-def weights_bytes(name: str, load_args: dict) -> int | None:
-    """Bytes the weights will take, known before loading: checkpoint headers, or the preset built on `meta`.
-
-    None when it cannot be known cheaply (a hub checkpoint not yet fetched); the load then fails on OOM instead.
-    """
-    from stf_bench import load_model
-    from stf_bench.models.presets import PRESETS
-
-    element = torch.empty((), dtype=load_args["dtype"]).element_size()
-    folder = Path(name)
-    if folder.is_dir():
-        from safetensors import safe_open
-
-        count = 0
-        for file in folder.glob("*.safetensors"):
-            with safe_open(str(file), "pt") as fh:
-                count += sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())
-        return count * element or None
-    preset = PRESETS.get(name)
-    if preset is None or not (preset.tiny or load_args.get("random_weights") or preset.weights is None):
-        return None
-    meta, _ = load_model(name, device="meta", **load_args)
-    return sum(p.numel() for p in meta.parameters()) * element
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -248,7 +194,7 @@ class StfBenchLmms(lmms):
             self._world_size = self.accelerator.num_processes
             if not on_cpu:
                 device = f"cuda:{self.accelerator.local_process_index}"
-        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self._device = resolve_device(device)  # cpu or cuda[:N] that torch can see, else one clear error
         torch_dtype = parse_dtype(dtype, self._device)
         load_args = dict(random_weights=bool(random_weights), dtype=torch_dtype, **overrides)
         n_bytes = weights_bytes(self.name, load_args)

@@ -45,7 +45,13 @@ class AnswerCache:
 
     def __init__(self, folder: str | Path, rank: int = 0):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from stf_bench.errors import StfBenchError
+
+            raise StfBenchError(f"cannot create the resume folder {self.folder} ({exc.strerror or exc}); pass an "
+                                f"--output-dir you can write to") from None
         self.path = self.folder / f"answers.rank{rank}.jsonl"
         self._answers: dict[str, Any] = {}
         self.torn_lines = 0

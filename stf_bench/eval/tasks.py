@@ -115,6 +115,7 @@ def _spec(benchmark: str, protocol: str, files: DataFiles, judge: bool) -> dict:
         spec["metric_list"] = [{"metric": "ocrbench_accuracy", "aggregation": scoring.lmms_ocrbench_aggregate,
                                 "higher_is_better": True}]
     if benchmark.startswith("mmbench"):
+        spec["process_docs"] = data_sources.mmbench_int_index
         if protocol == "lmms-eval" and not judge:
             spec["metric_list"] = [{"metric": "gpt_eval_score", "aggregation": scoring.lmms_mmbench_static,
                                     "higher_is_better": True}]

@@ -2,7 +2,8 @@
 
 Checkpoint formats understood (docs/facts.md section 2):
 1. transformers-format LLaVA (`llava-hf/llava-1.5-7b-hf`; `model_type: llava`), old and new key layouts;
-2. original-LLaVA format (`liuhaotian/llava-v1.5-7b`; `model_type: llava_llama`);
+2. original-LLaVA format (`liuhaotian/llava-v1.5-7b`: `model_type` `llava` or `llava_llama`, Llama fields at the
+   top level, `LlavaLlamaForCausalLM`; sharded `pytorch_model-*.bin` with an index; sentencepiece tokenizer);
 3. the LLaVA-STF release (original format plus `mm_projector_crosslayer`), and its stage-1 `mm_projector.bin`
    through `projector_weights=`;
 4. our own `save_pretrained` output (`model_type: stf_llava`).
@@ -59,15 +60,20 @@ def load_model(name_or_path: str | os.PathLike, *, random_weights: bool = False,
             if preset.weights is None:
                 raise StfBenchError(f"preset {name!r} has no released weights; pass random_weights=True "
                                     f"(--random-weights) to build it untrained, or a checkpoint directory you trained")
+            preset_config(name, **config_overrides)  # an impossible k/e is named before any download
             model, processor = load_checkpoint(fetch(preset.weights), device=device, dtype=dtype, options=options,
                                                config_overrides=config_overrides)
-    elif Path(name).is_dir():
+    elif looks_like_path(name) and not Path(name).expanduser().exists():
+        raise StfBenchError(f"checkpoint directory {name} does not exist (a name with ./, ../, / or ~ is a local "
+                            f"path; presets: `stf-bench models`; hub ids look like owner/name)")
+    elif Path(name).expanduser().is_dir():
+        name = str(Path(name).expanduser())
         model, processor = load_checkpoint(Path(name), device=device, dtype=dtype, options=options,
                                            config_overrides=config_overrides)
     elif Path(name).exists():
         raise StfBenchError(f"{name} is a file; pass the checkpoint's directory (a stage-1 projector file goes in "
                             f"projector_weights=..., with a preset such as stf-7b)")
-    elif re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w./-]+)?", name):
+    elif re.fullmatch(HUB_ID, name):
         model, processor = load_checkpoint(fetch(name), device=device, dtype=dtype, options=options,
                                            config_overrides=config_overrides)
     else:
@@ -76,6 +82,29 @@ def load_model(name_or_path: str | os.PathLike, *, random_weights: bool = False,
         load_projector_weights(model, options["projector_weights"])
     model.eval()
     return model, processor
+
+
+def check_model_name(name: str) -> None:
+    """Before any slow work: `name` is a preset, an existing checkpoint directory or a hub id, else one clear error."""
+    if name in PRESETS or re.fullmatch(HUB_ID, name) and not looks_like_path(name):
+        return
+    path = Path(name).expanduser()
+    if looks_like_path(name) and not path.exists():
+        raise StfBenchError(f"checkpoint directory {name} does not exist (a name with ./, ../, / or ~ is a local "
+                            f"path; presets: `stf-bench models`; hub ids look like owner/name)")
+    if path.is_file():
+        raise StfBenchError(f"{name} is a file; pass the checkpoint's directory")
+    if not path.is_dir():
+        get_preset(name)  # raises with the list of presets
+
+
+HUB_ID = r"[\w.-]+/[\w.-]+(/[\w./-]+)?"
+
+
+def looks_like_path(name: str) -> bool:
+    """A local path, never a preset or hub id: starts with /, ./, ../ or ~, holds a backslash, or exists."""
+    return (name.startswith(("/", "./", "../", "~", ".\\")) or name in (".", "..") or "\\" in name
+            or Path(name).exists())
 
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -192,22 +221,54 @@ def fetch(spec: str) -> Path:
 # checkpoints
 
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint directory: *.safetensors, else *.bin read with weights_only=True."""
+    """All tensors of a checkpoint: the shards its index lists, else every *.safetensors, else *.bin (weights_only).
+
+    An index (`model.safetensors.index.json`, `pytorch_model.bin.index.json`) names the shards exactly, so that a
+    stage-1 `mm_projector.bin` or `training_args.bin` beside them is never read as part of the model."""
+    shards = _indexed_shards(directory)
+    if shards is None:
+        shards = sorted(directory.glob("*.safetensors")) or sorted(
+            p for p in directory.glob("*.bin") if p.name not in NOT_WEIGHTS)
+    if not shards:
+        raise StfBenchError(f"no *.safetensors or *.bin weights in {directory}")
+    state: dict[str, torch.Tensor] = {}
+    for f in shards:
+        state.update(_read_safetensors(f) if f.suffix == ".safetensors" else _torch_load(f))
+    return state
+
+
+NOT_WEIGHTS = ("training_args.bin", "mm_projector.bin")  # pickled arguments; the stage-1 projector (projector_weights=)
+INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _indexed_shards(directory: Path) -> list[Path] | None:
+    """The shard files a checkpoint index names (every one must exist), or None without an index."""
+    for name in INDEX_FILES:
+        index = directory / name
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StfBenchError(f"{index} is not a checkpoint index (no readable weight_map: {exc})") from None
+            files = [directory / f for f in sorted(set(weight_map.values()))]
+            missing = [f.name for f in files if not f.is_file()]
+            if missing:
+                raise StfBenchError(f"{index} lists {len(files)} shard(s) but {len(missing)} are missing from "
+                                    f"{directory}: {', '.join(missing)}; the download is incomplete")
+            return files
+    return None
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of one safetensors file; a truncated or corrupt file is a StfBenchError naming it."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    files = sorted(directory.glob("*.safetensors"))
-    if files:
-        state = {}
-        for f in files:
-            state.update(load_file(f))
-        return state
-    files = sorted(p for p in directory.glob("*.bin") if p.name != "training_args.bin")
-    if not files:
-        raise StfBenchError(f"no *.safetensors or *.bin weights in {directory}")
-    state = {}
-    for f in files:
-        state.update(_torch_load(f))
-    return state
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise StfBenchError(f"{path} is not a complete safetensors file ({exc}); the download was probably cut "
+                            f"short: download it again") from None
 
 
 def _torch_load(path: Path) -> dict[str, torch.Tensor]:
@@ -226,33 +287,69 @@ def load_checkpoint(directory: Path, *, device: torch.device, dtype: torch.dtype
     if not cfg_path.is_file():
         raise StfBenchError(f"{directory} has no config.json: not a model checkpoint directory")
     raw = json.loads(cfg_path.read_text())
-    kind = raw.get("model_type")
+    kind = checkpoint_format(raw, cfg_path)
+    if kind == "original":  # before reading weights: a missing vision tower or tokenizer fails fast
+        tokenizer = _add_image_token(_load_tokenizer(directory))
+        _original_vision_tower_source(raw, options)
     state = read_state_dict(directory)
     if kind == "stf_llava":
         config = StfLlavaConfig.from_pretrained(directory, **config_overrides)
         state = {_map_llava_hf_key(k): v for k, v in state.items()}
         processor_dir = directory
-    elif kind == "llava":
+    elif kind == "llava_hf":
         config = _config_from_llava_hf(raw, config_overrides)
         state = {_map_llava_hf_key(k): v for k, v in state.items()}
         processor_dir = directory
-    elif kind == "llava_llama" or "LlavaLlamaForCausalLM" in raw.get("architectures", []):
-        tokenizer = _add_image_token(AutoTokenizer.from_pretrained(directory))
+    else:
         config, state = _from_original_llava(raw, state, tokenizer, options, config_overrides)
         _set_attn(config, options)
         model = _materialise(config, state, device, dtype, directory)
         return model, _processor(config, tokenizer)
-    else:
-        raise StfBenchError(f"{cfg_path}: model_type {kind!r} is not one stf-bench loads; expected llava "
-                            f"(transformers format), llava_llama (original LLaVA / LLaVA-STF) or stf_llava")
     _set_attn(config, options)
     model = _materialise(config, state, device, dtype, directory)
     if (processor_dir / "stf_processor.json").is_file():
         processor = StfLlavaProcessor.from_pretrained(processor_dir)
         processor.num_visual_tokens = config.num_visual_tokens
     else:
-        processor = _processor(config, _add_image_token(AutoTokenizer.from_pretrained(processor_dir)))
+        processor = _processor(config, _add_image_token(_load_tokenizer(processor_dir)))
     return model, processor
+
+
+def checkpoint_format(raw: dict, cfg_path: Path | str = "config.json") -> str:
+    """`stf_llava`, `llava_hf` (transformers format) or `original` (LLaVA / LLaVA-STF), told apart by content.
+
+    The original release's `model_type` is `llava` (2023) or `llava_llama` (later), so `model_type` alone cannot
+    separate it from the transformers format: that one nests `text_config`, the original keeps the Llama fields at the
+    top level beside `mm_*` fields and names `LlavaLlamaForCausalLM` (docs/facts.md section 2)."""
+    kind = raw.get("model_type")
+    if kind == "stf_llava":
+        return "stf_llava"
+    original = ("LlavaLlamaForCausalLM" in (raw.get("architectures") or [])
+                or any(k in raw for k in ("mm_vision_tower", "mm_projector_type", "mm_hidden_size")))
+    if kind == "llava_llama" or (kind == "llava" and original and "text_config" not in raw):
+        return "original"
+    if kind == "llava" and "text_config" in raw:
+        return "llava_hf"
+    if kind == "llava":
+        raise StfBenchError(f"{cfg_path}: model_type 'llava' but neither transformers format (no text_config) nor "
+                            f"original LLaVA (no mm_vision_tower / LlavaLlamaForCausalLM); not a checkpoint stf-bench "
+                            f"can read")
+    raise StfBenchError(f"{cfg_path}: model_type {kind!r} is not one stf-bench loads; expected llava "
+                        f"(transformers format or original LLaVA), llava_llama (original LLaVA / LLaVA-STF) or "
+                        f"stf_llava")
+
+
+def _load_tokenizer(directory: Path):
+    """The checkpoint's tokenizer: tokenizer.json, or a sentencepiece-only `tokenizer.model` (original LLaVA)."""
+    if not any((directory / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.json",
+                                                    "tokenizer_config.json")):
+        raise StfBenchError(f"{directory} has no tokenizer (tokenizer.json or tokenizer.model); copy the tokenizer "
+                            f"files of the checkpoint's LLM into it")
+    try:
+        return AutoTokenizer.from_pretrained(directory)
+    except (ImportError, ValueError, OSError) as exc:
+        raise StfBenchError(f"cannot read the tokenizer in {directory}: {exc} (a sentencepiece-only tokenizer.model "
+                            f"needs the sentencepiece package)") from None
 
 
 VISION_PREFIX = re.compile(r"^(model\.)?vision_tower\.(vision_tower\.)?(vision_model\.)?")
@@ -363,18 +460,47 @@ def _original_vision_tower(raw: dict, state: dict, options: dict) -> tuple[CLIPV
         cfg_raw = cfg_raw.get("vision_config", cfg_raw)
         config = CLIPVisionConfig(**{k: v for k, v in cfg_raw.items() if k != "model_type"})
         if not weights:
-            weights = {"model.vision_tower." + k.split("vision_model.", 1)[1]: v
-                       for k, v in read_state_dict(Path(tower)).items() if "vision_model." in k}
+            weights = _clip_vision_weights(read_state_dict(Path(tower)))
     elif tower == CLIP_L_336_ID:
         config = CLIPVisionConfig(**CLIP_L_336)
         if not weights:
-            clip_dir = fetch(CLIP_L_336_ID)
-            weights = {"model.vision_tower." + k.split("vision_model.", 1)[1]: v
-                       for k, v in read_state_dict(clip_dir).items() if "vision_model." in k}
+            clip_dir = _fetch_vision_tower()
+            weights = _clip_vision_weights(read_state_dict(clip_dir))
     else:
         raise StfBenchError(f"vision tower {tower!r} is neither {CLIP_L_336_ID} nor a local directory; "
                             f"pass vision_tower=/path/to/clip")
     return config, weights
+
+
+def _clip_vision_weights(state: dict) -> dict:
+    """A CLIP directory's vision tower weights: `vision_model.*` of a CLIPModel (openai's) or of transformers 4's
+    CLIPVisionModel, or the unprefixed `embeddings.* / encoder.*` transformers 5's CLIPVisionModel writes."""
+    if any("vision_model." in k for k in state):
+        return {"model.vision_tower." + k.split("vision_model.", 1)[1]: v for k, v in state.items()
+                if "vision_model." in k}
+    return {"model.vision_tower." + k: v for k, v in state.items()}
+
+
+def _original_vision_tower_source(raw: dict, options: dict) -> None:
+    """Fail before any weights are read when the tower named by `vision_tower=` / `mm_vision_tower` is unusable."""
+    tower = options.get("vision_tower")
+    if tower and not Path(str(tower)).is_dir():
+        raise StfBenchError(f"vision_tower={tower}: no such directory; pass vision_tower=DIR, a local CLIP "
+                            f"directory ({CLIP_L_336_ID} as `hf download` writes it)")
+    if tower and not (Path(str(tower)) / "config.json").is_file():
+        raise StfBenchError(f"vision_tower={tower}: the directory has no config.json; pass vision_tower=DIR, a "
+                            f"local CLIP directory ({CLIP_L_336_ID} as `hf download` writes it)")
+
+
+def _fetch_vision_tower() -> Path:
+    """CLIP-L/336 for a checkpoint that carries no vision tower weights; offline, say how to pass it."""
+    try:
+        return fetch(CLIP_L_336_ID)
+    except StfBenchError:
+        raise StfBenchError(f"the checkpoint has no vision tower weights and its vision tower {CLIP_L_336_ID} is "
+                            f"not in the local hub cache (offline, or the download failed); get it with "
+                            f"`hf download {CLIP_L_336_ID} --local-dir DIR` and pass --model-args vision_tower=DIR"
+                            ) from None
 
 
 def _materialise(config: StfLlavaConfig, state: dict, device: torch.device, dtype: torch.dtype, source: Path

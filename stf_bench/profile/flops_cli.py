@@ -12,7 +12,7 @@ from stf_bench.profile.flops import CONVENTIONS, FlopsReport, paper_report, pref
 from stf_bench.profile.flops_tables import flops_table, model_label
 from stf_bench.profile.prompts import add_data_arguments, describe_tokenizer, vqav2_requests
 from stf_bench.profile.render import FORMATS, render
-from stf_bench.profile.store import add_store_arguments, store_results
+from stf_bench.profile.store import add_store_arguments, check_store_args, store_results
 
 CONVENTION_NOTES = {
     "paper": "paper convention: LLM backbone over the visual tokens only, no lm_head, eager attention, batch 1 "
@@ -77,7 +77,8 @@ def render_table(title: str, rows: list, fmt: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Count and print; nothing is printed or stored unless every count succeeded."""
+    """Count, print, then record; nothing is printed or stored unless every count succeeded."""
+    check_store_args(args)
     if args.table:
         if args.model or args.convention != "paper" or args.method:
             raise StfBenchError("--table computes the paper convention for the table's own rows; drop --model/--convention")
@@ -89,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
             text = json.dumps(payload, indent=2)
         else:
             text = render_table(title, rows, args.format)
-        store_results(args, [r.report.to_dict() for r in rows if r.report], kind="flops")
         print(text)
+        store_results(args, [r.report.to_dict() for r in rows if r.report], kind="flops")
         return 0
     if not args.model:
         raise StfBenchError("name a model with --model PRESET (see `stf-bench models`), or a paper table with --table")
@@ -100,6 +101,6 @@ def run(args: argparse.Namespace) -> int:
     if source:
         payload["prompts_source"] = source
     text = json.dumps(payload, indent=2) if args.format == "json" else render_report(report, args.format)
-    store_results(args, [payload], kind="flops")
     print(text)
+    store_results(args, [payload], kind="flops")
     return 0

@@ -20,8 +20,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
+from stf_bench.devices import check_fits, resolve_device, weights_bytes  # noqa: F401  (resolve_device re-exported)
 from stf_bench.errors import StfBenchError
 from stf_bench.models import load_model
+from stf_bench.models.loading import parse_dtype
 from stf_bench.models.presets import PRESETS
 from stf_bench.profile.flops import count_prefill
 from stf_bench.profile.flops_tables import model_label
@@ -37,20 +39,6 @@ def summarize(values_ms: list[float], divisor: int = 1) -> dict[str, float]:
     ordered = sorted(v / divisor for v in values_ms)
     p90 = ordered[min(len(ordered) - 1, max(0, -(-9 * len(ordered) // 10) - 1))]
     return {"mean": statistics.fmean(ordered), "median": statistics.median(ordered), "p90": p90}
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """`cuda` / `cpu` / None (cuda when visible); asking for a GPU that torch cannot see is an error."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise StfBenchError(f"--device {name}: torch {torch.__version__} ({build}) sees no CUDA GPU; "
-                            f"run with --device cpu, or on a machine with a GPU and a CUDA build of torch")
-    if device.type not in ("cuda", "cpu"):
-        raise StfBenchError(f"--device {name}: only cuda and cpu are supported")
-    return device
 
 
 def device_name(device: torch.device) -> str:
@@ -137,7 +125,11 @@ class Subject:
 
 def load_subject(name: str, overrides: dict, requests: list[Request], device: torch.device, dtype: str | None,
                  random_weights: bool) -> Subject:
-    """Load (or build) a model on the device; its processor pads on the left, as batched generation does."""
+    """Load (or build) a model on the device; its processor pads on the left, as batched generation does.
+
+    A model whose weights alone exceed the device's free memory is refused before anything is allocated."""
+    check_fits(weights_bytes(name, dict(random_weights=random_weights, dtype=parse_dtype(dtype, device), **overrides)),
+               device, name)
     try:
         model, processor = load_model(name, random_weights=random_weights, device=device, dtype=dtype, **overrides)
     except torch.cuda.OutOfMemoryError:

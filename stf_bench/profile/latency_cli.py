@@ -11,7 +11,7 @@ from stf_bench.models import parse_model_args
 from stf_bench.profile.latency import DEFINITION, latency_report, load_subject, measure, resolve_device
 from stf_bench.profile.prompts import add_data_arguments, vqav2_requests
 from stf_bench.profile.render import FORMATS, render
-from stf_bench.profile.store import add_store_arguments, store_results
+from stf_bench.profile.store import add_store_arguments, check_store_args, store_results
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", help="a second model timed in the same run (Table 9: llava-1.5-7b)")
     parser.add_argument("--baseline-args", default="", help="overrides for --baseline")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when a GPU is visible, else cpu")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when a GPU is visible, else cpu)")
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
                         help="default: bfloat16 on cuda, float32 on cpu")
     parser.add_argument("--random-weights", action="store_true",
@@ -81,6 +81,7 @@ def render_report(report: dict, fmt: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Check every input, load, time, then print; an error anywhere prints no table."""
     device = resolve_device(args.device)
+    check_store_args(args)
     if args.batch_size < 1:
         raise StfBenchError(f"--batch-size must be at least 1 (got {args.batch_size})")
     requests, source = vqav2_requests(args.batch_size, args.data, args.data_dir)
@@ -94,6 +95,6 @@ def run(args: argparse.Namespace) -> int:
     dtype = next(subjects[0].model.parameters()).dtype
     report = latency_report(subjects, device, dtype, args.warmup, args.iters, source, args.peak_tflops)
     text = json.dumps(report, indent=2) if args.format == "json" else render_report(report, args.format)
-    store_results(args, [report], kind="latency")
     print(text)
+    store_results(args, [report], kind="latency")
     return 0

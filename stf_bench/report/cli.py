@@ -7,7 +7,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from stf_bench.errors import StfBenchError
+from stf_bench.errors import StfBenchError, writable_dir
 from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED
 from stf_bench.report.published import load_published
 from stf_bench.report.render import EXTENSIONS, FORMATS, render
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the tables once, write each format (per table and combined) and the plots; list the files."""
     if args.bootstrap_iters < 1:
         raise StfBenchError(f"--bootstrap-iters {args.bootstrap_iters}: must be at least 1")
+    writable_dir(args.output_dir)  # before any work: a read-only folder is one line, not an OSError at the end
     published = load_published(args.baselines)
     ids = table_ids(args.table, published)
     fmts = formats(args.format)
@@ -72,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if store is not None:
             store.close()
-    out: Path = args.output_dir
-    out.mkdir(parents=True, exist_ok=True)
+    out: Path = writable_dir(args.output_dir)
     written: list[Path] = []
     for f in fmts:
         for t in tables:

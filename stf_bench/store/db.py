@@ -189,6 +189,21 @@ def resolve_db_path(path: str | os.PathLike | None = None) -> Path:
     return Path(env) if env else default_db_path()
 
 
+def check_store(path: str | os.PathLike | None = None) -> Path:
+    """Fail now, before any work, if the store at `resolve_db_path(path)` cannot be used; creates no file."""
+    target = resolve_db_path(path)
+    if target.exists():
+        Store(target).close()  # header, schema and app id checked
+        return target
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise StfBenchError(f"{target}: cannot create the results store there ({parent} is not a writable folder); "
+                            f"pass --db with a writable path, set {DB_ENV}, or --no-store")
+    return target
+
+
 def open_store(path: str | os.PathLike | None = None) -> Store:
     """Open (creating if needed) the results store at `resolve_db_path(path)`."""
     return Store(resolve_db_path(path))

@@ -8,6 +8,7 @@ from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from PIL import Image
 
+from stf_bench import devices as devices_mod
 from stf_bench.errors import StfBenchError
 from stf_bench.eval import adapter as adapter_mod
 from stf_bench.eval.adapter import StfBenchLmms, check_fits
@@ -269,7 +270,7 @@ def test_unknown_model_is_a_clear_error():
 def test_model_that_does_not_fit_is_refused(monkeypatch):
     with pytest.raises(StfBenchError, match="needs 2.0 GiB.*1.0 GiB free"):
         check_fits(2 * 1024**3, torch.device("cpu"), "stf-7b", free=1024**3)
-    monkeypatch.setattr(adapter_mod, "available_memory", lambda device: 1000)
+    monkeypatch.setattr(devices_mod, "available_memory", lambda device: 1000)
     with pytest.raises(StfBenchError, match=r"'stf-tiny' needs 1\.9 MiB .* 0\.0 MiB free"):
         StfBenchLmms(preset="stf-tiny", device="cpu")
 
@@ -285,7 +286,7 @@ def saved_checkpoint(tmp_path_factory, lm):
 def test_checkpoint_size_is_read_from_its_headers(saved_checkpoint, lm, monkeypatch):
     n_params = sum(p.numel() for p in lm.model.parameters())
     assert adapter_mod.weights_bytes(str(saved_checkpoint), {"dtype": torch.bfloat16}) == 2 * n_params
-    monkeypatch.setattr(adapter_mod, "available_memory", lambda device: 1000)
+    monkeypatch.setattr(devices_mod, "available_memory", lambda device: 1000)
     with pytest.raises(StfBenchError, match="needs .* for its weights"):
         StfBenchLmms(pretrained=str(saved_checkpoint), device="cpu")
 

@@ -267,3 +267,45 @@ def test_headline_refuses_to_invent_a_score():
     chart = tasks.headline(_results("stf_chartqa", {"relaxed_overall": 0.5, "relaxed_human_split": 0.5}),
                            {"chartqa": "stf_chartqa"})
     assert chart == {"chartqa": {"relaxed_accuracy": 50.0, "relaxed_human": 50.0}}  # absent split: left out
+
+
+def _string_index_mmbench(sample_root: Path, data_dir: Path) -> None:
+    """MMBench en dev as one hub card version types it: `index` a string column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shutil.copytree(sample_root / "MMBench", data_dir / "MMBench")
+    path = data_dir / "MMBench" / "en" / "dev-00000-of-00001.parquet"
+    table = pq.read_table(path)
+    column = table.schema.get_field_index("index")
+    table = table.set_column(column, pa.field("index", pa.string()), pa.array(
+        [str(v) for v in table.column("index").to_pylist()], pa.string()))
+    pq.write_table(table, path)
+    assert pq.read_schema(path).field("index").type == pa.string()
+
+
+def test_mmbench_string_index_is_cast_where_the_data_is_loaded(sample_root, tmp_path):
+    from datasets import load_dataset
+
+    _string_index_mmbench(sample_root, tmp_path)
+    spec = tasks.resolve(["mmbench_en_dev"], "llava", data_dir=tmp_path).task_specs[0]
+    dataset = load_dataset("parquet", data_files=spec["dataset_kwargs"]["data_files"], split="dev")
+    cast = spec["process_docs"](dataset)
+    assert cast.features["index"].dtype == "int64"
+    assert sorted(cast["index"]) == sorted(int(i) for i in dataset["index"])
+
+
+@pytest.mark.parametrize("protocol", ["llava", "lmms-eval"])
+def test_mmbench_with_string_index_runs_under_both_protocols(sample_root, tmp_path, protocol, capsys):
+    import json
+
+    from stf_bench.cli import main
+
+    _string_index_mmbench(sample_root, tmp_path / "data")
+    # lmms-eval's own MMBench task lets a random tiny model write up to 1024 tokens a row: two rows are enough
+    limit = ["--limit", "2"] if protocol == "lmms-eval" else []
+    code = main(["run", "--tasks", "mmbench_en_dev", "--data-dir", str(tmp_path / "data"), "--protocol", protocol,
+                 "--device", "cpu", "--no-store", "--no-progress", "--format", "json",
+                 "--output-dir", str(tmp_path / "out"), *limit])
+    assert code == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["mmbench_en_dev"]["circular_accuracy"] <= 100.0

@@ -61,6 +61,12 @@ def render_report(report: FlopsReport, fmt: str) -> str:
     return render(["component", "TFLOPs"], rows, fmt, f"{report.model}: {report.convention} convention", notes)
 
 
+def _tokens(report: FlopsReport) -> str:
+    """'144', or '576 -> 144' where a method changes the count inside the LLM."""
+    schedule = report.details.get("token_schedule")
+    return f"{schedule[0]} -> {schedule[-1]}" if schedule else str(report.visual_tokens)
+
+
 def render_table(title: str, rows: list, fmt: str) -> str:
     """Computed `paper` TFLOPs beside the published column."""
     cells = []
@@ -69,7 +75,7 @@ def render_table(title: str, rows: list, fmt: str) -> str:
         published = "-" if row.published is None else f"{row.published:.1f}"
         rounded = f"{row.report.tflops:.1f}" if row.report else ""
         model = model_label(row.preset, row.overrides) if row.preset else ""
-        tokens = str(row.report.visual_tokens) if row.report else ""
+        tokens = _tokens(row.report) if row.report else ""
         agrees = "" if not row.report or row.published is None else ("yes" if rounded == published else "NO")
         cells.append([row.method, model, tokens, computed, rounded, published, agrees])
     headers = ["method", "model", "visual tokens", "TFLOPs (computed)", "rounded", "TFLOPs (published)", "agrees"]

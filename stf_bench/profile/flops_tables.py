@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stf_bench.errors import StfBenchError
+from stf_bench.methods.options import METHOD_ARG_PREFIX
 from stf_bench.models import load_model
 from stf_bench.models.presets import list_presets, override_fields, preset_config
 from stf_bench.profile.flops import FlopsReport, paper_report
 from stf_bench.report.published import load_published
 
-SETTINGS = ("k", "e", "mbtf_blocks")  # match attributes that become model overrides
+SETTINGS = ("k", "e", "mbtf_blocks")  # match attributes that become model overrides (with the method's)
 
 
 @dataclass
@@ -43,8 +44,10 @@ def preset_for(match: dict) -> tuple[str, dict] | None:
     for preset in list_presets():
         if not preset.tiny and preset.projector == match.get("projector") and preset.llm == match.get("llm"):
             defaults = preset_config(preset.name)
-            return preset.name, {k: match[k] for k in SETTINGS
-                                 if k in match and getattr(defaults, override_fields()[k]) != match[k]}
+            overrides = {k: match[k] for k in SETTINGS
+                         if k in match and getattr(defaults, override_fields()[k]) != match[k]}
+            overrides.update({k: v for k, v in match.items() if k == "method" or k.startswith(METHOD_ARG_PREFIX)})
+            return preset.name, overrides
     return None
 
 

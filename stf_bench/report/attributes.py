@@ -109,7 +109,13 @@ def _fill_defaults(attrs: dict) -> None:
 
 
 def matches(attrs: dict, pattern: dict, keys: list[str] | None = None) -> bool:
-    """Whether `attrs` agrees with `pattern` on `keys` (default: all of the pattern's keys; list = any of)."""
+    """Whether `attrs` agrees with `pattern` on `keys` (default: all of the pattern's keys; list = any of).
+
+    A whole pattern (no `keys`) that names no method matches only attributes without one: a method applied on
+    top of a model makes a different row than the model.
+    """
+    if keys is None and "method" not in pattern and attrs.get("method"):
+        return False
     for key in pattern if keys is None else keys:
         if key not in pattern:
             return False
@@ -120,8 +126,18 @@ def matches(attrs: dict, pattern: dict, keys: list[str] | None = None) -> bool:
 
 
 def identity_args(model_args: dict) -> dict:
-    """The model arguments that change what the model computes (for a row's identity and label)."""
-    return {k: v for k, v in model_args.items() if k not in RUN_ONLY_ARGS}
+    """The model arguments that change what the model computes (for a row's identity and label); a method's
+    arguments with its declared defaults filled in, so that `method=fastv` (lmms-eval's --model_args) and
+    `--method fastv --method-args r=0.5` are one row."""
+    args = {k: v for k, v in model_args.items() if k not in RUN_ONLY_ARGS}
+    method = _registered(args.get("method"))
+    if method is not None:  # its arguments in declared order, defaults filled in
+        given = {k: args.pop(k) for k in list(args) if k.startswith(METHOD_ARG_PREFIX)}
+        for param in method.params:
+            key = METHOD_ARG_PREFIX + param.name
+            args[key] = given.pop(key, param.default)
+        args.update(given)  # arguments the method does not declare stay visible
+    return args
 
 
 def architecture_args(model_args: dict) -> dict:

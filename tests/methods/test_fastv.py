@@ -125,3 +125,33 @@ def test_run_with_fastv_scores(tmp_path, capsys, monkeypatch):
                  "--limit", "2", "--output-dir", str(tmp_path / "out"), "--no-store", "--format", "json",
                  "--no-progress"]) == 0
     assert 0 <= json.loads(capsys.readouterr().out)["pope"]["f1"] <= 100
+
+
+def test_a_fastv_run_is_the_fastv_row_of_table_2_not_llava():
+    from stf_bench.report.attributes import matches, run_attributes
+    from stf_bench.report.published import load_published
+
+    rows = {r.method: r for r in load_published().tables["2"].rows}
+    fastv = run_attributes("llava-1.5-7b", {"method": "fastv", "method.k": 2, "method.r": 0.75})
+    plain = run_attributes("llava-1.5-7b", {})
+    assert matches(fastv, rows["FastV"].match) and not matches(fastv, rows["LLaVA-1.5 (full tuning)"].match)
+    assert matches(plain, rows["LLaVA-1.5 (full tuning)"].match) and not matches(plain, rows["FastV"].match)
+    assert not matches(run_attributes("llava-1.5-7b", {"method": "fastv", "method.r": 0.5}), rows["FastV"].match)
+
+
+def test_flops_table_2_computes_the_fastv_row_at_its_setting(capsys):
+    assert main(["flops", "--table", "2", "--format", "json", "--no-store"]) == 0
+    rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    computed = rows["FastV"]["computed"]
+    assert computed["model"] == "llava-1.5-7b + fastv(k=2, r=0.75)"
+    assert computed["details"]["token_schedule"] == [576] * 2 + [144] * 30
+    assert rows["FastV"]["published_tflops"] == 1.9 and computed["tflops"] == pytest.approx(2.236, abs=5e-4)
+
+
+def test_lmms_eval_spelling_and_cli_spelling_are_one_row():
+    from stf_bench.report.attributes import row_label
+
+    cli = {"method": "fastv", "method.k": 2, "method.r": 0.75}  # what --method fastv --method-args r=0.75 records
+    lmms = {"method": "fastv", "method.r": 0.75}  # --model_args pretrained=...,method=fastv,method.r=0.75
+    assert row_label("llava-1.5-7b", cli, "llava") == row_label("llava-1.5-7b", lmms, "llava") \
+        == "llava-1.5-7b + fastv(k=2, r=0.75) [llava]"

@@ -82,6 +82,54 @@ def test_vqa_official_differs_from_lmms_eval_on_unnormalised_references():
     assert scoring.vqav2_accuracy("dog", _vqav2_doc(["Dog"] * 10)) == 0.0
 
 
+# Expected values reasoned from LLaVA's scripts/convert_vizwiz_for_submission.py (EvalAI normaliser on the
+# prediction) and the VizWiz VQA API's vqaEval.py `evaluate` (vendored in TRI-ML/vlm-evaluation
+# vlm_eval/util/evaluation/vizwiz/eval.py @ 7292fd6): the prediction is processed again, the ten references never.
+@pytest.mark.parametrize("prediction, crowd, expected", [
+    ("Unanswerable", ["unanswerable"] * 3 + ["red"] * 7, 0.9),
+    ("Red.", ["red"] * 10, 1.0),                        # case and the period go from the prediction
+    ("red", ["Red"] * 10, 0.0),                         # ... but a reference keeps its capital (lmms-eval: 1.0)
+    ("red", [" red"] * 10, 0.0),                        # ... and its space: references are not even stripped
+    ("yes", ["Yes"] * 8 + ["yes"] * 2, 0.6),            # two raw matches (lmms-eval: 1.0)
+    ("two", ["2"] * 10, 1.0),                           # number words become digits in the prediction
+    ("2", ["two"] * 10, 0.0),                           # ... never in a reference
+    ("the red one", ["red 1"] * 10, 1.0),               # article dropped, "one" -> "1"
+    ("The answer is red", ["red"] * 10, 0.0),           # "answer is red"
+    ("red\nblue", ["red"] * 10, 0.0),                   # multi-line: "red blue"
+    ("red or blue", ["red"] * 5 + ["blue"] * 5, 0.0),   # hedge
+    ("1,000", ["1000"] * 10, 1.0),                      # the EvalAI normaliser deletes commas
+    ("3.5", ["3.5"] * 10, 1.0),                         # a period before a digit stays
+    ("dont know", ["don't know"] * 10, 1.0),            # EvalAI restores the straight apostrophe first
+    ("dont know", ["don\u2019t know"] * 10, 0.0),       # curly apostrophe in a reference: no match
+    ("it's red", ["it's red"] * 10, 0.0),               # EvalAI splits "'s" off: "it 's red"
+    ("\uff32\uff25\uff24", ["red"] * 10, 0.0),           # full-width letters are not folded
+    ("caf\u00e9", ["cafe"] * 10, 0.0),                  # nor accents
+    ("", ["unanswerable"] * 10, 0.0),
+    ("", [""] * 10, 1.0),                               # an empty prediction matches empty references
+    ("no", ["yes"] * 9 + ["no"], 0.3),
+])
+def test_vizwiz_official_table(prediction, crowd, expected):
+    doc = {"question_id": "VizWiz_val_00000001", "answers": list(crowd)}
+    assert scoring.vizwiz_accuracy(prediction, doc) == pytest.approx(expected)
+    assert doc["answers"] == crowd  # the doc is not modified
+
+
+def test_vizwiz_api_rule_processes_the_prediction_only():
+    # the API's own processing (no EvalAI step): contractions gain a curly apostrophe, "a"/"the" go, "none" -> "0"
+    assert scoring.vizwiz_official_accuracy("dont", ["don\u2019t"] * 10) == 1.0
+    assert scoring.vizwiz_official_accuracy("dont", ["don't"] * 10) == 0.0
+    assert scoring.vizwiz_official_accuracy("None", ["0"] * 10) == 1.0
+    assert scoring.vizwiz_official_accuracy("a (blue) box", ["blue box"] * 10) == 1.0
+    assert scoring.vizwiz_official_accuracy("blue", ["Blue"] * 10) == 0.0
+
+
+def test_vizwiz_differs_from_lmms_eval_on_unnormalised_references():
+    from lmms_eval.tasks.vizwiz_vqa.utils import vizwiz_vqa_process_results
+
+    assert vizwiz_vqa_process_results({"question_id": "q", "answers": ["Red"] * 10}, ["red"])["exact_match"] == 1.0
+    assert scoring.vizwiz_accuracy("red", {"question_id": "q", "answers": ["Red"] * 10}) == 0.0
+
+
 def test_vizwiz_and_textvqa_rules():
     doc = {"question_id": "VizWiz_val_00000001", "answers": ["unanswerable"] * 3 + ["red"] * 7}
     assert scoring.vizwiz_accuracy("Unanswerable", doc) == pytest.approx(0.9)

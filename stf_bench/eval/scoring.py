@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import re
 import statistics
 import sys
@@ -208,9 +209,80 @@ def _stdout_to_stderr():
         yield
 
 
-def mmbench_circular(items: list[dict], eval_method: str = "static") -> float:
-    """MMBench circular accuracy (fraction): a question counts only if it and all its copies at index + k*1e6
-    are answered right. Answers are extracted by MMBench's own rules, then (static) lmms-eval's MCQ extractor."""
+# MMBench's judge-free answer matching: VLMEvalKit's exact-matching path (`can_infer` in vlmeval/utils/matching_util.py,
+# circular grouping in vlmeval/dataset/utils/multiple_choice.py), written from open-compass/VLMEvalKit @
+# aca64dbb3113ebf09683e379c65fb8b5107cba3f, the last commit before the 2025-08 rule change (c3371551: the letter must
+# be among the last four words, text matching refuses long answers; a67ace5, 2026-06, adds an "answer is X" regex).
+MMBENCH_COPY = 1_000_000  # circular copies of question q have index q + k * 1e6
+MMBENCH_UNMATCHED = "Z"  # what can_infer returns for a refusal; never a right answer
+_MMB_SEPARATORS = ".()[],:;!*#{}"  # can_infer_option turns each into a space before splitting into words
+_MMB_REFUSALS = ("Sorry, I can't help with images of people yet.", "I can't process this file.",
+                 "I'm sorry, but without the image provided", "Cannot determine the answer")
+_MMB_API_FAILURE = "Failed to obtain answer via API"
+
+
+def _is_missing(value: object) -> bool:
+    """An absent option: None, NaN, or the strings 'nan' / 'none' (what the TSV's empty cells become)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    return isinstance(value, str) and value.lower() in ("nan", "none")
+
+
+def mmbench_choices(item: dict) -> dict[str, str]:
+    """The options a row offers, letter -> text (VLMEvalKit's build_choices: every letter column that is present)."""
+    return {k: str(item[k]) for k in "ABCDEFGHIJ" if k in item and not _is_missing(item[k])}
+
+
+def _mmbench_option(answer: str, choices: dict[str, str]) -> str | None:
+    """can_infer_option (VERBOSE unset): the one option letter standing as a word, 'Z' for a refusal; else None."""
+    if _MMB_API_FAILURE in answer:
+        return None
+    if any(refusal in answer for refusal in _MMB_REFUSALS):
+        return MMBENCH_UNMATCHED
+    words = answer.translate(str.maketrans(_MMB_SEPARATORS, " " * len(_MMB_SEPARATORS))).split()
+    named = [letter for letter in choices if letter in words]
+    if len(named) == 1:
+        return named[0]
+    if not named and MMBENCH_UNMATCHED in words:
+        return MMBENCH_UNMATCHED
+    return None
+
+
+def _mmbench_text(answer: str, choices: dict[str, str]) -> str | None:
+    """can_infer_text: the one option whose text (lower-cased) occurs in the lower-cased answer; else None."""
+    low = answer.lower()
+    hits = [letter for letter, text in choices.items() if text.lower() in low]
+    return hits[0] if len(hits) == 1 else None
+
+
+def mmbench_can_infer(prediction: object, choices: dict[str, str]) -> str | None:
+    """VLMEvalKit's can_infer: the option letter, 'Z' (a refusal) or None when nothing, or more than one option,
+    can be read. Under exact matching both 'Z' and None count wrong."""
+    answer = str(prediction)
+    return _mmbench_option(answer, choices) or _mmbench_text(answer, choices)
+
+
+def mmbench_question_hits(items: list[dict]) -> dict[int, bool]:
+    """Circular evaluation under exact matching: question q (its main row has index q < 1e6) is right iff every
+    row with index % 1e6 == q gets its own answer from can_infer. Copies whose main row is absent are not scored."""
+    groups: dict[int, list[dict]] = {}
+    for item in items:
+        groups.setdefault(int(item["index"]) % MMBENCH_COPY, []).append(item)
+    mains = sorted({int(i["index"]) for i in items if int(i["index"]) < MMBENCH_COPY})
+    return {q: all(mmbench_can_infer(r["prediction"], mmbench_choices(r)) == r["answer"] for r in groups[q])
+            for q in mains}
+
+
+def mmbench_circular(items: list[dict]) -> float:
+    """MMBench circular accuracy (fraction) of the llava protocol: VLMEvalKit's exact matching, no judge; NaN when
+    no question is scored."""
+    hits = mmbench_question_hits(list(items))
+    return statistics.mean(float(h) for h in hits.values()) if hits else float("nan")
+
+
+def lmms_mmbench_circular(items: list[dict], eval_method: str = "static") -> float:
+    """lmms-eval's MMBench evaluator (fraction): MMBench's matching, then (static) lmms-eval's MCQ extractor, or
+    (openai) the GPT judge. Used by the lmms-eval protocol and, when asked for, the judge."""
     if not items:
         return float("nan")
     if eval_method == "static":
@@ -226,7 +298,7 @@ def mmbench_circular(items: list[dict], eval_method: str = "static") -> float:
 
 def mmbench_circular_judge(items: list[dict]) -> float:
     """MMBench circular accuracy with the GPT judge for unparsable answers: only when the user asks for it."""
-    return mmbench_circular(items, "openai")
+    return lmms_mmbench_circular(items, "openai")
 
 
 def mmbench_item(doc: dict, prediction: str) -> dict:
@@ -272,4 +344,4 @@ def lmms_ocrbench_aggregate(results: list[dict], args=None) -> float:
 
 def lmms_mmbench_static(results: list[dict], args=None) -> float:
     """lmms-eval's MMBench dev aggregate with eval_method='static' (no GPT judge), x100 as lmms-eval reports it."""
-    return 100.0 * mmbench_circular(results, "static")
+    return 100.0 * lmms_mmbench_circular(results, "static")

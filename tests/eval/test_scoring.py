@@ -220,6 +220,68 @@ def test_mmbench_extracts_answers_without_a_judge(style):
     assert scoring.mmbench_circular(_answer_all(q, style=style)) == pytest.approx(1.0)
 
 
+_COLOURS = {"A": "red", "B": "blue", "C": "green", "D": "black"}
+
+
+# Expected values reasoned from open-compass/VLMEvalKit vlmeval/utils/matching_util.py @ aca64dbb (can_infer =
+# can_infer_option, then can_infer_text): ".()[],:;!*#{}" become spaces, the answer is split into words, exactly one
+# option letter among the words wins; "Z" (a word, or a refusal phrase) is a refusal; otherwise exactly one option
+# text occurring (lower-cased) in the answer. None and "Z" both count wrong under exact matching.
+@pytest.mark.parametrize("prediction, choices, inferred", [
+    ("B", _COLOURS, "B"), ("B.", _COLOURS, "B"), ("(B)", _COLOURS, "B"), ("**B**", _COLOURS, "B"),
+    ("B: blue", _COLOURS, "B"), ("Option B", _COLOURS, "B"), (" B\n", _COLOURS, "B"),
+    ("The answer is B.", _COLOURS, "B"),
+    ("I think it is B because the circle is blue", _COLOURS, "B"),  # any position (the 2025-08 rule: last 4 words)
+    ("B. red", _COLOURS, "B"),                  # the letter wins over the text of option A
+    ("A blue circle", _COLOURS, "A"),           # the article "A" is read as option A
+    ("b", _COLOURS, None),                      # lower-case letters are not options
+    ("B or C", _COLOURS, None),                 # hedge: two letters, and no option text
+    ("B\nC", _COLOURS, None),                   # multi-line: two letters
+    ("A. red B. blue", _COLOURS, None),         # two letters, two texts
+    ("B,C", _COLOURS, None),                    # "," separates: two letters
+    ("Blue", _COLOURS, "B"),                    # option text, any case
+    ("It is blue, not red.", _COLOURS, None),   # two option texts
+    ("I am tired.", _COLOURS, "A"),             # text match is a substring match: "tired" holds "red"
+    ("bluegreen", _COLOURS, None),
+    ("D", {"A": "red", "B": "blue", "C": "green"}, None),  # not an option of this row
+    ("[A]", {"A": "B", "B": "A"}, "A"),         # the letter in brackets, though option texts are letters
+    ("Z", _COLOURS, "Z"), ("Cannot determine the answer", _COLOURS, "Z"),  # refusals
+    ("\uff22", _COLOURS, None),                  # full-width B
+    ("\u7b54\u6848\u662fB", _COLOURS, None),       # "答案是B": no separate letter, no option text
+    ("\u9009 B", _COLOURS, "B"),                  # "选 B": the letter stands alone
+    ("", _COLOURS, None),
+])
+def test_mmbench_can_infer_table(prediction, choices, inferred):
+    assert scoring.mmbench_can_infer(prediction, dict(choices)) == inferred
+
+
+def test_mmbench_unmatched_and_double_answers_fail_the_question():
+    q = _mmbench_rows(4, ["red", "blue", "green", "black"], "blue")
+    items = _answer_all(q)
+    assert scoring.mmbench_circular(items) == 1.0
+    other = next(x for x in "ABCD" if x != q[2]["answer"])
+    hedged = [*items[:2], scoring.mmbench_item(q[2], f"{q[2]['answer']} or {other}"), *items[3:]]
+    assert scoring.mmbench_circular(hedged) == 0.0  # one copy names two options
+    unmatched = [*items[:3], scoring.mmbench_item(q[3], "I cannot tell")]
+    assert scoring.mmbench_circular(unmatched) == 0.0  # one copy says nothing readable
+    refused = [scoring.mmbench_item(q[0], "Z"), *items[1:]]
+    assert scoring.mmbench_circular(refused) == 0.0
+    assert scoring.mmbench_question_hits(unmatched) == {4: False}
+
+
+def test_mmbench_copies_without_their_main_row_are_not_scored():
+    q = _mmbench_rows(6, ["red", "blue"], "red")
+    assert scoring.mmbench_question_hits(_answer_all(q)[1:]) == {}
+    assert math.isnan(scoring.mmbench_circular(_answer_all(q)[1:]))
+
+
+def test_mmbench_llava_rule_is_stricter_than_lmms_evals_fallback():
+    q = _mmbench_rows(9, ["red", "blue", "green", "black"], "blue")
+    hedges = [scoring.mmbench_item(r, f"{r['answer']} or {next(x for x in 'ABCD' if x != r['answer'])}") for r in q]
+    assert scoring.lmms_mmbench_circular(hedges) == 1.0  # lmms-eval's extractor takes the first letter
+    assert scoring.mmbench_circular(hedges) == 0.0
+
+
 def test_mmbench_prompt_follows_llava():
     row = {**_mmbench_rows(5, ["red", "blue", "green"], "blue")[0], "hint": "Look at the shapes."}
     assert lp.mmbench_en_doc_to_text(row) == ("Look at the shapes.\nWhat color is the circle?\nA. red\nB. blue\n"

@@ -391,3 +391,12 @@ def test_lmms_mmbench_static_equals_lmms_evals_evaluator():
 def test_empty_inputs_do_not_pretend_to_score():
     assert math.isnan(scoring.ocrbench_points([]))
     assert math.isnan(scoring.mmbench_circular([]))
+
+
+def test_pope_split_without_a_yes_prediction_scores_f1_zero():
+    # LLaVA's eval_pope.py computes precision = TP / (TP + FP): with no "yes" prediction in a split that divides by
+    # zero and the script stops; stf-bench scores that split's F1 as 0 and averages it with the others.
+    silent = _pope_items("adversarial", [("no", "yes"), ("no", "no"), ("no", "yes")])
+    perfect = _pope_items("popular", [("yes", "yes"), ("no", "no")])
+    assert scoring.pope_f1(silent) == 0.0
+    assert scoring.pope_f1_average(silent + perfect) == pytest.approx(0.5)

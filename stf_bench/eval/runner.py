@@ -22,6 +22,7 @@ from typing import Any
 
 from stf_bench.compat import lenient_images, lmms_evaluator_patched
 from stf_bench.errors import StfBenchError
+from stf_bench.eval import scorer_versions
 
 RESUME_DIR = ".resume"
 
@@ -261,6 +262,7 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
         "limit": spec.limit, "headline": headline, "skipped": skipped,
         "n_skipped": {t: len(rows) for t, rows in skipped.items()},
         "world_size": lm.world_size, "resumed_answers": 0 if lm.answer_cache is None else lm.answer_cache.hits,
+        "scorer_versions": scorer_versions.for_tasks(list(setup.lmms_names.values())),
     }
     results_path, sample_paths = _save(tracker, results, samples, datetime_str, output_dir, model_dir)
     by_benchmark = skipped_by_benchmark(skipped, setup.lmms_names, results.get("group_subtasks", {}))

@@ -1,15 +1,17 @@
 """Scoring rules: the paper's (LLaVA-1.5 official evaluation) and the fixes the lmms-eval protocol needs.
 
-Where lmms-eval already implements a rule, it is called, not rewritten: VQA accuracy (vqav2 / textvqa / vizwiz
-process_results, EvalAI normaliser), POPE precision/recall/F1, MMBench's circular evaluator (static method: no
+Where lmms-eval already implements a rule, it is called, not rewritten: VQA accuracy (textvqa process_results,
+EvalAI normaliser), POPE precision/recall/F1, MMBench's circular evaluator (static method: no
 judge model), OCRBench's per-row check, ChartQA's relaxed correctness. What LLaVA does differently is here:
-POPE's lenient yes/no parsing and per-split F1 average, the SQA answer parser, GQA's normalisation, OCRBench
+the VQA API's and the VizWiz API's reference handling (VQAv2 / VizWiz val), POPE's lenient yes/no parsing and per-split F1 average, the SQA answer parser, GQA's normalisation, OCRBench
 points without the module-global total. lmms-eval modules are imported lazily (importing them is slow).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import re
 import statistics
 import sys
@@ -36,23 +38,80 @@ def vqa_accuracy(prediction: str, answers: list[str]) -> float:
     return float(textvqa_process_results(doc, [prediction])["exact_match"])
 
 
+# The VQA API's answer processing, written from GT-Vision-Lab/VQA PythonEvaluationTools/vqaEvaluation/vqaEval.py
+# @ a013f0043c1e2cdc995922dfe257f7149aa9af06 (processPunctuation / processDigitArticle). The VizWiz VQA API reuses
+# both with one change: its contraction map writes a curly apostrophe (see _VIZWIZ_CONTRACTIONS).
+_API_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
+_API_DIGIT_COMMA = re.compile(r"(\d)(,)(\d)")
+_API_PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")  # the API's pattern: its '(?!<=' is a lookahead, not a lookbehind
+_API_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+                "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+_API_ARTICLES = ("a", "an", "the")
+
+
+def _api_clean(text: str) -> str:
+    """Newlines and tabs to spaces, then strip (both APIs, before anything else)."""
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
+def _api_punctuation(text: str) -> str:
+    """processPunctuation: each mark is deleted when it touches a space (or the text has a digit,digit comma), else
+    replaced by a space; then periods not followed by a digit go. The API passes re.UNICODE (32) as the count of
+    `sub`, so at most 32 periods are removed."""
+    out = text
+    glue = _API_DIGIT_COMMA.search(text) is not None
+    for mark in _API_PUNCT:
+        out = out.replace(mark, "" if glue or f"{mark} " in text or f" {mark}" in text else " ")
+    return _API_PERIOD.sub("", out, count=32)
+
+
+def _api_digit_article(text: str, contractions: dict[str, str]) -> str:
+    """processDigitArticle: lower-case, split on whitespace, number words to digits, drop articles, then restore
+    missing apostrophes of contractions (the map given), words joined by single spaces."""
+    words = [_API_NUMBERS.get(w, w) for w in text.lower().split()]
+    return " ".join(contractions.get(w, w) for w in words if w not in _API_ARTICLES)
+
+
+def _vqa_contractions() -> dict[str, str]:
+    """The VQA API's contraction map (equal to lmms-eval's EvalAIAnswerProcessor.CONTRACTIONS)."""
+    from lmms_eval.tasks._task_utils.vqa_eval_metric import EvalAIAnswerProcessor
+
+    return dict(EvalAIAnswerProcessor.CONTRACTIONS)
+
+
+# In the VizWiz API's map, every apostrophe is U+2019 except in these eight values and these two keys (checked
+# against the copy vendored in TRI-ML/vlm-evaluation, which writes a backtick where the API has U+2019).
+_VIZWIZ_STRAIGHT_VALUES = frozenset({"aint", "arent", "cant", "couldve", "couldnt", "weve", "wheres", "whove"})
+_VIZWIZ_STRAIGHT_KEYS = frozenset({"couldn'tve", "hadn'tve"})
+
+
+@functools.cache
+def _vizwiz_contractions() -> dict[str, str]:
+    """The VizWiz API's contraction map: the VQA API's, with curly apostrophes (so 'dont' becomes 'don\u2019t')."""
+    curly = "\u2019"
+    return {(k if k in _VIZWIZ_STRAIGHT_KEYS else k.replace("'", curly)):
+            (v if k in _VIZWIZ_STRAIGHT_VALUES else v.replace("'", curly))
+            for k, v in _vqa_contractions().items()}
+
+
+def _leave_one_out(prediction: str, references: list[str]) -> float:
+    """Mean over the references, each left out in turn, of min(1, matches among the others / 3); 0 if none."""
+    scores = [min(1.0, sum(r == prediction for j, r in enumerate(references) if j != i) / 3)
+              for i in range(len(references))]
+    return statistics.mean(scores) if scores else 0.0
+
+
 def vqa_official_accuracy(prediction: str, references: list[str]) -> float:
     """The VQA API's rule (GT-Vision-Lab/VQA vqaEval.py @ a013f00): newlines/tabs to spaces and strip on both
     sides; punctuation and digit/article processing of references AND prediction only where the ten differ;
     then the mean over leave-one-out subsets of min(1, matches / 3)."""
-    from lmms_eval.tasks._task_utils.vqa_eval_metric import EvalAIAnswerProcessor
-
-    def clean(text: str) -> str:
-        return text.replace("\n", " ").replace("\t", " ").strip()
-
-    refs = [clean(r) for r in references]
-    pred = clean(prediction)
-    if len(set(refs)) > 1:  # the same two steps as vqaEval's processPunctuation / processDigitArticle
-        proc = EvalAIAnswerProcessor()
-        refs = [proc.process_digit_article(proc.process_punctuation(r)) for r in refs]
-        pred = proc.process_digit_article(proc.process_punctuation(pred))
-    scores = [min(1.0, sum(r == pred for j, r in enumerate(refs) if j != i) / 3) for i in range(len(refs))]
-    return statistics.mean(scores) if scores else 0.0
+    refs = [_api_clean(r) for r in references]
+    pred = _api_clean(prediction)
+    if len(set(refs)) > 1:
+        contractions = _vqa_contractions()
+        refs = [_api_digit_article(_api_punctuation(r), contractions) for r in refs]
+        pred = _api_digit_article(_api_punctuation(pred), contractions)
+    return _leave_one_out(pred, refs)
 
 
 def vqav2_accuracy(prediction: str, doc: dict) -> float:
@@ -63,12 +122,21 @@ def vqav2_accuracy(prediction: str, doc: dict) -> float:
     return vqa_official_accuracy(EvalAIAnswerProcessor()(prediction), [a["answer"] for a in doc["answers"]])
 
 
-def vizwiz_accuracy(prediction: str, doc: dict) -> float:
-    """VizWiz VQA accuracy (lmms-eval's vizwiz_vqa_process_results, which normalises both sides)."""
-    from lmms_eval.tasks.vizwiz_vqa.utils import vizwiz_vqa_process_results
+def vizwiz_official_accuracy(prediction: str, references: list[str]) -> float:
+    """The VizWiz VQA API's rule (its vqaEval.py `evaluate`, by Qing Li, distributed at vizwiz.org; vendored in
+    TRI-ML/vlm-evaluation vlm_eval/util/evaluation/vizwiz/eval.py @ 7292fd6): the prediction alone is cleaned,
+    punctuation-processed and digit/article-processed; the references are compared as stored (not even stripped);
+    then the mean over leave-one-out subsets of min(1, matches / 3)."""
+    pred = _api_digit_article(_api_punctuation(_api_clean(prediction)), _vizwiz_contractions())
+    return _leave_one_out(pred, list(references))
 
-    doc = {**doc, "answers": list(doc["answers"])}
-    return float(vizwiz_vqa_process_results(doc, [prediction])["exact_match"])
+
+def vizwiz_accuracy(prediction: str, doc: dict) -> float:
+    """LLaVA's VizWiz pipeline on val: EvalAI-normalise the prediction (scripts/convert_vizwiz_for_submission.py),
+    then the VizWiz API's rule (vizwiz_official_accuracy); the doc's answers are not modified."""
+    from lmms_eval.tasks._task_utils.vqa_eval_metric import EvalAIAnswerProcessor
+
+    return vizwiz_official_accuracy(EvalAIAnswerProcessor()(prediction), list(doc["answers"]))
 
 
 def textvqa_accuracy(prediction: str, doc: dict) -> float:
@@ -141,9 +209,80 @@ def _stdout_to_stderr():
         yield
 
 
-def mmbench_circular(items: list[dict], eval_method: str = "static") -> float:
-    """MMBench circular accuracy (fraction): a question counts only if it and all its copies at index + k*1e6
-    are answered right. Answers are extracted by MMBench's own rules, then (static) lmms-eval's MCQ extractor."""
+# MMBench's judge-free answer matching: VLMEvalKit's exact-matching path (`can_infer` in vlmeval/utils/matching_util.py,
+# circular grouping in vlmeval/dataset/utils/multiple_choice.py), written from open-compass/VLMEvalKit @
+# aca64dbb3113ebf09683e379c65fb8b5107cba3f, the last commit before the 2025-08 rule change (c3371551: the letter must
+# be among the last four words, text matching refuses long answers; a67ace5, 2026-06, adds an "answer is X" regex).
+MMBENCH_COPY = 1_000_000  # circular copies of question q have index q + k * 1e6
+MMBENCH_UNMATCHED = "Z"  # what can_infer returns for a refusal; never a right answer
+_MMB_SEPARATORS = ".()[],:;!*#{}"  # can_infer_option turns each into a space before splitting into words
+_MMB_REFUSALS = ("Sorry, I can't help with images of people yet.", "I can't process this file.",
+                 "I'm sorry, but without the image provided", "Cannot determine the answer")
+_MMB_API_FAILURE = "Failed to obtain answer via API"
+
+
+def _is_missing(value: object) -> bool:
+    """An absent option: None, NaN, or the strings 'nan' / 'none' (what the TSV's empty cells become)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    return isinstance(value, str) and value.lower() in ("nan", "none")
+
+
+def mmbench_choices(item: dict) -> dict[str, str]:
+    """The options a row offers, letter -> text (VLMEvalKit's build_choices: every letter column that is present)."""
+    return {k: str(item[k]) for k in "ABCDEFGHIJ" if k in item and not _is_missing(item[k])}
+
+
+def _mmbench_option(answer: str, choices: dict[str, str]) -> str | None:
+    """can_infer_option (VERBOSE unset): the one option letter standing as a word, 'Z' for a refusal; else None."""
+    if _MMB_API_FAILURE in answer:
+        return None
+    if any(refusal in answer for refusal in _MMB_REFUSALS):
+        return MMBENCH_UNMATCHED
+    words = answer.translate(str.maketrans(_MMB_SEPARATORS, " " * len(_MMB_SEPARATORS))).split()
+    named = [letter for letter in choices if letter in words]
+    if len(named) == 1:
+        return named[0]
+    if not named and MMBENCH_UNMATCHED in words:
+        return MMBENCH_UNMATCHED
+    return None
+
+
+def _mmbench_text(answer: str, choices: dict[str, str]) -> str | None:
+    """can_infer_text: the one option whose text (lower-cased) occurs in the lower-cased answer; else None."""
+    low = answer.lower()
+    hits = [letter for letter, text in choices.items() if text.lower() in low]
+    return hits[0] if len(hits) == 1 else None
+
+
+def mmbench_can_infer(prediction: object, choices: dict[str, str]) -> str | None:
+    """VLMEvalKit's can_infer: the option letter, 'Z' (a refusal) or None when nothing, or more than one option,
+    can be read. Under exact matching both 'Z' and None count wrong."""
+    answer = str(prediction)
+    return _mmbench_option(answer, choices) or _mmbench_text(answer, choices)
+
+
+def mmbench_question_hits(items: list[dict]) -> dict[int, bool]:
+    """Circular evaluation under exact matching: question q (its main row has index q < 1e6) is right iff every
+    row with index % 1e6 == q gets its own answer from can_infer. Copies whose main row is absent are not scored."""
+    groups: dict[int, list[dict]] = {}
+    for item in items:
+        groups.setdefault(int(item["index"]) % MMBENCH_COPY, []).append(item)
+    mains = sorted({int(i["index"]) for i in items if int(i["index"]) < MMBENCH_COPY})
+    return {q: all(mmbench_can_infer(r["prediction"], mmbench_choices(r)) == r["answer"] for r in groups[q])
+            for q in mains}
+
+
+def mmbench_circular(items: list[dict]) -> float:
+    """MMBench circular accuracy (fraction) of the llava protocol: VLMEvalKit's exact matching, no judge; NaN when
+    no question is scored."""
+    hits = mmbench_question_hits(list(items))
+    return statistics.mean(float(h) for h in hits.values()) if hits else float("nan")
+
+
+def lmms_mmbench_circular(items: list[dict], eval_method: str = "static") -> float:
+    """lmms-eval's MMBench evaluator (fraction): MMBench's matching, then (static) lmms-eval's MCQ extractor, or
+    (openai) the GPT judge. Used by the lmms-eval protocol and, when asked for, the judge."""
     if not items:
         return float("nan")
     if eval_method == "static":
@@ -159,7 +298,7 @@ def mmbench_circular(items: list[dict], eval_method: str = "static") -> float:
 
 def mmbench_circular_judge(items: list[dict]) -> float:
     """MMBench circular accuracy with the GPT judge for unparsable answers: only when the user asks for it."""
-    return mmbench_circular(items, "openai")
+    return lmms_mmbench_circular(items, "openai")
 
 
 def mmbench_item(doc: dict, prediction: str) -> dict:
@@ -205,4 +344,4 @@ def lmms_ocrbench_aggregate(results: list[dict], args=None) -> float:
 
 def lmms_mmbench_static(results: list[dict], args=None) -> float:
     """lmms-eval's MMBench dev aggregate with eval_method='static' (no GPT judge), x100 as lmms-eval reports it."""
-    return 100.0 * mmbench_circular(results, "static")
+    return 100.0 * lmms_mmbench_circular(results, "static")

@@ -119,10 +119,22 @@ def task_units(metric: Metric, samples: list[SampleRow]) -> Units | None:
 
 
 def _mmbench_units(metric: Metric, samples: list[SampleRow]) -> Units | None:
-    """One unit per MMBench question: 1 if every circular copy is answered right (lmms-eval's static matcher)."""
+    """One unit per MMBench question: 1 if every circular copy is answered right (the llava protocol's
+    circular_accuracy: VLMEvalKit's exact matching; lmms-eval's gpt_eval_score: its static matcher)."""
     records = [s.metrics.get(metric.key) for s in samples]
     if not all(isinstance(r, dict) and "index" in r and "answer" in r and "prediction" in r for r in records):
         return None
+    if metric.key == "circular_accuracy":
+        from stf_bench.eval.scoring import mmbench_question_hits
+
+        answers: dict[int, list[str]] = {}
+        for r in sorted(records, key=lambda r: int(r["index"])):
+            answers.setdefault(int(r["index"]) % MMBENCH_COPY, []).append(str(r["answer"]))
+        found = mmbench_question_hits(records)
+        if not found:
+            return None
+        hits = np.asarray([float(h) for h in found.values()]).reshape(-1, 1)
+        return Units([str(q) for q in found], ["".join(answers[q]) for q in found], hits, _mean(100.0))
     import pandas as pd
     from lmms_eval.tasks.mmbench.mmbench_evals import MMBench_Evaluator
 

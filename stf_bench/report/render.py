@@ -14,7 +14,7 @@ import io
 import json
 import math
 
-from stf_bench.report.tables import AVG, LATENCY, SPEEDUP, TFLOPS, Cell, Row, Table
+from stf_bench.report.tables import AVG, LATENCY, SPEEDUP, STALE, TFLOPS, Cell, Row, Table
 
 FORMATS = ("md", "latex", "html", "csv", "json")
 EXTENSIONS = {"md": "md", "latex": "tex", "html": "html", "csv": "csv", "json": "json"}
@@ -47,6 +47,8 @@ def cell_text(cell: Cell, column: str, source: str, with_ci: bool = True) -> str
     text = fmt(cell.value, column, source)
     if with_ci and cell.ci is not None:
         text += f" [{fmt(cell.ci[0], column, source)}, {fmt(cell.ci[1], column, source)}]"
+    if cell.stale and cell.value is not None:
+        text += f" ({STALE})"
     return text
 
 
@@ -70,7 +72,8 @@ def ranks(table: Table) -> dict[tuple[int, str], str]:
         if column in NOT_RANKED:
             continue
         values = [(i, r.cells[column].value) for i, r in enumerate(table.rows)
-                  if r.cells[column].value is not None and not r.attributes.get("partial")]  # partial: never ranked
+                  if r.cells[column].value is not None and not r.attributes.get("partial")  # partial: never ranked
+                  and not r.cells[column].stale]  # nor a stale scorer's
         distinct = sorted({v for _, v in values}, reverse=True)
         if len(distinct) < 2:
             continue

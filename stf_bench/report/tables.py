@@ -59,6 +59,10 @@ class Cell:
     n: int | None = None
     note: str = ""
     source: str = ""
+    stale: bool = False  # scored with an older scorer version than the current one: marked, never ranked
+
+
+STALE = "stale scorer"
 
 
 @dataclass
@@ -145,7 +149,8 @@ def collect_reproduced(store: Store, *, iters: int = DEFAULT_ITERS, seed: int = 
                     f"{t} {why}" for t, why in sorted(partial.items())) + ")"
                 attributes = {**attributes, PARTIAL: True}
             rep = models.setdefault(key, Reproduced(key, label, run.model, attributes, run.protocol))
-            _add_run_scores(rep, run.id, [s for s in scores_by_run.get(run.id, []) if s.task in tasks], where, heads)
+            _add_run_scores(rep, run.id, [s for s in scores_by_run.get(run.id, []) if s.task in tasks], where, heads,
+                            store.scorer_versions(run.id))
     sample_tasks = {r.id: set(store.sample_tasks(r.id)) for r in store.runs()}
     for (key, column), (run_id, task) in where.items():
         rep, head = models[key], heads[(key, column)]
@@ -154,15 +159,21 @@ def collect_reproduced(store: Store, *, iters: int = DEFAULT_ITERS, seed: int = 
             continue
         result = score_ci(head.metric, store.samples(run_id, task), head.value, iters=iters, seed=seed)
         cell = rep.cells[column]
-        cell.ci, cell.n, cell.note = result.ci, result.n, result.note
+        cell.ci, cell.n = result.ci, result.n
+        cell.note = "; ".join(x for x in (cell.note, result.note) if x)
         if result.dist is not None:
             rep.dists[column] = result.dist
     _attach_flops(store, models)
     return sorted(models.values(), key=lambda r: r.label)
 
 
-def _add_run_scores(rep: Reproduced, run_id: int, scores: list, where: dict, heads: dict) -> None:
-    """Put one run's headline score per task into `rep`'s cells, replacing an earlier run's."""
+def _add_run_scores(rep: Reproduced, run_id: int, scores: list, where: dict, heads: dict,
+                    versions: dict[str, str] | None = None) -> None:
+    """Put one run's headline score per task into `rep`'s cells, replacing an earlier run's; a task scored with an
+    older scorer version than the current one (`versions`: what the run recorded) is marked stale."""
+    from stf_bench.eval import scorer_versions
+
+    versions = versions or {}
     by_task: dict[str, dict[str, tuple[float, float | None, int | None, str]]] = {}
     for s in scores:
         have = by_task.setdefault(s.task, {})
@@ -173,8 +184,11 @@ def _add_run_scores(rep: Reproduced, run_id: int, scores: list, where: dict, hea
         head = headline(task, {m: v[0] for m, v in metrics.items()}, {m: v[1] for m, v in metrics.items()}, n)
         if head is None:
             continue
+        stale = scorer_versions.is_stale(task, versions.get(task))
+        note = (f"{STALE}: {task} scored with version {versions.get(task, scorer_versions.UNVERSIONED)}, current "
+                f"{scorer_versions.current(task)}; re-score with `stf-bench score`") if stale else ""
         rep.cells[head.column] = Cell(head.value, n=metrics[head.metric.key][2],
-                                      source=f"run #{run_id} {task} {head.metric.key}")
+                                      source=f"run #{run_id} {task} {head.metric.key}", note=note, stale=stale)
         rep.run_ids.add(run_id)
         where[(rep.key, head.column)] = (run_id, task)
         heads[(rep.key, head.column)] = head
@@ -241,11 +255,14 @@ def verdict(column: str, delta: float | None, published: Cell | None, protocol: 
 
 def _reproduced_row(spec: TableSpec, rep: Reproduced, benchmarks: list[str]) -> Row:
     cells = {c: Cell(rep.cells[c].value, ci=rep.cells[c].ci, n=rep.cells[c].n, note=rep.cells[c].note,
-                     source=rep.cells[c].source) if c in rep.cells else Cell() for c in spec.columns}
+                     source=rep.cells[c].source, stale=rep.cells[c].stale) if c in rep.cells else Cell()
+             for c in spec.columns}
     if AVG in spec.columns:
         values = [rep.cells[b].value for b in benchmarks if b in rep.cells]
         if len(values) == len(benchmarks):
-            avg = Cell(float(np.mean(values)), source="mean of the eight benchmarks")
+            stale = [b for b in benchmarks if rep.cells[b].stale]
+            avg = Cell(float(np.mean(values)), source="mean of the eight benchmarks", stale=bool(stale),
+                       note=f"{STALE} in {', '.join(stale)}" if stale else "")
             if all(b in rep.dists for b in benchmarks):
                 avg.ci = percentile_ci(np.mean([rep.dists[b] for b in benchmarks], axis=0))
             cells[AVG] = avg

@@ -103,6 +103,12 @@ CREATE TABLE IF NOT EXISTS task_rows (
     full_set INTEGER,
     PRIMARY KEY (run_id, task)
 );
+CREATE TABLE IF NOT EXISTS scorer_versions (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task TEXT NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (run_id, task)
+);
 CREATE TABLE IF NOT EXISTS flops (
     id INTEGER PRIMARY KEY,
     content_hash TEXT NOT NULL UNIQUE,
@@ -342,13 +348,18 @@ class Store:
     def record_lmms_eval(self, results_path: str | os.PathLike, samples_paths: list | None = None, *,
                          model: str | None = None, model_args: str | dict | None = None,
                          checkpoint_fingerprint: str | None = None, protocol: str | None = None,
-                         environment: dict | None = None, model_config: dict | None = None) -> list[RecordResult]:
-        """Record one lmms-eval results JSON and its samples files (None: those beside it with the same stamp)."""
+                         environment: dict | None = None, model_config: dict | None = None,
+                         scorer_versions: dict[str, str] | None = None) -> list[RecordResult]:
+        """Record one lmms-eval results JSON and its samples files (None: those beside it with the same stamp).
+
+        `scorer_versions` ({task: version}; None: the results JSON's stf_bench.scorer_versions, if any) are what the
+        scores were computed with (stf_bench.eval.scorer_versions)."""
         run = parse_results(Path(results_path), [Path(p) for p in samples_paths] if samples_paths is not None
                             else None, model=model, model_args=model_args)
         with self._tx() as cur:
             return self._insert_run(cur, run, protocol=protocol, checkpoint_fingerprint=checkpoint_fingerprint,
-                                    environment=environment, model_config=model_config)
+                                    environment=environment, model_config=model_config,
+                                    scorer_versions=scorer_versions)
 
     def record_flops(self, payload: dict, *, environment: dict | None = None) -> RecordResult:
         """Record a `stf-bench flops` JSON object."""
@@ -378,7 +389,7 @@ class Store:
 
     def _insert_run(self, cur: sqlite3.Cursor, run: ParsedRun, *, protocol: str | None,
                     checkpoint_fingerprint: str | None, environment: dict | None,
-                    model_config: dict | None) -> list[RecordResult]:
+                    model_config: dict | None, scorer_versions: dict[str, str] | None = None) -> list[RecordResult]:
         if environment is None:
             environment = {"source": "ingest", "lmms_eval_version": run.lmms_eval_version,
                            "git_hash": run.git_hash, "device": run.config.get("device"),
@@ -401,6 +412,9 @@ class Store:
                             [(run_id, s.task, s.metric, s.filter, s.value, s.stderr, s.n) for s in run.scores])
             cur.executemany("INSERT INTO task_rows VALUES (?,?,?,?)",
                             [(run_id, task, scored, full) for task, (scored, full) in run.rows.items()])
+            versions = scorer_versions if scorer_versions is not None else recorded_scorer_versions(run.path)
+            cur.executemany("INSERT INTO scorer_versions VALUES (?,?,?)",
+                            [(run_id, task, str(v)) for task, v in versions.items()])
         for samples in run.samples:
             cur.execute("INSERT INTO sample_files VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                         (run_id, samples.task, samples.content_hash, str(samples.path)))
@@ -476,6 +490,10 @@ class Store:
             return {}
         return {s.task: f"--limit {limit}" for s in self.scores(run.id)}
 
+    def scorer_versions(self, run_id: int) -> dict[str, str]:
+        """{task: scorer version} a run was scored with; {} for a run recorded before versions existed."""
+        return dict(self._query("SELECT task, version FROM scorer_versions WHERE run_id = ?", (run_id,)))
+
     def sample_tasks(self, run_id: int) -> list[str]:
         """Tasks of a run that have per-sample records."""
         return [r[0] for r in self._query("SELECT task FROM sample_files WHERE run_id = ? ORDER BY task", (run_id,))]
@@ -501,6 +519,16 @@ class Store:
         """Row counts per table (for tests and `ingest` summaries)."""
         return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0]
                 for t in ("runs", "scores", "sample_files", "samples", "flops", "latency", "task_rows")}
+
+
+def recorded_scorer_versions(results_path: str | os.PathLike) -> dict[str, str]:
+    """The scorer versions a stf-bench results JSON names (its stf_bench.scorer_versions); {} for others."""
+    try:
+        meta = json.loads(Path(results_path).read_text(encoding="utf-8")).get("stf_bench") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    versions = meta.get("scorer_versions") if isinstance(meta, dict) else None
+    return {str(k): str(v) for k, v in versions.items()} if isinstance(versions, dict) else {}
 
 
 def device_name(device: Any) -> str | None:

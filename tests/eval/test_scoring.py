@@ -82,6 +82,54 @@ def test_vqa_official_differs_from_lmms_eval_on_unnormalised_references():
     assert scoring.vqav2_accuracy("dog", _vqav2_doc(["Dog"] * 10)) == 0.0
 
 
+# Expected values reasoned from LLaVA's scripts/convert_vizwiz_for_submission.py (EvalAI normaliser on the
+# prediction) and the VizWiz VQA API's vqaEval.py `evaluate` (vendored in TRI-ML/vlm-evaluation
+# vlm_eval/util/evaluation/vizwiz/eval.py @ 7292fd6): the prediction is processed again, the ten references never.
+@pytest.mark.parametrize("prediction, crowd, expected", [
+    ("Unanswerable", ["unanswerable"] * 3 + ["red"] * 7, 0.9),
+    ("Red.", ["red"] * 10, 1.0),                        # case and the period go from the prediction
+    ("red", ["Red"] * 10, 0.0),                         # ... but a reference keeps its capital (lmms-eval: 1.0)
+    ("red", [" red"] * 10, 0.0),                        # ... and its space: references are not even stripped
+    ("yes", ["Yes"] * 8 + ["yes"] * 2, 0.6),            # two raw matches (lmms-eval: 1.0)
+    ("two", ["2"] * 10, 1.0),                           # number words become digits in the prediction
+    ("2", ["two"] * 10, 0.0),                           # ... never in a reference
+    ("the red one", ["red 1"] * 10, 1.0),               # article dropped, "one" -> "1"
+    ("The answer is red", ["red"] * 10, 0.0),           # "answer is red"
+    ("red\nblue", ["red"] * 10, 0.0),                   # multi-line: "red blue"
+    ("red or blue", ["red"] * 5 + ["blue"] * 5, 0.0),   # hedge
+    ("1,000", ["1000"] * 10, 1.0),                      # the EvalAI normaliser deletes commas
+    ("3.5", ["3.5"] * 10, 1.0),                         # a period before a digit stays
+    ("dont know", ["don't know"] * 10, 1.0),            # EvalAI restores the straight apostrophe first
+    ("dont know", ["don\u2019t know"] * 10, 0.0),       # curly apostrophe in a reference: no match
+    ("it's red", ["it's red"] * 10, 0.0),               # EvalAI splits "'s" off: "it 's red"
+    ("\uff32\uff25\uff24", ["red"] * 10, 0.0),           # full-width letters are not folded
+    ("caf\u00e9", ["cafe"] * 10, 0.0),                  # nor accents
+    ("", ["unanswerable"] * 10, 0.0),
+    ("", [""] * 10, 1.0),                               # an empty prediction matches empty references
+    ("no", ["yes"] * 9 + ["no"], 0.3),
+])
+def test_vizwiz_official_table(prediction, crowd, expected):
+    doc = {"question_id": "VizWiz_val_00000001", "answers": list(crowd)}
+    assert scoring.vizwiz_accuracy(prediction, doc) == pytest.approx(expected)
+    assert doc["answers"] == crowd  # the doc is not modified
+
+
+def test_vizwiz_api_rule_processes_the_prediction_only():
+    # the API's own processing (no EvalAI step): contractions gain a curly apostrophe, "a"/"the" go, "none" -> "0"
+    assert scoring.vizwiz_official_accuracy("dont", ["don\u2019t"] * 10) == 1.0
+    assert scoring.vizwiz_official_accuracy("dont", ["don't"] * 10) == 0.0
+    assert scoring.vizwiz_official_accuracy("None", ["0"] * 10) == 1.0
+    assert scoring.vizwiz_official_accuracy("a (blue) box", ["blue box"] * 10) == 1.0
+    assert scoring.vizwiz_official_accuracy("blue", ["Blue"] * 10) == 0.0
+
+
+def test_vizwiz_differs_from_lmms_eval_on_unnormalised_references():
+    from lmms_eval.tasks.vizwiz_vqa.utils import vizwiz_vqa_process_results
+
+    assert vizwiz_vqa_process_results({"question_id": "q", "answers": ["Red"] * 10}, ["red"])["exact_match"] == 1.0
+    assert scoring.vizwiz_accuracy("red", {"question_id": "q", "answers": ["Red"] * 10}) == 0.0
+
+
 def test_vizwiz_and_textvqa_rules():
     doc = {"question_id": "VizWiz_val_00000001", "answers": ["unanswerable"] * 3 + ["red"] * 7}
     assert scoring.vizwiz_accuracy("Unanswerable", doc) == pytest.approx(0.9)
@@ -170,6 +218,68 @@ def test_mmbench_circular_needs_every_copy_right():
 def test_mmbench_extracts_answers_without_a_judge(style):
     q = _mmbench_rows(3, ["red", "blue", "green", "black"], "blue")
     assert scoring.mmbench_circular(_answer_all(q, style=style)) == pytest.approx(1.0)
+
+
+_COLOURS = {"A": "red", "B": "blue", "C": "green", "D": "black"}
+
+
+# Expected values reasoned from open-compass/VLMEvalKit vlmeval/utils/matching_util.py @ aca64dbb (can_infer =
+# can_infer_option, then can_infer_text): ".()[],:;!*#{}" become spaces, the answer is split into words, exactly one
+# option letter among the words wins; "Z" (a word, or a refusal phrase) is a refusal; otherwise exactly one option
+# text occurring (lower-cased) in the answer. None and "Z" both count wrong under exact matching.
+@pytest.mark.parametrize("prediction, choices, inferred", [
+    ("B", _COLOURS, "B"), ("B.", _COLOURS, "B"), ("(B)", _COLOURS, "B"), ("**B**", _COLOURS, "B"),
+    ("B: blue", _COLOURS, "B"), ("Option B", _COLOURS, "B"), (" B\n", _COLOURS, "B"),
+    ("The answer is B.", _COLOURS, "B"),
+    ("I think it is B because the circle is blue", _COLOURS, "B"),  # any position (the 2025-08 rule: last 4 words)
+    ("B. red", _COLOURS, "B"),                  # the letter wins over the text of option A
+    ("A blue circle", _COLOURS, "A"),           # the article "A" is read as option A
+    ("b", _COLOURS, None),                      # lower-case letters are not options
+    ("B or C", _COLOURS, None),                 # hedge: two letters, and no option text
+    ("B\nC", _COLOURS, None),                   # multi-line: two letters
+    ("A. red B. blue", _COLOURS, None),         # two letters, two texts
+    ("B,C", _COLOURS, None),                    # "," separates: two letters
+    ("Blue", _COLOURS, "B"),                    # option text, any case
+    ("It is blue, not red.", _COLOURS, None),   # two option texts
+    ("I am tired.", _COLOURS, "A"),             # text match is a substring match: "tired" holds "red"
+    ("bluegreen", _COLOURS, None),
+    ("D", {"A": "red", "B": "blue", "C": "green"}, None),  # not an option of this row
+    ("[A]", {"A": "B", "B": "A"}, "A"),         # the letter in brackets, though option texts are letters
+    ("Z", _COLOURS, "Z"), ("Cannot determine the answer", _COLOURS, "Z"),  # refusals
+    ("\uff22", _COLOURS, None),                  # full-width B
+    ("\u7b54\u6848\u662fB", _COLOURS, None),       # "答案是B": no separate letter, no option text
+    ("\u9009 B", _COLOURS, "B"),                  # "选 B": the letter stands alone
+    ("", _COLOURS, None),
+])
+def test_mmbench_can_infer_table(prediction, choices, inferred):
+    assert scoring.mmbench_can_infer(prediction, dict(choices)) == inferred
+
+
+def test_mmbench_unmatched_and_double_answers_fail_the_question():
+    q = _mmbench_rows(4, ["red", "blue", "green", "black"], "blue")
+    items = _answer_all(q)
+    assert scoring.mmbench_circular(items) == 1.0
+    other = next(x for x in "ABCD" if x != q[2]["answer"])
+    hedged = [*items[:2], scoring.mmbench_item(q[2], f"{q[2]['answer']} or {other}"), *items[3:]]
+    assert scoring.mmbench_circular(hedged) == 0.0  # one copy names two options
+    unmatched = [*items[:3], scoring.mmbench_item(q[3], "I cannot tell")]
+    assert scoring.mmbench_circular(unmatched) == 0.0  # one copy says nothing readable
+    refused = [scoring.mmbench_item(q[0], "Z"), *items[1:]]
+    assert scoring.mmbench_circular(refused) == 0.0
+    assert scoring.mmbench_question_hits(unmatched) == {4: False}
+
+
+def test_mmbench_copies_without_their_main_row_are_not_scored():
+    q = _mmbench_rows(6, ["red", "blue"], "red")
+    assert scoring.mmbench_question_hits(_answer_all(q)[1:]) == {}
+    assert math.isnan(scoring.mmbench_circular(_answer_all(q)[1:]))
+
+
+def test_mmbench_llava_rule_is_stricter_than_lmms_evals_fallback():
+    q = _mmbench_rows(9, ["red", "blue", "green", "black"], "blue")
+    hedges = [scoring.mmbench_item(r, f"{r['answer']} or {next(x for x in 'ABCD' if x != r['answer'])}") for r in q]
+    assert scoring.lmms_mmbench_circular(hedges) == 1.0  # lmms-eval's extractor takes the first letter
+    assert scoring.mmbench_circular(hedges) == 0.0
 
 
 def test_mmbench_prompt_follows_llava():
@@ -281,3 +391,12 @@ def test_lmms_mmbench_static_equals_lmms_evals_evaluator():
 def test_empty_inputs_do_not_pretend_to_score():
     assert math.isnan(scoring.ocrbench_points([]))
     assert math.isnan(scoring.mmbench_circular([]))
+
+
+def test_pope_split_without_a_yes_prediction_scores_f1_zero():
+    # LLaVA's eval_pope.py computes precision = TP / (TP + FP): with no "yes" prediction in a split that divides by
+    # zero and the script stops; stf-bench scores that split's F1 as 0 and averages it with the others.
+    silent = _pope_items("adversarial", [("no", "yes"), ("no", "no"), ("no", "yes")])
+    perfect = _pope_items("popular", [("yes", "yes"), ("no", "no")])
+    assert scoring.pope_f1(silent) == 0.0
+    assert scoring.pope_f1_average(silent + perfect) == pytest.approx(0.5)

@@ -13,6 +13,7 @@ import zlib
 import pytest
 from scripted_lm import ScriptedLM
 
+from stf_bench.compat import lmms_evaluator_patched
 from stf_bench.eval import llava_protocol, samples, tasks
 
 
@@ -31,9 +32,10 @@ def _run(cache, monkeypatch, tmp_path, answer, protocol, names=tasks.ALL_TASKS) 
     monkeypatch.setenv("STF_BENCH_CACHE", str(cache))
     monkeypatch.chdir(tmp_path)  # lmms-eval writes submission files into the cwd when given no output path
     setup = tasks.resolve(list(names), protocol)
-    results = evaluator.simple_evaluate(model=ScriptedLM(answer), tasks=setup.task_specs,
-                                        task_manager=setup.task_manager, log_samples=False, bootstrap_iters=0,
-                                        verbosity="ERROR")
+    with lmms_evaluator_patched():  # as the runner does: no filelock patch (it fails on filelock >= 4.3)
+        results = evaluator.simple_evaluate(model=ScriptedLM(answer), tasks=setup.task_specs,
+                                            task_manager=setup.task_manager, log_samples=False, bootstrap_iters=0,
+                                            verbosity="ERROR")
     return tasks.headline(results, setup.lmms_names)
 
 

@@ -113,3 +113,20 @@ def test_paired_bootstrap_sees_a_real_difference_and_none_where_there_is_none():
     same = paired_bootstrap(ua, ua, iters=200)
     assert same.diff == 0 and same.p_value == 1.0
     assert resample_stats(ua, 10, 0).shape == (10,)
+
+
+def test_llava_mmbench_units_follow_the_llava_rule():
+    from stf_bench.eval import scoring
+
+    rows, i = [], 0
+    preds = {0: ["A", "B"], 1: ["B or C", "C"], 2: ["C", "nothing readable"], 3: ["D.", "(A)"]}
+    for q, pair in preds.items():
+        for copy, pred in enumerate(pair):
+            rec = {"index": q + copy * 1_000_000, "answer": "ABCD"[(q + copy) % 4], "prediction": pred,
+                   "A": "a", "B": "b", "C": "c", "D": "d"}
+            rows.append(SampleRow(i, None, rec["answer"], pred, {"circular_accuracy": rec}))
+            i += 1
+    units = task_units(HEADLINE["MMB"][0], rows)
+    records = [r.metrics["circular_accuracy"] for r in rows]
+    assert units.keys == ["0", "1", "2", "3"]
+    assert units.point() == pytest.approx(100 * scoring.mmbench_circular(records)) == pytest.approx(50.0)

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("stf_bench.eval.cli", "accuracy on the benchmarks through lmms-eval"),
     "flops": ("stf_bench.profile.flops_cli", "TFLOPs of a preset under a named convention"),
     "latency": ("stf_bench.profile.latency_cli", "time to first token at batch 16"),
+    "score": ("stf_bench.eval.score_cli", "re-score a run's saved predictions with today's scorers (no model)"),
     "ingest": ("stf_bench.store.cli", "import lmms-eval output into the results store"),
     "report": ("stf_bench.report.cli", "the paper's tables, published next to reproduced"),
     "compare": ("stf_bench.report.compare_cli", "paired bootstrap: do two models differ?"),

@@ -104,10 +104,9 @@ def _priority(cls_attn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Static shapes only (no data-dependent sizes), so that it runs on `meta` tensors for FLOPs counting.
     """
     n = cls_attn.shape[1]
-    attn = cls_attn.double()
-    quartiles = torch.quantile(cls_attn.float(), torch.tensor([0.25, 0.75], device=attn.device), dim=1).double()
-    q1, q3 = quartiles[0], quartiles[1]
-    outlier = attn > (q3 + 1.5 * (q3 - q1)).unsqueeze(1)  # (B, N)
+    attn, single = cls_attn.double(), cls_attn.float()  # the reference's IQR test runs in float32
+    q1, q3 = torch.quantile(single, torch.tensor([0.25, 0.75], device=attn.device), dim=1)
+    outlier = single > (q3 + 1.5 * (q3 - q1)).unsqueeze(1)  # (B, N)
     ratio = outlier.sum(dim=1).clamp(min=1).double() / n  # no outlier: as for one (the reference divides by zero)
     step = torch.floor(torch.floor(1.0 / ratio) / 3).clamp(min=1).long()  # int(int(1 / ratio) / 3)
     position = torch.arange(n, device=attn.device)

@@ -122,12 +122,16 @@ class FastPaths:
 class VisionContext:
     """What a `TokenMethod` may read besides the features: the patch grid side and, for methods that declare
     `needs_attention`, of the CLIP block whose output the projector reads (the penultimate for LLaVA): its attention
-    weights (B, heads, 1+N, 1+N), its keys (B, heads, 1+N, head_dim) and its output (B, 1+N, C); index 0 is CLS."""
+    weights (B, heads, 1+N, 1+N), its keys (B, heads, 1+N, head_dim) and its output (B, 1+N, C); index 0 is CLS.
+    `block` (the method's `attention_block`): 1 to read instead the attention weights, keys and queries of the
+    next block, run on that output (PruMerge+ reads CLIP's last block on the penultimate output)."""
 
     grid: int
     attentions: torch.Tensor | None = None
     keys: torch.Tensor | None = None
     hidden: torch.Tensor | None = None
+    queries: torch.Tensor | None = None
+    block: int = 0
 
 
 class Method:
@@ -138,6 +142,7 @@ class Method:
     text_conditioned: ClassVar[bool] = False
     trainable: ClassVar[bool] = False
     needs_attention: ClassVar[bool] = False
+    attention_block: ClassVar[int] = 0  # 0: attention of the CLIP block read; 1: of the next one (VisionContext)
     params: ClassVar[tuple[Param, ...]] = ()
     summary: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()  # other spellings found in result files (`tokenconcat`, ...)

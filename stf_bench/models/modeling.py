@@ -115,16 +115,38 @@ def _projectors() -> list[type[ProjectorMethod]]:
     return list_methods("projector")
 
 
-def _clip_attention(block: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention weights (B, heads, T, T) and keys (B, heads, T, head_dim) of a CLIP encoder block on its input
-    `hidden` (B, T, C), computed as its eager attention does, whatever attention kernel the block runs."""
+def _clip_attention(block: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Attention weights (B, heads, T, T), keys and queries (B, heads, T, head_dim, unscaled) of a CLIP encoder block
+    on its input `hidden` (B, T, C), computed as its eager attention does, whatever attention kernel the block runs."""
     attn = block.self_attn
     x = block.layer_norm1(hidden)
     shape = (*x.shape[:-1], -1, attn.head_dim)
     queries = attn.q_proj(x).view(shape).transpose(1, 2)
     keys = attn.k_proj(x).view(shape).transpose(1, 2)
-    weights = torch.softmax((queries @ keys.transpose(-1, -2)) * attn.scale, dim=-1, dtype=torch.float32)
-    return weights.to(x.dtype), keys
+    weights = torch.softmax(torch.matmul(queries, keys.transpose(-1, -2)) * attn.scale, dim=-1, dtype=torch.float32)
+    return weights.to(x.dtype), keys, queries
+
+
+class _AttentionProbe(nn.Module):
+    """`_clip_attention` as a weightless module, so that FLOPs counters charge it to the method that asked for it."""
+
+    def forward(self, block: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Attention weights, keys and queries of `block` on its input `hidden`."""
+        return _clip_attention(block, hidden)
+
+
+class TokenReduction(nn.Module):
+    """A training-free vision method as a weightless module (no state-dict keys): its `reduce` and the attention it
+    reads run inside it, so that the `prefill` FLOPs convention counts the method's own work apart (`method`)."""
+
+    def __init__(self, method: Method):
+        super().__init__()
+        self.method = method
+        self.probe = _AttentionProbe()
+
+    def forward(self, features: torch.Tensor, context: VisionContext) -> torch.Tensor:
+        """(B, N, C) -> (B, tokens_out(N), C)."""
+        return self.method.reduce(features, context)
 
 
 class StfLlavaModel(LlavaModel):
@@ -137,14 +159,17 @@ class StfLlavaModel(LlavaModel):
         self.vision_tower = AutoModel.from_config(config.vision_config)  # CLIPVisionModel
         self.multi_modal_projector = config.projector_method.build()
         self.token_method = config.token_method  # a training-free method acting on the vision tokens, or None
+        vision_method = self.token_method is not None and self.token_method.acts_on == "vision"
+        self.token_reduction = TokenReduction(self.token_method) if vision_method else None
         self.language_model = AutoModel.from_config(config.text_config)  # LlamaModel
         self.post_init()
 
     def vision_features(self, pixel_values: torch.Tensor, context: VisionContext | None = None) -> torch.Tensor:
         """Projector input: the selected ViT blocks without CLS, (B, G*G, len(feature_layers) * C).
 
-        With a `context` whose method `needs_attention`, it is filled with the attention weights and keys of the
-        block whose output is read first (the penultimate for LLaVA), and that output with its CLS token.
+        With a `context` whose method `needs_attention`, it is filled with the attention weights, keys and queries of
+        the block whose output is read first (the penultimate for LLaVA), or of the next block on that output when
+        `context.block` is 1, and that output with its CLS token.
         """
         tower = self.vision_tower
         n_states = self.config.vision_config.num_hidden_layers + 1
@@ -157,14 +182,20 @@ class StfLlavaModel(LlavaModel):
         # CLIP's hidden states, stopping at the deepest block read: blocks above it (the last one for LLaVA's
         # penultimate-layer features) cannot change the output. Index 0 is the embedding output, i that of block i.
         hidden = tower.pre_layrnorm(tower.embeddings(pixel_values))  # (B, 1 + G*G, C)
+        probe = _clip_attention if self.token_reduction is None else self.token_reduction.probe
         states = [hidden]
         for n, block in enumerate(tower.encoder.layers[:max(layers)], start=1):
-            if context is not None and n == layers[0]:
-                context.attentions, context.keys = _clip_attention(block, hidden)
+            if context is not None and context.block == 0 and n == layers[0]:
+                context.attentions, context.keys, context.queries = probe(block, hidden)
             hidden = block(hidden, None)
             states.append(hidden)
         if context is not None:
             context.hidden = states[layers[0]]
+            if context.block == 1:
+                if layers[0] >= len(tower.encoder.layers):
+                    raise StfBenchError("the method reads the block after the one whose output is read; there is none")
+                context.attentions, context.keys, context.queries = probe(
+                    tower.encoder.layers[layers[0]], context.hidden)
         return torch.cat([states[i][:, 1:] for i in layers], dim=-1)
 
     def visual_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -173,9 +204,9 @@ class StfLlavaModel(LlavaModel):
         method = self.token_method
         if method is None or method.acts_on != "vision":
             return self.multi_modal_projector(self.vision_features(pixel_values.to(dtype)))
-        context = VisionContext(grid=self.config.grid)
+        context = VisionContext(grid=self.config.grid, block=method.attention_block)
         features = self.vision_features(pixel_values.to(dtype), context if method.needs_attention else None)
-        return self.multi_modal_projector(method.reduce(features, context))  # (B, N', C) -> (B, N', H)
+        return self.multi_modal_projector(self.token_reduction(features, context))  # (B, N', C) -> (B, N', H)
 
     def get_image_features(self, pixel_values: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """transformers' hook name for `visual_tokens`."""

@@ -118,6 +118,8 @@ def prefill_parts(model: nn.Module) -> dict[str, nn.Module]:
         if isinstance(getattr(projector, name, None), nn.Module):
             parts[name] = getattr(projector, name)
     parts["projector"] = projector
+    if isinstance(getattr(model.model, "token_reduction", None), nn.Module):  # a training-free vision method's work
+        parts["method"] = model.model.token_reduction
     parts["llm"] = model.model.language_model
     parts["lm_head"] = model.lm_head
     return parts
@@ -127,6 +129,8 @@ def count_prefill(model: nn.Module, input_ids: torch.Tensor) -> dict[str, int]:
     """FLOPs per component of one prefill of `input_ids` (B, T), one image per row, up to the first token's logits.
 
     `projector` is what the projector does besides MBTF / STF (the whole projector when it has neither).
+    `method`: a training-free vision method's own work (the attention it reads and its `reduce`; the q/k projections
+    it recomputes count in `vision_tower`, whose modules they are).
     """
     twin = counting_twin(model)
     size = twin.config.vision_config.image_size
@@ -140,7 +144,7 @@ def count_prefill(model: nn.Module, input_ids: torch.Tensor) -> dict[str, int]:
 
     parts = prefill_parts(twin)
     flops = count_flops(twin, run, parts)
-    components = [name for name in parts if name not in ("vision_tower", "projector", "llm", "lm_head")]
+    components = [name for name in parts if name not in ("vision_tower", "projector", "method", "llm", "lm_head")]
     flops["projector"] -= sum(flops[name] for name in components)
     if components:
         flops = {k: v for k, v in flops.items() if k != "projector" or v > 0}

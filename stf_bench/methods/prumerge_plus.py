@@ -17,7 +17,7 @@ Follows the authors' reference code, 42Shawn/LLaVA-PruMerge, `llava/model/multim
   of all tokens not kept. Output: kept tokens in that order, then the extra token.
 
 The reference's count is adaptive (outliers + uniform + 1 per image); our processor needs one count per model, so
-the LLM is fed exactly `tokens` (docs/methods_training_free.md): the reference's selection, in its order, truncated
+the LLM is fed exactly `tokens` (docs/methods.md): the reference's selection, in its order, truncated
 to `tokens - 1` or, when shorter, continued with the next patches by CLS attention. The count the reference would
 have fed for each image is recorded in `counts` (`count_summary()` gives mean and range).
 Deviations where the reference fails: no outlier (it divides by zero) takes s as for one outlier; s = 0 (it

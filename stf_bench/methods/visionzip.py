@@ -15,7 +15,7 @@ keys averaged over heads) and `visionzip/main.py` (`visionzip(model, dominant, c
 - output: dominant tokens then contextual tokens, `dominant + contextual` in all (64 = 54 + 10 by default, the
   reference's README setting).
 
-Our additions (documented in docs/methods_training_free.md): `contextual=0` keeps dominant tokens only (the
+Our additions (documented in docs/methods.md): `contextual=0` keeps dominant tokens only (the
 reference divides by zero there), and `cls=False` counts patches only, without CLS; with `dominant=576,
 contextual=0, cls=False` the output is exactly the base model's features.
 """
@@ -29,7 +29,7 @@ from stf_bench.methods.base import Param, TokenMethod, VisionContext
 from stf_bench.methods.registry import register
 
 # (dominant, contextual) of the reference's published LLaVA-1.5 settings, by visual tokens kept; 144 is ours
-# (Table 4's 75% reduction, the published 54:10 ratio rounded; docs/methods_training_free.md)
+# (Table 4's 75% reduction, the published 54:10 ratio rounded; docs/methods.md)
 SETTINGS = {64: (54, 10), 128: (108, 20), 192: (162, 30), 144: (122, 22)}
 
 

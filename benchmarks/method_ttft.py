@@ -1,0 +1,82 @@
+"""Benchmark: time to first token of each training-free method against its base model, beside its FLOPs ratios.
+
+The methods and their settings are those of the published rows in baselines/tables.yaml (FastV and PruMerge+ of
+Table 2, VisionZip of Table 4); `--set NAME:k=v,...` overrides one (the tiny twins' LLM has 2 layers, so FastV
+needs k=1 there). Each method is timed interleaved with the base model in its own `latency` run.
+
+    .venv/bin/python benchmarks/method_ttft.py --threads 1 --set fastv:k=1,r=0.75      # CPU, llava-tiny
+    .venv/bin/python benchmarks/method_ttft.py --gpu                                    # llava-1.5-7b, bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from stf_bench.args import parse_model_args
+from stf_bench.methods.options import METHOD_ARG_PREFIX, method_model_args
+from stf_bench.profile.flops import count_paper
+from stf_bench.profile.latency import latency_report, load_subject, measure, resolve_device
+from stf_bench.profile.prompts import vqav2_requests
+from stf_bench.report.published import load_published
+
+
+def published_settings() -> dict[str, dict]:
+    """{method: its arguments} of every published row whose match names a training-free method."""
+    out = {}
+    for table in load_published().tables.values():
+        for row in table.rows:
+            match = row.match or {}
+            if match.get("method"):
+                out[match["method"]] = {k[len(METHOD_ARG_PREFIX):]: v for k, v in match.items()
+                                        if k.startswith(METHOD_ARG_PREFIX)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time every method, print a Markdown table for docs/BENCHMARKS.md."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpu", action="store_true", help="llava-1.5-7b, bf16, random weights, on cuda")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME:ARGS", help="override a method's setting")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = "llava-1.5-7b" if args.gpu else "llava-tiny"
+    device = resolve_device("cuda" if args.gpu else "cpu")
+    dtype = "bfloat16" if args.gpu else "float32"
+    settings = published_settings()
+    for spec in args.set:
+        name, _, text = spec.partition(":")
+        settings[name] = parse_model_args(text)
+    requests, source = vqav2_requests(args.batch_size, "samples", None)
+    print(f"| method ({base}, batch {args.batch_size}, {dtype}) | visual tokens | TTFT per sample, mean (ms): "
+          f"base / method | TTFT ratio | prefill FLOPs ratio | paper FLOPs ratio |")
+    print("|---|---|---|---|---|---|")
+    for name, method_args in settings.items():
+        overrides = method_model_args(name, method_args)
+        subjects = [load_subject(base, {}, requests, device, dtype, args.gpu),
+                    load_subject(base, overrides, requests, device, dtype, args.gpu)]
+        measure(subjects, device, args.warmup, args.iters)
+        report = latency_report(subjects, device, next(subjects[0].model.parameters()).dtype, args.warmup, args.iters,
+                                source, None)
+        a, b = (report["models"][s.label] for s in subjects)
+        paper = count_paper(subjects[0].model)["llm"] / count_paper(subjects[1].model)["llm"]
+        ttft = a["ttft_per_sample_ms"]["mean"], b["ttft_per_sample_ms"]["mean"]
+        prefill = a["prefill_tflops_per_batch"] / b["prefill_tflops_per_batch"]
+        schedule = subjects[1].model.config.token_schedule
+        tokens = f"{schedule[0]} -> {schedule[-1]}" if len(set(schedule)) > 1 else str(schedule[0])
+        print(f"| {subjects[1].label} | {tokens} | {ttft[0]:.1f} / {ttft[1]:.1f} | {ttft[0] / ttft[1]:.2f}x | "
+              f"{prefill:.2f}x | {paper:.2f}x |")
+        sys.stdout.flush()
+    print(f"\ndevice: {report['device']}; prompts: {source}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

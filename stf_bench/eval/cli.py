@@ -104,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
     for task, rows in outcome.skipped.items():
         print(f"warning: {task}: {len(rows)} row(s) skipped, scored as an empty answer "
               f"(first: doc {rows[0]['doc_id']}: {rows[0]['reason']})", file=sys.stderr)
+    summary = outcome.results["stf_bench"].get("method_summary")
+    if summary:
+        print(f"method: {json.dumps(summary)}", file=sys.stderr)
     status = 0
     if not args.no_store:
         try:

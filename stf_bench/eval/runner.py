@@ -264,6 +264,9 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
         "world_size": lm.world_size, "resumed_answers": 0 if lm.answer_cache is None else lm.answer_cache.hits,
         "scorer_versions": scorer_versions.for_tasks(list(setup.lmms_names.values())),
     }
+    method = getattr(getattr(getattr(lm, "model", None), "model", None), "token_method", None)
+    if method is not None and method.run_summary() is not None:  # e.g. PruMerge+'s adaptive token counts
+        results["stf_bench"]["method_summary"] = method.run_summary()
     results_path, sample_paths = _save(tracker, results, samples, datetime_str, output_dir, model_dir)
     by_benchmark = skipped_by_benchmark(skipped, setup.lmms_names, results.get("group_subtasks", {}))
     return RunOutcome(headline, results, skipped, results_path, sample_paths, names, by_benchmark)

@@ -179,6 +179,10 @@ class Method:
         """Visual tokens the LLM sees at each of its layers, given `tokens_in` entering it."""
         return [self.tokens_out(tokens_in)] * self.shape.llm_layers
 
+    def run_summary(self) -> dict | None:
+        """What the method observed over a run, recorded with its results (PruMerge+: its adaptive counts)."""
+        return None
+
     @classmethod
     def fast_paths(cls) -> FastPaths:
         """The fast paths this method's declarations allow (see `FastPaths`)."""

@@ -84,6 +84,10 @@ class PruMergePlus(TokenMethod):
         extra = torch.bmm((cls_attn.to(features.dtype) * pruned).unsqueeze(1), features)  # (B, 1, C)
         return torch.cat([_take(features, kept) + merged, extra], dim=1)
 
+    def run_summary(self) -> dict:
+        """The reference's adaptive counts over the images of a run (what `run` records)."""
+        return {"reference_token_counts": self.count_summary()}
+
     def count_summary(self) -> dict:
         """Images seen and the mean, min and max of the count the reference would have fed (empty: images 0)."""
         if not self.counts:

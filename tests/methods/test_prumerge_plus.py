@@ -175,3 +175,6 @@ def test_run_scores_end_to_end(tmp_path, capsys, monkeypatch):
     assert main(argv) == 0
     scores = json.loads(capsys.readouterr().out)
     assert set(scores) == {"pope"} and 0 <= scores["pope"]["f1"] <= 100
+    (results,) = (tmp_path / "out").glob("llava-tiny/*_results.json")
+    counts = json.loads(results.read_text())["stf_bench"]["method_summary"]["reference_token_counts"]
+    assert counts["images"] >= 1 and counts["min"] <= counts["mean"] <= counts["max"] and counts["tokens_fed"] == 144

@@ -117,8 +117,10 @@ def test_llava_prompts_carry_the_papers_suffixes(cache_env):
     assert text["stf_mmbench_cn_dev"].endswith("\n请直接回答选项字母。")
     assert "respond with 'Unanswerable'" in text["stf_vizwiz_vqa_val"]
     assert text["stf_gqa"].endswith("\nAnswer the question using a single word or phrase.")
-    gen = task_dict["stf_gqa"].config.generation_kwargs
-    assert gen["do_sample"] is False and gen["temperature"] == 0 and gen["until"] == ["ASSISTANT:"]
+    gen = task_dict["stf_gqa"].config.generation_kwargs  # LLaVA's model_vqa_loader: 128 tokens, end of sequence
+    assert gen["do_sample"] is False and gen["temperature"] == 0 and gen["until"] == []
+    assert gen["max_new_tokens"] == 128
+    assert task_dict["stf_mmbench_cn_dev"].config.generation_kwargs["max_new_tokens"] == 1024  # model_vqa_mmbench
 
 
 def test_lmms_eval_protocol_keeps_lmms_evals_functions(cache_env):

@@ -1,8 +1,16 @@
 """random-drop: the subset is fixed by its seed, ordered, of the declared size; on a model, the LLM sees `keep`."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
-from stf_random_drop import RandomDrop, kept_indices
+
+try:
+    from stf_random_drop import RandomDrop, kept_indices
+except ImportError:  # not pip-installed: import it from this folder (the stf-bench suite runs it so)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from stf_random_drop import RandomDrop, kept_indices
 
 from stf_bench.errors import StfBenchError
 from stf_bench.methods import ModelShape, VisionContext

@@ -251,11 +251,12 @@ class LlmMethod(Method):
     """A method that changes the visual part of the sequence inside the LLM (its schedule varies by layer).
 
     `forward_llm` replaces the backbone's forward: (B, T, H) embeddings -> (B, T', H) last hidden state.
-    `uses_kv_cache = False`: generation recomputes the prompt at every step (`generate(use_cache=False)`).
+    `forward_llm` keeps no KV cache, so generation recomputes the prompt at every step (`uses_kv_cache = False`:
+    the model's generation config says `use_cache=False`).
     """
 
     acts_on = "llm"
-    uses_kv_cache: ClassVar[bool] = True
+    uses_kv_cache: ClassVar[bool] = False
 
     def forward_llm(self, llm: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor | None,
                     image_mask: torch.Tensor | None, visual_per_row: int) -> torch.Tensor:

@@ -66,7 +66,6 @@ class FastV(LlmMethod):
     summary = "drop the least-attended visual tokens after LLM layer k (Chen et al., 2024)"
     text_conditioned = True
     needs_attention = True
-    uses_kv_cache = False
     params = (Param("k", 2, int, "the layer after which tokens are dropped (the ranking is layer k-1's attention)",
                     minimum=1),
               Param("r", 0.5, float, "fraction of the visual tokens dropped", minimum=0.0, maximum=1.0))

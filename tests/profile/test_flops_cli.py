@@ -43,7 +43,9 @@ def test_table_json_and_text(capsys: pytest.CaptureFixture) -> None:
     assert [r["published_tflops"] for r in rows] == [7.6, 7.6, 1.9, 1.9]
     assert [round(r["computed"]["tflops"], 1) for r in rows] == [7.6, 7.6, 1.9, 1.9]
     code, out, _ = run_cli(capsys, "--table", "2", "--no-store")
-    assert "no preset" in out and "NO" not in out.split() and out.count(" yes") == 3
+    assert "no preset" in out and out.count(" yes") == 4  # LLaVA-1.5, PruMerge+ (144 tokens), AvgPool, STC
+    (fastv,) = [line for line in out.splitlines() if line.startswith("FastV ")]
+    assert fastv.split()[-4:] == ["2.236", "2.2", "1.9", "NO"]  # k=2, r=0.75 is not the paper's 1.9
 
 
 @pytest.mark.parametrize("fmt,needle", [("md", "| vision_tower |"), ("latex", r"vision\_tower &"),

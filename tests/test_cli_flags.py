@@ -52,3 +52,23 @@ def test_lmms_eval_flags_without_counterpart_say_what_to_use(flag, hint, capsys)
     assert f"{flag} is an lmms-eval flag" in err and hint in err
     with pytest.raises(StfBenchError, match=hint):
         normalize_flags(["run", flag], _run_parser())
+
+
+class _ClosedPipe:
+    """A stdout whose reader has gone away (`stf-bench models | head`)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def fileno(self) -> int:
+        raise ValueError("no file descriptor")
+
+
+def test_closed_stdout_ends_quietly(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdout", _ClosedPipe())
+    assert main(["models", "--format", "json"]) == 141
+    monkeypatch.undo()
+    assert capsys.readouterr().err == ""

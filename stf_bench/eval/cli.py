@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="samples", choices=["samples", "hub", "local"],
                         help="samples: the embedded sample data (default); hub: the real datasets; local: --data-dir")
     parser.add_argument("--data-dir", default=None, help="folder of local dataset snapshots (implies --data local)")
-    parser.add_argument("--limit", type=float, default=None, help="at most this many rows per task (testing only)")
+    parser.add_argument("--limit", type=float, default=None, help="at most this many rows per task, a whole number (testing only)")
     parser.add_argument("--batch-size", type=int, default=8, help="requests per forward pass (default 8)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
@@ -53,7 +53,10 @@ def spec_from_args(args: argparse.Namespace):
         raise StfBenchError(f"--batch-size must be at least 1, not {args.batch_size}")
     if args.limit is not None and args.limit <= 0:
         raise StfBenchError(f"--limit must be positive, not {args.limit:g}")
-    limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
+    if args.limit is not None and args.limit != int(args.limit):
+        raise StfBenchError(f"--limit {args.limit:g}: a whole number of rows per task (stf-bench does not take "
+                            f"lmms-eval's fraction form)")
+    limit = int(args.limit) if args.limit is not None else None
     data = "local" if args.data_dir else args.data
     if data == "local" and not args.data_dir:
         raise StfBenchError("--data local needs --data-dir DIR (one folder per dataset, as `hf download` writes it)")

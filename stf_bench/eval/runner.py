@@ -116,6 +116,7 @@ def load_tasks(task_specs: list, task_manager) -> dict:
 
     merged: dict = {}
     for spec in task_specs:
+        name = _spec_name(spec)  # before lmms-eval pops "task" out of the dict
         try:
             loaded = get_task_dict([spec], task_manager)
         except StfBenchError:
@@ -125,9 +126,12 @@ def load_tasks(task_specs: list, task_manager) -> dict:
             if type(exc).__name__ == "RetryError" and hasattr(exc, "last_attempt"):
                 cause = exc.last_attempt.exception() or exc
             if isinstance(cause, IndexError) and "size 0" in str(cause):
-                raise StfBenchError(f"task {_spec_name(spec)!r}: the dataset has no rows; check --data/--data-dir "
+                raise StfBenchError(f"task {name!r}: the dataset has no rows; check --data/--data-dir "
                                     f"(an empty or wrongly filtered snapshot)") from None
-            raise StfBenchError(f"task {_spec_name(spec)!r} could not be loaded: {type(cause).__name__}: {cause}; "
+            if isinstance(cause, KeyError):
+                raise StfBenchError(f"task {name!r}: the data has no column {cause}; its parquet files have another "
+                                    f"schema (a different dataset or version?); check --data/--data-dir") from None
+            raise StfBenchError(f"task {name!r} could not be loaded: {type(cause).__name__}: {cause}; "
                                 f"check --data/--data-dir") from None
         for name, task in _leaf_tasks(loaded):
             if len(task.eval_docs) == 0:

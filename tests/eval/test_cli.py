@@ -43,6 +43,7 @@ def test_flags_map_to_the_spec():
 @pytest.mark.parametrize("argv, message", [
     (["--batch-size", "0"], "--batch-size"),
     (["--limit", "-1"], "--limit"),
+    (["--limit", "0.5"], "--limit 0.5: a whole number of rows"),
     (["--data", "local"], "--data-dir"),
     (["--model-args", "k4"], "key=value"),
 ])

@@ -262,6 +262,7 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     results["stf_bench"] = {
         "model": spec.model, "model_args": spec.model_args, "model_identity": lm.identity,
         "tasks": names, "protocol": spec.protocol, "data": spec.data, "data_dir": spec.data_dir,
+        "dtype": spec.dtype,
         "limit": spec.limit, "headline": headline, "skipped": skipped,
         "n_skipped": {t: len(rows) for t, rows in skipped.items()},
         "world_size": lm.world_size, "resumed_answers": 0 if lm.answer_cache is None else lm.answer_cache.hits,

@@ -167,3 +167,21 @@ def test_lmms_eval_protocol_tasks_that_write_submission_files(tmp_path, capsys):
     assert code == 0, captured.err[-3000:]
     assert list(json.loads(captured.out)) == ["textvqa_val"]
     assert list((tmp_path / "stf-tiny" / "submissions").glob("textvqa_submission_*.json"))
+
+
+def test_ingesting_our_own_output_keeps_data_source_and_fingerprint(tmp_path, tiny_tasks, monkeypatch, capsys):
+    import stf_bench.eval
+    from stf_bench.report.compare_cli import report_label
+    from stf_bench.store.db import open_store
+
+    monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(rows=3), raising=False)
+    ran, ingested = tmp_path / "run.sqlite", tmp_path / "ingest.sqlite"
+    assert main(["run", "--output-dir", str(tmp_path / "out"), "--db", str(ran), "--no-progress"]) == 0
+    assert main(["ingest", str(tmp_path / "out"), "--db", str(ingested)]) == 0
+    capsys.readouterr()
+    with open_store(ran) as a, open_store(ingested) as b:
+        (run_a,), (run_b,) = a.runs(), b.runs()
+    assert (run_b.model, run_b.model_args, run_b.protocol, run_b.checkpoint_fingerprint) == (
+        run_a.model, run_a.model_args, run_a.protocol, run_a.checkpoint_fingerprint)
+    label = report_label(run_b)
+    assert label.startswith("stf-tiny (data=samples) [llava] @") and label == report_label(run_a)

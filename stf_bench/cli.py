@@ -10,6 +10,7 @@ import difflib
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from stf_bench.errors import StfBenchError
 
@@ -121,8 +122,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stf-bench {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"stf-bench {args.command}: interrupted", file=sys.stderr)
+        print(f"stf-bench {args.command}: interrupted{_resume_note(args)}", file=sys.stderr)
         return 130
+
+
+def _resume_note(args: argparse.Namespace) -> str:
+    """What an interrupted `run` kept and how to go on; empty for the other commands."""
+    if args.command != "run":
+        return ""
+    if getattr(args, "no_resume", False):
+        return " (with --no-resume no answers were kept; the same command starts over)"
+    from stf_bench.eval.runner import RESUME_DIR
+
+    cache = Path(args.output_dir) / RESUME_DIR
+    return (f"; the answers finished so far are kept in {cache}: run the same command again to resume from them "
+            f"(--no-resume starts over)")
 
 
 def _stdout_closed() -> int:

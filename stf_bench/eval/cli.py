@@ -67,14 +67,21 @@ def spec_from_args(args: argparse.Namespace):
                    resume=not args.no_resume, show_progress=not args.no_progress)
 
 
+def metric_unit(metric: str) -> str:
+    """The unit of a headline metric of `stf-bench run`: OCRBench's points are out of 1000, the rest percent."""
+    return "points/1000" if metric == "points" else "%"
+
+
 def format_table(outcome) -> str:
-    """Plain-text table: benchmark, metric, value (paper units), skipped rows."""
-    rows = [("benchmark", "metric", "value", "skipped")]
+    """Plain-text table: benchmark, metric, value and its unit (paper units), rows scored, skipped rows."""
+    rows = [("benchmark", "metric", "value", "unit", "rows", "skipped")]
     for task, metrics in outcome.headline.items():
         skipped = outcome.skipped_by_benchmark.get(task, 0)
+        scored = outcome.rows.get(task)
         for metric, value in metrics.items():
-            rows.append((task, metric, f"{value:.2f}", str(skipped) if skipped else ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+            rows.append((task, metric, f"{value:.2f}", metric_unit(metric), "" if scored is None else str(scored),
+                         str(skipped) if skipped else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append(f"\nresults: {outcome.results_path}")

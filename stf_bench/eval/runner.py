@@ -57,6 +57,7 @@ class RunOutcome:
     sample_paths: list[Path]
     tasks: list[str]
     skipped_by_benchmark: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)  # benchmark -> rows scored (all of its subtasks)
 
 
 def quiet_loguru(level: str = "WARNING") -> None:
@@ -207,6 +208,28 @@ def _save(tracker, results: dict, samples: dict, datetime_str: str, output_dir: 
     return results_path, sample_paths
 
 
+@contextlib.contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """With `enabled` False, every tqdm bar made meanwhile is disabled: lmms-eval's, datasets' and ours
+    (`--no-progress`). They all derive from tqdm.std.tqdm, so its constructor is the one place to switch them off."""
+    if enabled:
+        yield
+        return
+    import tqdm.std
+
+    original = tqdm.std.tqdm.__init__
+
+    def quiet_init(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        original(self, *args, **kwargs)
+
+    tqdm.std.tqdm.__init__ = quiet_init
+    try:
+        yield
+    finally:
+        tqdm.std.tqdm.__init__ = original
+
+
 def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     """Run `spec` end to end; returns the outcome on rank 0 and None on other ranks.
 
@@ -224,7 +247,7 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     from lmms_eval.utils import sanitize_model_name
 
     quiet_loguru(spec.verbosity)
-    with contextlib.redirect_stdout(sys.stderr), lenient_images():
+    with contextlib.redirect_stdout(sys.stderr), lenient_images(), progress_bars(spec.show_progress):
         task_dict = load_tasks(setup.task_specs, setup.task_manager)  # data errors surface before a model loads
     lm = lm if lm is not None else build_model(spec)
     lm.show_progress = spec.show_progress
@@ -245,7 +268,8 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     cli_args = argparse.Namespace(process_with_media=False, reasoning_tags=None, agentic_trace_mode="basic",
                                   output_path=str(output_dir / model_dir), log_samples_suffix="",
                                   stf_bench_protocol=spec.protocol, stf_bench_data=spec.data)
-    with contextlib.redirect_stdout(sys.stderr), lmms_evaluator_patched(task_dict), lenient_images():
+    with (contextlib.redirect_stdout(sys.stderr), lmms_evaluator_patched(task_dict), lenient_images(),
+          progress_bars(spec.show_progress)):
         results = lmms_evaluator.simple_evaluate(
             model=lm, model_args=model_args, tasks=setup.task_specs, task_manager=setup.task_manager,
             limit=spec.limit, log_samples=True, evaluation_tracker=tracker, bootstrap_iters=0,
@@ -268,8 +292,26 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
         "world_size": lm.world_size, "resumed_answers": 0 if lm.answer_cache is None else lm.answer_cache.hits,
     }
     results_path, sample_paths = _save(tracker, results, samples, datetime_str, output_dir, model_dir)
-    by_benchmark = skipped_by_benchmark(skipped, setup.lmms_names, results.get("group_subtasks", {}))
-    return RunOutcome(headline, results, skipped, results_path, sample_paths, names, by_benchmark)
+    groups = results.get("group_subtasks", {})
+    by_benchmark = skipped_by_benchmark(skipped, setup.lmms_names, groups)
+    return RunOutcome(headline, results, skipped, results_path, sample_paths, names, by_benchmark,
+                      rows_by_benchmark(results.get("n-samples", {}), setup.lmms_names, groups))
+
+
+def rows_by_benchmark(n_samples: dict[str, dict], lmms_names: dict[str, str], groups: dict[str, list]
+                      ) -> dict[str, int]:
+    """Rows scored per benchmark name, from lmms-eval's n-samples (a group's subtasks summed: POPE's three splits)."""
+    out = {}
+    for bench, lmms_name in lmms_names.items():
+        total = 0
+        for task in {lmms_name, *groups.get(lmms_name, [])}:
+            counts = n_samples.get(task, {})
+            rows = counts.get("effective", 0)
+            if 0 < rows < 1:  # a fractional limit (the Python API still takes one)
+                rows = math.ceil(counts.get("original", 0) * rows)
+            total += int(rows)
+        out[bench] = total
+    return out
 
 
 def skipped_by_benchmark(skipped: dict[str, list], lmms_names: dict[str, str], groups: dict[str, list]

@@ -82,13 +82,14 @@ def test_json_output_is_only_json_and_the_run_is_stored(tmp_path, tiny_tasks, mo
 
 def test_table_output(tmp_path, tiny_tasks, monkeypatch, capsys):
     import stf_bench.eval
+    import stf_bench.eval.tasks  # noqa: F401  (imported first, run's own import cannot undo the stand-in)
 
     monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(rows=3, bad_rows=(1,)), raising=False)
     assert main(["run", "--output-dir", str(tmp_path), "--no-store", "--no-progress"]) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert lines[0].split() == ["benchmark", "metric", "value", "skipped"]
-    assert any(line.startswith("stfb_tiny_a") and line.split()[-1] == "1" for line in lines)
+    assert lines[0].split() == ["benchmark", "metric", "value", "unit", "rows", "skipped"]
+    assert any(line.startswith("stfb_tiny_a") and line.split()[-3:] == ["%", "3", "1"] for line in lines), lines
     assert "1 row(s) skipped" in captured.err
 
 
@@ -185,3 +186,29 @@ def test_ingesting_our_own_output_keeps_data_source_and_fingerprint(tmp_path, ti
         run_a.model, run_a.model_args, run_a.protocol, run_a.checkpoint_fingerprint)
     label = report_label(run_b)
     assert label.startswith("stf-tiny (data=samples) [llava] @") and label == report_label(run_a)
+
+
+def test_table_names_units_and_rows_per_benchmark():
+    from types import SimpleNamespace
+
+    outcome = SimpleNamespace(headline={"pope": {"f1": 80.0}, "ocrbench": {"points": 412.0}},
+                              skipped_by_benchmark={}, rows={"pope": 9, "ocrbench": 3}, results_path="r.json")
+    lines = run_cli.format_table(outcome).splitlines()
+    assert lines[2].split() == ["pope", "f1", "80.00", "%", "9"]
+    assert lines[3].split() == ["ocrbench", "points", "412.00", "points/1000", "3"]
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ([], "run the same command again to resume"),
+    (["--no-resume"], "no answers were kept"),
+])
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, monkeypatch, capsys, extra, expected):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_cli, "run", interrupted)
+    assert main(["run", "--output-dir", str(tmp_path / "o"), *extra]) == 130
+    err = capsys.readouterr().err
+    assert "stf-bench run: interrupted" in err and expected in err
+    if not extra:
+        assert str(tmp_path / "o" / ".resume") in err

@@ -108,3 +108,12 @@ def test_a_task_that_fails_to_load_is_named_not_printed_as_its_config(monkeypatc
     with pytest.raises(StfBenchError, match="task 'stf_pope': the data has no column 'question'") as exc:
         load_tasks([spec], None)
     assert "dataset_path" not in str(exc.value)
+
+
+@pytest.mark.parametrize("show", [True, False])
+def test_no_progress_silences_lmms_evals_bars_too(tmp_path, lm, tiny_tasks, capfd, show):
+    spec = RunSpec(output_dir=str(tmp_path / "out"), show_progress=show, resume=False)
+    outcome = evaluate(spec, lm=lm, task_registry=tiny_tasks())
+    err = capfd.readouterr().err
+    assert outcome.rows == {"stfb_tiny_a": 6, "stfb_tiny_b": 6}
+    assert ("it/s]" in err) == show, err[-2000:]

@@ -137,8 +137,8 @@ def deltas_to_llava(table2: Table, zoo: Table | None, benchmarks: list[str], out
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(x, [tick_label(b) for b in benchmarks])
     ax.set_ylabel("difference to LLaVA-1.5 (points)")
-    ax.set_title(f"Per-benchmark deltas to LLaVA-1.5 (published: vs '{BASELINE_METHOD}'; hatched: reproduced)",
-                 fontsize=10)
+    hatched = "; hatched: reproduced" if any(source == "reproduced" for _, _, source in series) else ""
+    ax.set_title(f"Per-benchmark deltas to LLaVA-1.5 (published: vs '{BASELINE_METHOD}'{hatched})", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     if series:
         ax.legend(fontsize=6, ncol=2, loc="best")

@@ -13,3 +13,20 @@ def test_pareto_frontier_is_the_best_accuracy_at_no_more_compute():
 
 def test_tick_labels_use_mathtext_superscripts():
     assert tick_label("VQA^T") == "VQA$^{T}$" and tick_label("GQA") == "GQA"
+
+
+def test_deltas_title_promises_hatching_only_when_a_reproduced_series_is_drawn(tmp_path, monkeypatch):
+    from stf_bench.report import plots
+    from stf_bench.report.metrics import BENCHMARK_COLUMNS
+    from stf_bench.report.published import load_published
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out_dir, stem: figures.append(fig) or [])
+    from stf_bench.report.tables import build_tables
+
+    published = load_published()
+    (table2,) = build_tables(published, None, ["2"])
+    assert table2.rows and all(r.source == "published" for r in table2.rows)
+    plots.deltas_to_llava(table2, None, BENCHMARK_COLUMNS[:8], tmp_path)
+    title = figures[0].axes[0].get_title()
+    assert title.startswith("Per-benchmark deltas") and "hatched" not in title

@@ -14,7 +14,7 @@ import io
 import json
 import math
 
-from stf_bench.report.tables import AVG, LATENCY, SPEEDUP, TFLOPS, Cell, Row, Table
+from stf_bench.report.tables import AVG, LATENCY, SAMPLE_DATA, SPEEDUP, TFLOPS, Cell, Row, Table
 
 FORMATS = ("md", "latex", "html", "csv", "json")
 EXTENSIONS = {"md": "md", "latex": "tex", "html": "html", "csv": "csv", "json": "json"}
@@ -63,14 +63,23 @@ def _has_delta(row: Row) -> bool:
     return row.source == "reproduced" and row.compared_to is not None
 
 
+def ranked(row: Row) -> bool:
+    """Whether a row competes for best/second best: not a partial run, not the embedded sample data, not a tiny
+    preset (random-width stand-ins whose scores say nothing about the method)."""
+    attrs = row.attributes
+    tiny = any(str(attrs.get(key) or "").endswith("-tiny") for key in ("preset", "llm"))
+    return not attrs.get("partial") and attrs.get("data") != SAMPLE_DATA and not tiny
+
+
 def ranks(table: Table) -> dict[tuple[int, str], str]:
-    """(row index, column) -> 'best' | 'second' over value rows, for higher-is-better columns."""
+    """(row index, column) -> 'best' | 'second' over the ranked value rows (`ranked`), for higher-is-better
+    columns."""
     out: dict[tuple[int, str], str] = {}
     for column in table.columns:
         if column in NOT_RANKED:
             continue
         values = [(i, r.cells[column].value) for i, r in enumerate(table.rows)
-                  if r.cells[column].value is not None and not r.attributes.get("partial")]  # partial: never ranked
+                  if r.cells[column].value is not None and ranked(r)]
         distinct = sorted({v for _, v in values}, reverse=True)
         if len(distinct) < 2:
             continue

@@ -94,3 +94,18 @@ def test_report_bad_options(tmp_path, capsys, args, message):
     assert main(["report", "--db", str(tmp_path / "x.sqlite"), "--output-dir", str(tmp_path / "o"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("attributes", [{"data": "samples", "preset": "stf-7b"},
+                                        {"data": "hub", "preset": "stf-tiny", "llm": "vicuna-tiny"},
+                                        {"data": "hub", "preset": "stf-7b", "partial": True}])
+def test_sample_data_tiny_presets_and_partial_runs_are_never_ranked(attributes):
+    from stf_bench.report.render import ranks
+    from stf_bench.report.tables import Cell, Row, Table
+
+    real = Row("stf-7b [llava]", "reproduced", {"GQA": Cell(50.0)}, attributes={"data": "hub", "preset": "stf-7b"})
+    other = Row("llava-1.5-7b [llava]", "reproduced", {"GQA": Cell(40.0)},
+                attributes={"data": "hub", "preset": "llava-1.5-7b"})
+    odd = Row("odd", "reproduced", {"GQA": Cell(45.0)}, attributes=attributes)  # would be second if ranked
+    marks = ranks(Table("zoo", "zoo", ["GQA"], [real, other, odd]))
+    assert marks == {(0, "GQA"): "best", (1, "GQA"): "second"}

@@ -58,10 +58,10 @@ def run(args: argparse.Namespace) -> int:
     """Build the tables once, write each format (per table and combined) and the plots; list the files."""
     if args.bootstrap_iters < 1:
         raise StfBenchError(f"--bootstrap-iters {args.bootstrap_iters}: must be at least 1")
-    writable_dir(args.output_dir)  # before any work: a read-only folder is one line, not an OSError at the end
     published = load_published(args.baselines)
     ids = table_ids(args.table, published)
-    fmts = formats(args.format)
+    fmts = formats(args.format)  # bad options first: they leave no output folder behind
+    writable_dir(args.output_dir)  # before any work: a read-only folder is one line, not an OSError at the end
     store = open_existing(args.db)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # lmms-eval's MMBench scorer prints; stdout stays ours

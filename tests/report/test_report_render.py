@@ -109,3 +109,14 @@ def test_sample_data_tiny_presets_and_partial_runs_are_never_ranked(attributes):
     odd = Row("odd", "reproduced", {"GQA": Cell(45.0)}, attributes=attributes)  # would be second if ranked
     marks = ranks(Table("zoo", "zoo", ["GQA"], [real, other, odd]))
     assert marks == {(0, "GQA"): "best", (1, "GQA"): "second"}
+
+
+def test_html_superscripts_one_line_cis_and_a_provenance_footer(tmp_path, capsys):
+    assert main(["report", "--db", str(tmp_path / "none.sqlite"), "--output-dir", str(tmp_path / "o"),
+                 "--table", "2", "--format", "html", "--no-plots"]) == 0
+    capsys.readouterr()
+    page = (tmp_path / "o" / "table_2.html").read_text()
+    assert "<th>VQA<sup>T</sup></th>" in page and "VQA^T" not in page
+    assert ".ci{color:#666;font-size:85%;white-space:nowrap}" in page
+    footer = page[page.index("<footer"):]
+    assert "stf-bench 0." in footer and "commit " in footer and "date 20" in footer and "store none" in footer

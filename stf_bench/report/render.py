@@ -136,7 +136,7 @@ def latex_column(column: str) -> str:
 
 
 def to_latex(tables: list[Table]) -> str:
-    """booktabs tables; best per accuracy column in bold, second best underlined."""
+    """booktabs tables; best per accuracy column in bold, second best underlined; CIs in small type."""
     parts = []
     for t in tables:
         marks = ranks(t)
@@ -152,6 +152,10 @@ def to_latex(tables: list[Table]) -> str:
                     text = f"\\textbf{{{text}}}"
                 elif marks.get((i, c)) == "second":
                     text = f"\\underline{{{text}}}"
+                cell = r.cells[c]
+                if cell.ci is not None and not cell.dash:  # as docs/report.md says: reproduced cells carry their CI
+                    text += (f" {{\\scriptsize [{latex_escape(fmt(cell.ci[0], c, r.source))}, "
+                             f"{latex_escape(fmt(cell.ci[1], c, r.source))}]}}")
                 cells.append(text)
             lines.append(f"{latex_escape(r.method)} & {r.source} & " + " & ".join(cells) + r" \\")
             if _has_delta(r):

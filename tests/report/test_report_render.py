@@ -120,3 +120,13 @@ def test_html_superscripts_one_line_cis_and_a_provenance_footer(tmp_path, capsys
     assert ".ci{color:#666;font-size:85%;white-space:nowrap}" in page
     footer = page[page.index("<footer"):]
     assert "stf-bench 0." in footer and "commit " in footer and "date 20" in footer and "store none" in footer
+
+
+def test_latex_shows_the_cis_docs_report_md_promises():
+    from stf_bench.report.render import to_latex
+    from stf_bench.report.tables import Cell, Row, Table
+
+    row = Row("stf-7b [llava]", "reproduced", {"GQA": Cell(61.234, ci=(60.1, 62.3))})
+    tex = to_latex([Table("2", "t", ["GQA"], [row])])
+    line = next(x for x in tex.splitlines() if x.startswith("stf-7b"))
+    assert r"61.23 {\scriptsize [60.10, 62.30]}" in line, line

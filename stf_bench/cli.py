@@ -6,8 +6,11 @@ Sub-command modules are imported lazily so that `stf-bench models` does not pay 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import os
 import sys
+from pathlib import Path
 
 from stf_bench.errors import StfBenchError
 
@@ -25,15 +28,65 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# lmms-eval's spellings that are not just `--our-flag` with underscores (those are read as the dashed flag).
+LMMS_ALIASES: dict[str, str] = {"--output_path": "--output-dir"}
+# lmms-eval flags stf-bench has no counterpart for: what to do instead.
+LMMS_UNSUPPORTED: dict[str, str] = {
+    "--log_samples": "stf-bench run always writes the per-sample answers (samples_*.jsonl under --output-dir); "
+                     "drop --log_samples",
+    "--gen_kwargs": "stf-bench fixes generation by the task's protocol (greedy, the task's max_new_tokens); "
+                    "pick it with --protocol llava or --protocol lmms-eval and drop --gen_kwargs",
+}
+
+
+def _long_flags(parser: argparse.ArgumentParser) -> list[str]:
+    """Every `--flag` of `parser`, sorted."""
+    return sorted({opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")})
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser | None:
+    """The sub-command parser `command` names, or None."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command) if command else None
+    return None
+
+
+def normalize_flags(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """lmms-eval spellings in `argv` read as `parser`'s flags: `--model_args x` -> `--model-args x`,
+    `--output_path` -> `--output-dir`. lmms-eval flags with no counterpart are a StfBenchError saying what to use."""
+    known = set(_long_flags(parser))
+    out: list[str] = []
+    for i, token in enumerate(argv):
+        if token == "--":
+            return out + argv[i:]
+        flag, eq, value = token.partition("=")
+        if flag.startswith("--") and flag not in known:
+            dashed = LMMS_ALIASES.get(flag) or flag.replace("_", "-")
+            if dashed in known:
+                token = dashed + eq + value
+            elif "--" + flag[2:].replace("-", "_") in LMMS_UNSUPPORTED:
+                raise StfBenchError(f"{flag} is an lmms-eval flag: {LMMS_UNSUPPORTED['--' + flag[2:].replace('-', '_')]}")
+        out.append(token)
+    return out
+
+
+def unknown_flag_message(flag: str, parser: argparse.ArgumentParser) -> str:
+    """`unrecognized argument --lim; did you mean --limit?` (the closest of `parser`'s flags, if any is close)."""
+    close = difflib.get_close_matches(flag, _long_flags(parser), n=1, cutoff=0.6)
+    return f"unrecognized argument {flag}" + (f"; did you mean {close[0]}?" if close else "")
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """Build the parser; only the chosen sub-command's module is imported."""
     parser = argparse.ArgumentParser(
         prog="stf-bench", description="Accuracy, compute and latency of vision-token compression in LLaVA-style "
-                                      "models, next to the published numbers. `stf-bench COMMAND -h` for details.")
+                                      "models, next to the published numbers. `stf-bench COMMAND -h` for details.",
+        allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         if name == chosen:
             importlib.import_module(module).add_arguments(p)
             p.set_defaults(_module=module)
@@ -44,18 +97,58 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `stf-bench` console script."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    chosen = _subparser(parser, command)
+    if chosen is not None:
+        try:
+            argv = normalize_flags(argv, chosen)
+        except StfBenchError as exc:
+            print(f"stf-bench {command}: error: {exc}", file=sys.stderr)
+            return 2
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        flag = next((e.partition("=")[0] for e in extras if e.startswith("-")), None)
+        target = chosen or parser
+        target.error(unknown_flag_message(flag, target) if flag else f"unrecognized arguments: {' '.join(extras)}")
     if args.command is None:
         parser.print_help()
         return 2
     try:
-        return int(importlib.import_module(args._module).run(args) or 0)
+        code = int(importlib.import_module(args._module).run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except StfBenchError as exc:
         print(f"stf-bench {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"stf-bench {args.command}: interrupted", file=sys.stderr)
+        print(f"stf-bench {args.command}: interrupted{_resume_note(args)}", file=sys.stderr)
         return 130
+
+
+def _resume_note(args: argparse.Namespace) -> str:
+    """What an interrupted `run` kept and how to go on; empty for the other commands."""
+    if args.command != "run":
+        return ""
+    if getattr(args, "no_resume", False):
+        return " (with --no-resume no answers were kept; the same command starts over)"
+    from stf_bench.eval.runner import RESUME_DIR
+
+    cache = Path(args.output_dir) / RESUME_DIR
+    return (f"; the answers finished so far are kept in {cache}: run the same command again to resume from them "
+            f"(--no-resume starts over)")
+
+
+def _stdout_closed() -> int:
+    """The reader of our stdout went away (`stf-bench models | head`): stop quietly with 128 + SIGPIPE, as a
+    command killed by SIGPIPE would. stdout is pointed at /dev/null so that Python's exit flush stays silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (tests, wrapped streams)
+        pass
+    return 141
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="samples", choices=["samples", "hub", "local"],
                         help="samples: the embedded sample data (default); hub: the real datasets; local: --data-dir")
     parser.add_argument("--data-dir", default=None, help="folder of local dataset snapshots (implies --data local)")
-    parser.add_argument("--limit", type=float, default=None, help="at most this many rows per task (testing only)")
+    parser.add_argument("--limit", type=float, default=None, help="at most this many rows per task, a whole number (testing only)")
     parser.add_argument("--batch-size", type=int, default=8, help="requests per forward pass (default 8)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
@@ -53,7 +53,10 @@ def spec_from_args(args: argparse.Namespace):
         raise StfBenchError(f"--batch-size must be at least 1, not {args.batch_size}")
     if args.limit is not None and args.limit <= 0:
         raise StfBenchError(f"--limit must be positive, not {args.limit:g}")
-    limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
+    if args.limit is not None and args.limit != int(args.limit):
+        raise StfBenchError(f"--limit {args.limit:g}: a whole number of rows per task (stf-bench does not take "
+                            f"lmms-eval's fraction form)")
+    limit = int(args.limit) if args.limit is not None else None
     data = "local" if args.data_dir else args.data
     if data == "local" and not args.data_dir:
         raise StfBenchError("--data local needs --data-dir DIR (one folder per dataset, as `hf download` writes it)")
@@ -64,14 +67,21 @@ def spec_from_args(args: argparse.Namespace):
                    resume=not args.no_resume, show_progress=not args.no_progress)
 
 
+def metric_unit(metric: str) -> str:
+    """The unit of a headline metric of `stf-bench run`: OCRBench's points are out of 1000, the rest percent."""
+    return "points/1000" if metric == "points" else "%"
+
+
 def format_table(outcome) -> str:
-    """Plain-text table: benchmark, metric, value (paper units), skipped rows."""
-    rows = [("benchmark", "metric", "value", "skipped")]
+    """Plain-text table: benchmark, metric, value and its unit (paper units), rows scored, skipped rows."""
+    rows = [("benchmark", "metric", "value", "unit", "rows", "skipped")]
     for task, metrics in outcome.headline.items():
         skipped = outcome.skipped_by_benchmark.get(task, 0)
+        scored = outcome.rows.get(task)
         for metric, value in metrics.items():
-            rows.append((task, metric, f"{value:.2f}", str(skipped) if skipped else ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+            rows.append((task, metric, f"{value:.2f}", metric_unit(metric), "" if scored is None else str(scored),
+                         str(skipped) if skipped else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append(f"\nresults: {outcome.results_path}")

@@ -58,6 +58,7 @@ class RunOutcome:
     sample_paths: list[Path]
     tasks: list[str]
     skipped_by_benchmark: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)  # benchmark -> rows scored (all of its subtasks)
 
 
 def quiet_loguru(level: str = "WARNING") -> None:
@@ -117,6 +118,7 @@ def load_tasks(task_specs: list, task_manager) -> dict:
 
     merged: dict = {}
     for spec in task_specs:
+        name = _spec_name(spec)  # before lmms-eval pops "task" out of the dict
         try:
             loaded = get_task_dict([spec], task_manager)
         except StfBenchError:
@@ -126,9 +128,12 @@ def load_tasks(task_specs: list, task_manager) -> dict:
             if type(exc).__name__ == "RetryError" and hasattr(exc, "last_attempt"):
                 cause = exc.last_attempt.exception() or exc
             if isinstance(cause, IndexError) and "size 0" in str(cause):
-                raise StfBenchError(f"task {_spec_name(spec)!r}: the dataset has no rows; check --data/--data-dir "
+                raise StfBenchError(f"task {name!r}: the dataset has no rows; check --data/--data-dir "
                                     f"(an empty or wrongly filtered snapshot)") from None
-            raise StfBenchError(f"task {_spec_name(spec)!r} could not be loaded: {type(cause).__name__}: {cause}; "
+            if isinstance(cause, KeyError):
+                raise StfBenchError(f"task {name!r}: the data has no column {cause}; its parquet files have another "
+                                    f"schema (a different dataset or version?); check --data/--data-dir") from None
+            raise StfBenchError(f"task {name!r} could not be loaded: {type(cause).__name__}: {cause}; "
                                 f"check --data/--data-dir") from None
         for name, task in _leaf_tasks(loaded):
             if len(task.eval_docs) == 0:
@@ -204,6 +209,28 @@ def _save(tracker, results: dict, samples: dict, datetime_str: str, output_dir: 
     return results_path, sample_paths
 
 
+@contextlib.contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """With `enabled` False, every tqdm bar made meanwhile is disabled: lmms-eval's, datasets' and ours
+    (`--no-progress`). They all derive from tqdm.std.tqdm, so its constructor is the one place to switch them off."""
+    if enabled:
+        yield
+        return
+    import tqdm.std
+
+    original = tqdm.std.tqdm.__init__
+
+    def quiet_init(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        original(self, *args, **kwargs)
+
+    tqdm.std.tqdm.__init__ = quiet_init
+    try:
+        yield
+    finally:
+        tqdm.std.tqdm.__init__ = original
+
+
 def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     """Run `spec` end to end; returns the outcome on rank 0 and None on other ranks.
 
@@ -221,7 +248,7 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     from lmms_eval.utils import sanitize_model_name
 
     quiet_loguru(spec.verbosity)
-    with contextlib.redirect_stdout(sys.stderr), lenient_images():
+    with contextlib.redirect_stdout(sys.stderr), lenient_images(), progress_bars(spec.show_progress):
         task_dict = load_tasks(setup.task_specs, setup.task_manager)  # data errors surface before a model loads
     lm = lm if lm is not None else build_model(spec)
     lm.show_progress = spec.show_progress
@@ -242,7 +269,8 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     cli_args = argparse.Namespace(process_with_media=False, reasoning_tags=None, agentic_trace_mode="basic",
                                   output_path=str(output_dir / model_dir), log_samples_suffix="",
                                   stf_bench_protocol=spec.protocol, stf_bench_data=spec.data)
-    with contextlib.redirect_stdout(sys.stderr), lmms_evaluator_patched(task_dict), lenient_images():
+    with (contextlib.redirect_stdout(sys.stderr), lmms_evaluator_patched(task_dict), lenient_images(),
+          progress_bars(spec.show_progress)):
         results = lmms_evaluator.simple_evaluate(
             model=lm, model_args=model_args, tasks=setup.task_specs, task_manager=setup.task_manager,
             limit=spec.limit, log_samples=True, evaluation_tracker=tracker, bootstrap_iters=0,
@@ -259,6 +287,7 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     results["stf_bench"] = {
         "model": spec.model, "model_args": spec.model_args, "model_identity": lm.identity,
         "tasks": names, "protocol": spec.protocol, "data": spec.data, "data_dir": spec.data_dir,
+        "dtype": spec.dtype,
         "limit": spec.limit, "headline": headline, "skipped": skipped,
         "n_skipped": {t: len(rows) for t, rows in skipped.items()},
         "world_size": lm.world_size, "resumed_answers": 0 if lm.answer_cache is None else lm.answer_cache.hits,
@@ -268,8 +297,26 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     if method is not None and method.run_summary() is not None:  # e.g. PruMerge+'s adaptive token counts
         results["stf_bench"]["method_summary"] = method.run_summary()
     results_path, sample_paths = _save(tracker, results, samples, datetime_str, output_dir, model_dir)
-    by_benchmark = skipped_by_benchmark(skipped, setup.lmms_names, results.get("group_subtasks", {}))
-    return RunOutcome(headline, results, skipped, results_path, sample_paths, names, by_benchmark)
+    groups = results.get("group_subtasks", {})
+    by_benchmark = skipped_by_benchmark(skipped, setup.lmms_names, groups)
+    return RunOutcome(headline, results, skipped, results_path, sample_paths, names, by_benchmark,
+                      rows_by_benchmark(results.get("n-samples", {}), setup.lmms_names, groups))
+
+
+def rows_by_benchmark(n_samples: dict[str, dict], lmms_names: dict[str, str], groups: dict[str, list]
+                      ) -> dict[str, int]:
+    """Rows scored per benchmark name, from lmms-eval's n-samples (a group's subtasks summed: POPE's three splits)."""
+    out = {}
+    for bench, lmms_name in lmms_names.items():
+        total = 0
+        for task in {lmms_name, *groups.get(lmms_name, [])}:
+            counts = n_samples.get(task, {})
+            rows = counts.get("effective", 0)
+            if 0 < rows < 1:  # a fractional limit (the Python API still takes one)
+                rows = math.ceil(counts.get("original", 0) * rows)
+            total += int(rows)
+        out[bench] = total
+    return out
 
 
 def skipped_by_benchmark(skipped: dict[str, list], lmms_names: dict[str, str], groups: dict[str, list]

@@ -54,14 +54,23 @@ def open_existing(db: str | None) -> Store | None:
     return Store(path)
 
 
+def provenance(store_path: Path | None) -> dict[str, str | None]:
+    """What a report was made with and from: stf-bench version, commit, date (UTC) and the results store."""
+    from stf_bench import __version__
+    from stf_bench.store.db import git_commit, now_utc
+
+    return {"stf-bench": __version__, "commit": git_commit(), "date": now_utc(),
+            "store": str(store_path) if store_path is not None else "none (published numbers only)"}
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the tables once, write each format (per table and combined) and the plots; list the files."""
     if args.bootstrap_iters < 1:
         raise StfBenchError(f"--bootstrap-iters {args.bootstrap_iters}: must be at least 1")
-    writable_dir(args.output_dir)  # before any work: a read-only folder is one line, not an OSError at the end
     published = load_published(args.baselines)
     ids = table_ids(args.table, published)
-    fmts = formats(args.format)
+    fmts = formats(args.format)  # bad options first: they leave no output folder behind
+    writable_dir(args.output_dir)  # before any work: a read-only folder is one line, not an OSError at the end
     store = open_existing(args.db)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # lmms-eval's MMBench scorer prints; stdout stays ours
@@ -75,11 +84,12 @@ def run(args: argparse.Namespace) -> int:
             store.close()
     out: Path = writable_dir(args.output_dir)
     written: list[Path] = []
+    footer = provenance(resolve_db_path(args.db) if store is not None else None)
     for f in fmts:
         for t in tables:
-            written.append(_write(out / f"table_{t.id}.{EXTENSIONS[f]}", render([t], f)))
+            written.append(_write(out / f"table_{t.id}.{EXTENSIONS[f]}", render([t], f, footer)))
         if len(tables) > 1:
-            written.append(_write(out / f"report.{EXTENSIONS[f]}", render(tables, f)))
+            written.append(_write(out / f"report.{EXTENSIONS[f]}", render(tables, f, footer)))
     if not args.no_plots:
         from stf_bench.report.plots import write_plots
 

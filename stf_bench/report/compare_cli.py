@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from stf_bench.errors import StfBenchError
 from stf_bench.report.attributes import row_label
 from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED, Units, paired_bootstrap, task_units
-from stf_bench.report.metrics import headline, task_column
+from stf_bench.report.metrics import BENCHMARK_COLUMNS, TASK_COLUMNS, column_unit, headline, task_column
 from stf_bench.store.cli import add_db_argument
 from stf_bench.store.db import RunRow, Store, resolve_db_path
 
@@ -36,6 +36,7 @@ class Comparison:
     """The paired result for one benchmark column."""
 
     column: str
+    unit: str
     task_a: str
     task_b: str
     run_a: int
@@ -50,8 +51,25 @@ class Comparison:
     verdict: str
 
 
+def report_label(run: RunRow) -> str:
+    """The run's row label as `stf-bench report` prints it, with the `@fingerprint` suffix when it has one."""
+    label = row_label(run.model, run.model_args, run.protocol)
+    if run.checkpoint_fingerprint:
+        label += f" @{run.checkpoint_fingerprint.split(':')[-1][:8]}"
+    return label
+
+
+def check_task(choice: str | None) -> None:
+    """A StfBenchError listing the valid names unless `choice` is None, a paper column or an lmms-eval task name."""
+    if choice is None or task_column(choice) is not None or choice.lower() in {c.lower() for c in BENCHMARK_COLUMNS}:
+        return
+    raise StfBenchError(f"unknown --task {choice!r}; pass a paper column ({', '.join(BENCHMARK_COLUMNS)}) or an "
+                        f"lmms-eval task name ({', '.join(sorted(TASK_COLUMNS))}, also with the stf_ prefix)")
+
+
 def select_runs(store: Store, spec: str) -> list[RunRow]:
-    """Runs named by `spec`: a run id, or every run of one model identity (name or row label)."""
+    """Runs named by `spec`: a run id, or every run of one model identity (name, row label, or the report's row
+    label with its `@fingerprint`)."""
     runs = store.runs()
     ident = spec[1:] if spec.startswith("#") else spec
     if ident.isdigit():
@@ -59,12 +77,13 @@ def select_runs(store: Store, spec: str) -> list[RunRow]:
         if not chosen:
             raise StfBenchError(f"no run #{ident} in {store.path}; `stf-bench report` lists the runs' rows")
         return chosen
-    by_label = [r for r in runs if row_label(r.model, r.model_args, r.protocol) == spec]
-    chosen = by_label or [r for r in runs if r.model == spec]
+    chosen = ([r for r in runs if report_label(r) == spec]
+              or [r for r in runs if row_label(r.model, r.model_args, r.protocol) == spec]
+              or [r for r in runs if r.model == spec])
     if not chosen:
-        names = sorted({row_label(r.model, r.model_args, r.protocol) for r in runs})
+        names = sorted({report_label(r) for r in runs})
         raise StfBenchError(f"no run of {spec!r} in {store.path}; known: {', '.join(names) or 'none'}")
-    labels = {row_label(r.model, r.model_args, r.protocol) for r in chosen}
+    labels = {report_label(r) for r in chosen}
     if len(labels) > 1:
         raise StfBenchError(f"{spec!r} names several models ({'; '.join(sorted(labels))}); pass a row label or a "
                             f"run id")
@@ -99,9 +118,10 @@ def compare(store: Store, a: str, b: str, *, task: str | None = None, iters: int
     """Paired bootstrap of A - B per shared benchmark column."""
     if not 0.5 <= level < 1:
         raise StfBenchError(f"--level {level}: must be in [0.5, 1)")
+    check_task(task)
     ua, ub = _column_units(store, select_runs(store, a)), _column_units(store, select_runs(store, b))
     out = []
-    for column in [c for c in ua if c in ub]:
+    for column in [c for c in BENCHMARK_COLUMNS if c in ua and c in ub]:  # paper order
         (run_a, task_a, units_a), (run_b, task_b, units_b) = ua[column], ub[column]
         if not _wanted(column, task_a, task_b, task):
             continue
@@ -113,7 +133,7 @@ def compare(store: Store, a: str, b: str, *, task: str | None = None, iters: int
         res = paired_bootstrap(units_a.subset(shared), units_b.subset(shared), iters=iters, seed=seed, level=level)
         lo, hi = res.ci
         verdict = "A > B" if lo > 0 else "A < B" if hi < 0 else "no significant difference"
-        out.append(Comparison(column, task_a, task_b, run_a, run_b, res.n_shared, mismatched, res.a, res.b, res.diff,
+        out.append(Comparison(column, column_unit(column), task_a, task_b, run_a, run_b, res.n_shared, mismatched, res.a, res.b, res.diff,
                               res.ci, res.p_value, verdict))
     if not out:
         what = f" on {task}" if task else ""
@@ -136,12 +156,13 @@ def run(args: argparse.Namespace) -> int:
                           "comparisons": [asdict(c) for c in results]}, indent=2))
         return 0
     pct = f"{args.level:.0%}"
-    header = f"{'benchmark':<10} {'n':>6} {'A':>8} {'B':>8} {'A-B':>8} {pct + ' CI':>20} {'p':>7}  verdict"
+    header = (f"{'benchmark':<10} {'unit':<11} {'n':>6} {'A':>8} {'B':>8} {'A-B':>8} {pct + ' CI':>20} {'p':>7}  "
+              f"verdict")
     print(f"A = {args.a}\nB = {args.b}\n(scores on the shared samples; paired bootstrap, {args.iters} resamples)\n")
     print(header)
     for c in results:
         ci = f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]"
         extra = f"  ({c.n_mismatched} with different targets left out)" if c.n_mismatched else ""
-        print(f"{c.column:<10} {c.n_shared:>6} {c.a:>8.2f} {c.b:>8.2f} {c.diff:>+8.2f} {ci:>20} {c.p_value:>7.4f}  "
+        print(f"{c.column:<10} {column_unit(c.column):<11} {c.n_shared:>6} {c.a:>8.2f} {c.b:>8.2f} {c.diff:>+8.2f} {ci:>20} {c.p_value:>7.4f}  "
               f"{c.verdict}{extra}")
     return 0

@@ -85,6 +85,11 @@ def task_column(task: str) -> str | None:
     return None
 
 
+def column_unit(column: str) -> str:
+    """The paper's unit of a benchmark column: OCRBench is points out of 1000, every other column percent."""
+    return "points/1000" if column == "OCRBench" else "%"
+
+
 def headline(task: str, scores: dict[str, float | None], stderrs: dict[str, float | None] | None = None,
              n: int | None = None) -> Headline | None:
     """The headline score of `task` from its metric values (metric name -> raw lmms-eval value), or None.

@@ -14,7 +14,7 @@ import io
 import json
 import math
 
-from stf_bench.report.tables import AVG, LATENCY, SPEEDUP, STALE, TFLOPS, Cell, Row, Table
+from stf_bench.report.tables import AVG, LATENCY, SAMPLE_DATA, SPEEDUP, STALE, TFLOPS, Cell, Row, Table
 
 FORMATS = ("md", "latex", "html", "csv", "json")
 EXTENSIONS = {"md": "md", "latex": "tex", "html": "html", "csv": "csv", "json": "json"}
@@ -65,15 +65,24 @@ def _has_delta(row: Row) -> bool:
     return row.source == "reproduced" and row.compared_to is not None
 
 
+def ranked(row: Row) -> bool:
+    """Whether a row competes for best/second best: not a partial run, not the embedded sample data, not a tiny
+    preset (random-width stand-ins whose scores say nothing about the method)."""
+    attrs = row.attributes
+    tiny = any(str(attrs.get(key) or "").endswith("-tiny") for key in ("preset", "llm"))
+    return not attrs.get("partial") and attrs.get("data") != SAMPLE_DATA and not tiny
+
+
 def ranks(table: Table) -> dict[tuple[int, str], str]:
-    """(row index, column) -> 'best' | 'second' over value rows, for higher-is-better columns."""
+    """(row index, column) -> 'best' | 'second' over the ranked value rows (`ranked`), for higher-is-better
+    columns."""
     out: dict[tuple[int, str], str] = {}
     for column in table.columns:
         if column in NOT_RANKED:
             continue
         values = [(i, r.cells[column].value) for i, r in enumerate(table.rows)
-                  if r.cells[column].value is not None and not r.attributes.get("partial")  # partial: never ranked
-                  and not r.cells[column].stale]  # nor a stale scorer's
+                  if r.cells[column].value is not None and ranked(r)
+                  and not r.cells[column].stale]  # nor a stale scorer's cell
         distinct = sorted({v for _, v in values}, reverse=True)
         if len(distinct) < 2:
             continue
@@ -130,7 +139,7 @@ def latex_column(column: str) -> str:
 
 
 def to_latex(tables: list[Table]) -> str:
-    """booktabs tables; best per accuracy column in bold, second best underlined."""
+    """booktabs tables; best per accuracy column in bold, second best underlined; CIs in small type."""
     parts = []
     for t in tables:
         marks = ranks(t)
@@ -146,6 +155,10 @@ def to_latex(tables: list[Table]) -> str:
                     text = f"\\textbf{{{text}}}"
                 elif marks.get((i, c)) == "second":
                     text = f"\\underline{{{text}}}"
+                cell = r.cells[c]
+                if cell.ci is not None and not cell.dash:  # as docs/report.md says: reproduced cells carry their CI
+                    text += (f" {{\\scriptsize [{latex_escape(fmt(cell.ci[0], c, r.source))}, "
+                             f"{latex_escape(fmt(cell.ci[1], c, r.source))}]}}")
                 cells.append(text)
             lines.append(f"{latex_escape(r.method)} & {r.source} & " + " & ".join(cells) + r" \\")
             if _has_delta(r):
@@ -164,11 +177,18 @@ def to_latex(tables: list[Table]) -> str:
 HTML_STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:.5em}"
               "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,td:nth-child(2),"
               "th:first-child{text-align:left}tr.reproduced{background:#eef6ff}tr.difference{color:#555;"
-              "font-size:85%}.ci{color:#666;font-size:85%}p.legend{font-size:85%;color:#444}")
+              "font-size:85%}.ci{color:#666;font-size:85%;white-space:nowrap}p.legend{font-size:85%;color:#444}")
 
 
-def to_html(tables: list[Table]) -> str:
-    """A standalone HTML page; every string that came from a model or a file is escaped."""
+def html_header(column: str) -> str:
+    """A column name as HTML: the paper's superscripts (`VQA^T` -> `VQA<sup>T</sup>`), the rest escaped."""
+    base, sep, sup = column.partition("^")
+    return html.escape(base) + (f"<sup>{html.escape(sup)}</sup>" if sep else "")
+
+
+def to_html(tables: list[Table], footer: dict[str, str | None] | None = None) -> str:
+    """A standalone HTML page; every string that came from a model or a file is escaped. `footer`: what the
+    page was made with and from (stf-bench version, commit, date, store), printed at its end."""
     e = html.escape
     body = []
     for t in tables:
@@ -177,7 +197,7 @@ def to_html(tables: list[Table]) -> str:
         if t.note:
             body.append(f"<p><em>{e(t.note)}</em></p>")
         body.append("<table><thead><tr><th>Method</th><th>Source</th>"
-                    + "".join(f"<th>{e(c)}</th>" for c in t.columns) + "</tr></thead><tbody>")
+                    + "".join(f"<th>{html_header(c)}</th>" for c in t.columns) + "</tr></thead><tbody>")
         for i, r in enumerate(t.rows):
             tds = []
             for c in t.columns:
@@ -199,7 +219,16 @@ def to_html(tables: list[Table]) -> str:
         body.append(f'</tbody></table><p class="legend">{e(LEGEND)}</p>')
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>stf-bench report</title>"
             f"<style>{HTML_STYLE}</style></head><body>\n<h1>stf-bench report</h1>\n" + "\n".join(body)
-            + "\n</body></html>\n")
+            + "\n" + _html_footer(footer) + "</body></html>\n")
+
+
+def _html_footer(footer: dict[str, str | None] | None) -> str:
+    """`<footer>` listing `footer`'s items ('unknown' for a missing value), or nothing."""
+    if not footer:
+        return ""
+    items = "; ".join(f"{html.escape(k)} {html.escape(str(v) if v else 'unknown')}" for k, v in footer.items())
+    return f'<footer class="legend">Made with {items}.</footer>\n'
+
 
 
 # ------------------------------------------------------------------------------------------------ CSV / JSON
@@ -269,8 +298,10 @@ def to_json(tables: list[Table]) -> str:
 RENDERERS = {"md": to_markdown, "latex": to_latex, "html": to_html, "csv": to_csv, "json": to_json}
 
 
-def render(tables: list[Table], fmt_name: str) -> str:
-    """Render `tables` in one of FORMATS."""
+def render(tables: list[Table], fmt_name: str, footer: dict[str, str | None] | None = None) -> str:
+    """Render `tables` in one of FORMATS; `footer` (provenance) goes into the HTML page."""
+    if fmt_name == "html":
+        return to_html(tables, footer)
     return RENDERERS[fmt_name](tables)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from stf_bench.store.db import DB_ENV, open_store
-from stf_bench.store.ingest import ingest_paths, parse_paths
+from stf_bench.store.ingest import parse_paths
 
 
 def add_db_argument(parser: argparse.ArgumentParser) -> None:
@@ -46,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
         for p, _ in parsed.latency:
             print(f"ok  latency  {p}")
         return 0
+    parsed = parse_paths(args.paths, model=args.model, model_args=args.model_args)  # no store file for a bad input
     with open_store(args.db) as store:
-        results = ingest_paths(store, args.paths, model=args.model, model_args=args.model_args,
-                               protocol=args.protocol, checkpoint_fingerprint=args.fingerprint)
+        results = store.add_parsed(parsed, protocol=args.protocol, checkpoint_fingerprint=args.fingerprint)
         for r in results:
             print(f"{'added' if r.added else 'kept '}  {r.kind:<8} #{r.id}  {r.detail}")
         added = sum(r.added for r in results)

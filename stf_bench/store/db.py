@@ -395,6 +395,7 @@ class Store:
                            "git_hash": run.git_hash, "device": run.config.get("device"),
                            "ingested_with": collect_environment()}
         protocol = protocol or run.model_args.get("protocol") or infer_protocol(run.tasks)
+        checkpoint_fingerprint = checkpoint_fingerprint or run.checkpoint_fingerprint
         cur.execute(
             "INSERT INTO runs (content_hash, model, model_args, model_config, checkpoint_fingerprint, protocol, "
             "environment, source_path, lmms_eval_version, results_date, config, created_at) "

@@ -81,6 +81,7 @@ class ParsedRun:
     git_hash: str | None
     samples: list[ParsedSamples] = field(default_factory=list)
     rows: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # task -> (scored, full set)
+    checkpoint_fingerprint: str | None = None  # from the file itself (stf-bench's own output), else None
 
 
 def sha256_file(path: Path) -> str:
@@ -162,6 +163,8 @@ def _parse_results_data(path: Path, data: Any, samples_paths: list[Path] | None,
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         raise StfBenchError(f"{path}: {expected}")
     config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    groups = {g for g, subs in (data.get("group_subtasks") or {}).items() if subs} \
+        if isinstance(data.get("group_subtasks"), dict) else set()
     n_samples = data.get("n-samples") if isinstance(data.get("n-samples"), dict) else {}
     scores: list[Score] = []
     tasks: list[str] = []
@@ -180,14 +183,28 @@ def _parse_results_data(path: Path, data: Any, samples_paths: list[Path] | None,
                 continue
             number = _number(value)
             if number is None:
+                if isinstance(value, str):
+                    raise StfBenchError(f"{path}: results[{task!r}][{key!r}] is {value!r}, not a number; nothing "
+                                        f"was stored")
                 continue
             scores.append(Score(task, parts[0], parts[1], number, _stderr(metrics, parts[0], parts[1]), n))
+        if task not in groups and not any(sc.task == task for sc in scores):
+            raise StfBenchError(f"{path}: results[{task!r}] has no numeric metric value ('<metric>,<filter>': "
+                                f"number); nothing was stored")
     if not tasks:
         raise StfBenchError(f"{path}: 'results' is empty; {expected}")
-    args = parse_model_args(model_args if model_args is not None else config.get("model_args"))
-    run = ParsedRun(path, sha256_file(path), model or _model_name(data, config, args), args, config, scores, tasks,
+    if not isinstance(data.get("config"), dict) and model is None:
+        raise StfBenchError(f"{path}: no 'config' object, so the model it evaluated is unknown (lmms-eval writes "
+                            f"one into every results file); pass --model NAME to ingest it anyway")
+    own = data.get("stf_bench") if isinstance(data.get("stf_bench"), dict) else None
+    if own is not None and model is None and model_args is None:  # stf-bench's own output: what `run` records
+        args, name, fingerprint = _own_identity(own)
+    else:
+        args = parse_model_args(model_args if model_args is not None else config.get("model_args"))
+        name, fingerprint = model or _model_name(data, config, args), None
+    run = ParsedRun(path, sha256_file(path), name, args, config, scores, tasks,
                     _str(data.get("lmms_eval_version")), _str(data.get("date")), _str(data.get("git_hash")),
-                    rows=task_rows)
+                    rows=task_rows, checkpoint_fingerprint=fingerprint)
     if samples_paths is None:
         samples_paths = sibling_samples(path)
     metric_names = {t: _metric_names(data, t) for t in tasks}
@@ -198,6 +215,18 @@ def _parse_results_data(path: Path, data: Any, samples_paths: list[Path] | None,
                                 f"(its tasks: {', '.join(tasks)})")
         run.samples.append(parse_samples(Path(sp), task, metric_names[task]))
     return run
+
+
+def _own_identity(meta: dict) -> tuple[dict, str, str | None]:
+    """(model arguments, model name, checkpoint fingerprint) of a `stf-bench run` results file, as `stf-bench run`
+    records them itself (its data source, protocol and dtype among the arguments)."""
+    args = dict(meta["model_args"]) if isinstance(meta.get("model_args"), dict) else {}
+    args.update({k: meta.get(k) for k in ("protocol", "data", "dtype")})
+    try:
+        fingerprint = json.loads(meta["model_identity"])["weights"]
+    except (KeyError, TypeError, ValueError):
+        fingerprint = None
+    return args, str(meta.get("model") or "unknown-model"), fingerprint if isinstance(fingerprint, str) else None
 
 
 def _str(value: Any) -> str | None:

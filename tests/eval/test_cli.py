@@ -43,6 +43,7 @@ def test_flags_map_to_the_spec():
 @pytest.mark.parametrize("argv, message", [
     (["--batch-size", "0"], "--batch-size"),
     (["--limit", "-1"], "--limit"),
+    (["--limit", "0.5"], "--limit 0.5: a whole number of rows"),
     (["--data", "local"], "--data-dir"),
     (["--model-args", "k4"], "key=value"),
 ])
@@ -81,13 +82,14 @@ def test_json_output_is_only_json_and_the_run_is_stored(tmp_path, tiny_tasks, mo
 
 def test_table_output(tmp_path, tiny_tasks, monkeypatch, capsys):
     import stf_bench.eval
+    import stf_bench.eval.tasks  # noqa: F401  (imported first, run's own import cannot undo the stand-in)
 
     monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(rows=3, bad_rows=(1,)), raising=False)
     assert main(["run", "--output-dir", str(tmp_path), "--no-store", "--no-progress"]) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert lines[0].split() == ["benchmark", "metric", "value", "skipped"]
-    assert any(line.startswith("stfb_tiny_a") and line.split()[-1] == "1" for line in lines)
+    assert lines[0].split() == ["benchmark", "metric", "value", "unit", "rows", "skipped"]
+    assert any(line.startswith("stfb_tiny_a") and line.split()[-3:] == ["%", "3", "1"] for line in lines), lines
     assert "1 row(s) skipped" in captured.err
 
 
@@ -166,3 +168,47 @@ def test_lmms_eval_protocol_tasks_that_write_submission_files(tmp_path, capsys):
     assert code == 0, captured.err[-3000:]
     assert list(json.loads(captured.out)) == ["textvqa_val"]
     assert list((tmp_path / "stf-tiny" / "submissions").glob("textvqa_submission_*.json"))
+
+
+def test_ingesting_our_own_output_keeps_data_source_and_fingerprint(tmp_path, tiny_tasks, monkeypatch, capsys):
+    import stf_bench.eval
+    from stf_bench.report.compare_cli import report_label
+    from stf_bench.store.db import open_store
+
+    monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(rows=3), raising=False)
+    ran, ingested = tmp_path / "run.sqlite", tmp_path / "ingest.sqlite"
+    assert main(["run", "--output-dir", str(tmp_path / "out"), "--db", str(ran), "--no-progress"]) == 0
+    assert main(["ingest", str(tmp_path / "out"), "--db", str(ingested)]) == 0
+    capsys.readouterr()
+    with open_store(ran) as a, open_store(ingested) as b:
+        (run_a,), (run_b,) = a.runs(), b.runs()
+    assert (run_b.model, run_b.model_args, run_b.protocol, run_b.checkpoint_fingerprint) == (
+        run_a.model, run_a.model_args, run_a.protocol, run_a.checkpoint_fingerprint)
+    label = report_label(run_b)
+    assert label.startswith("stf-tiny (data=samples) [llava] @") and label == report_label(run_a)
+
+
+def test_table_names_units_and_rows_per_benchmark():
+    from types import SimpleNamespace
+
+    outcome = SimpleNamespace(headline={"pope": {"f1": 80.0}, "ocrbench": {"points": 412.0}},
+                              skipped_by_benchmark={}, rows={"pope": 9, "ocrbench": 3}, results_path="r.json")
+    lines = run_cli.format_table(outcome).splitlines()
+    assert lines[2].split() == ["pope", "f1", "80.00", "%", "9"]
+    assert lines[3].split() == ["ocrbench", "points", "412.00", "points/1000", "3"]
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ([], "run the same command again to resume"),
+    (["--no-resume"], "no answers were kept"),
+])
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, monkeypatch, capsys, extra, expected):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_cli, "run", interrupted)
+    assert main(["run", "--output-dir", str(tmp_path / "o"), *extra]) == 130
+    err = capsys.readouterr().err
+    assert "stf-bench run: interrupted" in err and expected in err
+    if not extra:
+        assert str(tmp_path / "o" / ".resume") in err

@@ -92,3 +92,28 @@ def test_honesty_check_counts_rows_of_a_fractional_limit():
     check_honest(results, {"t": [{"doc_id": 0, "reason": "x"}]})  # 1 of 5 rows skipped: fine
     with pytest.raises(StfBenchError, match="all 5 rows"):
         check_honest(results, {"t": [{"doc_id": i, "reason": "x"} for i in range(5)]})
+
+
+def test_a_task_that_fails_to_load_is_named_not_printed_as_its_config(monkeypatch):
+    import lmms_eval.tasks
+
+    from stf_bench.eval.runner import load_tasks
+
+    def get_task_dict(specs, task_manager):  # lmms-eval pops "task" out of the config, then reads the rows
+        specs[0].pop("task")
+        raise KeyError("question")
+
+    monkeypatch.setattr(lmms_eval.tasks, "get_task_dict", get_task_dict)
+    spec = {"task": "stf_pope", "dataset_path": "parquet", "dataset_kwargs": {"data_files": {"test": ["x.parquet"]}}}
+    with pytest.raises(StfBenchError, match="task 'stf_pope': the data has no column 'question'") as exc:
+        load_tasks([spec], None)
+    assert "dataset_path" not in str(exc.value)
+
+
+@pytest.mark.parametrize("show", [True, False])
+def test_no_progress_silences_lmms_evals_bars_too(tmp_path, lm, tiny_tasks, capfd, show):
+    spec = RunSpec(output_dir=str(tmp_path / "out"), show_progress=show, resume=False)
+    outcome = evaluate(spec, lm=lm, task_registry=tiny_tasks())
+    err = capfd.readouterr().err
+    assert outcome.rows == {"stfb_tiny_a": 6, "stfb_tiny_b": 6}
+    assert ("it/s]" in err) == show, err[-2000:]

@@ -62,3 +62,30 @@ def test_compare_cli(two_runs, db_path, capsys):
     assert [c["column"] for c in data["comparisons"]] == ["SQA"]
     assert main(["compare", "a", "b", "--db", str(db_path.with_name("none.sqlite"))]) == 2
     assert "no results store" in capsys.readouterr().err
+
+
+def test_report_row_label_with_fingerprint_is_accepted(db_path, lmms_out):
+    from stf_bench.report.compare_cli import report_label, select_runs
+
+    with open_store(db_path) as store:
+        ingest_paths(store, [results_file(lmms_out, "oracle-a")], checkpoint_fingerprint="sha256:0123456789abcdef")
+        (run,) = store.runs()
+        label = report_label(run)
+        assert label.endswith(" @01234567")
+        assert [r.id for r in select_runs(store, label)] == [run.id]
+
+
+def test_unknown_task_lists_the_valid_names(two_runs):
+    with pytest.raises(StfBenchError, match=r"unknown --task 'nosuch'.*GQA, SQA.*scienceqa_img"):
+        compare(two_runs, "oracle-a", "oracle-b", task="nosuch")
+
+
+def test_benchmarks_in_paper_order_with_units(two_runs, db_path, capsys):
+    out = compare(two_runs, "oracle-a", "oracle-b", iters=50)
+    assert [c.column for c in out] == ["SQA", "POPE", "MMB", "ChartQA"]
+    assert {c.unit for c in out} == {"%"}
+    assert main(["compare", "oracle-a", "oracle-b", "--db", str(db_path), "--iters", "50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "unit" in next(line for line in lines if line.startswith("benchmark"))
+    assert [line.split()[:2] for line in lines if line.split()[:1] in (["SQA"], ["POPE"], ["MMB"], ["ChartQA"])] == [
+        ["SQA", "%"], ["POPE", "%"], ["MMB", "%"], ["ChartQA", "%"]]

@@ -95,3 +95,10 @@ def test_malformed_baselines_are_refused(tmp_path, old, new, message):
 def test_missing_baselines_folder(tmp_path):
     with pytest.raises(StfBenchError, match="tables.yaml"):
         load_published(Path(tmp_path))
+
+
+def test_the_paper_is_named_by_its_full_title():
+    title = "Learning Compact Vision Tokens for Efficient Large Multimodal Models"
+    sources = [s for table in load_published().tables.values() for row in table.rows for s in row.sources.values()]
+    paper = [s for s in sources if "Learning Compact Vision Tokens" in s]
+    assert paper and all(title in s for s in paper)

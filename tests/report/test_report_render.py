@@ -94,3 +94,39 @@ def test_report_bad_options(tmp_path, capsys, args, message):
     assert main(["report", "--db", str(tmp_path / "x.sqlite"), "--output-dir", str(tmp_path / "o"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("attributes", [{"data": "samples", "preset": "stf-7b"},
+                                        {"data": "hub", "preset": "stf-tiny", "llm": "vicuna-tiny"},
+                                        {"data": "hub", "preset": "stf-7b", "partial": True}])
+def test_sample_data_tiny_presets_and_partial_runs_are_never_ranked(attributes):
+    from stf_bench.report.render import ranks
+    from stf_bench.report.tables import Cell, Row, Table
+
+    real = Row("stf-7b [llava]", "reproduced", {"GQA": Cell(50.0)}, attributes={"data": "hub", "preset": "stf-7b"})
+    other = Row("llava-1.5-7b [llava]", "reproduced", {"GQA": Cell(40.0)},
+                attributes={"data": "hub", "preset": "llava-1.5-7b"})
+    odd = Row("odd", "reproduced", {"GQA": Cell(45.0)}, attributes=attributes)  # would be second if ranked
+    marks = ranks(Table("zoo", "zoo", ["GQA"], [real, other, odd]))
+    assert marks == {(0, "GQA"): "best", (1, "GQA"): "second"}
+
+
+def test_html_superscripts_one_line_cis_and_a_provenance_footer(tmp_path, capsys):
+    assert main(["report", "--db", str(tmp_path / "none.sqlite"), "--output-dir", str(tmp_path / "o"),
+                 "--table", "2", "--format", "html", "--no-plots"]) == 0
+    capsys.readouterr()
+    page = (tmp_path / "o" / "table_2.html").read_text()
+    assert "<th>VQA<sup>T</sup></th>" in page and "VQA^T" not in page
+    assert ".ci{color:#666;font-size:85%;white-space:nowrap}" in page
+    footer = page[page.index("<footer"):]
+    assert "stf-bench 0." in footer and "commit " in footer and "date 20" in footer and "store none" in footer
+
+
+def test_latex_shows_the_cis_docs_report_md_promises():
+    from stf_bench.report.render import to_latex
+    from stf_bench.report.tables import Cell, Row, Table
+
+    row = Row("stf-7b [llava]", "reproduced", {"GQA": Cell(61.234, ci=(60.1, 62.3))})
+    tex = to_latex([Table("2", "t", ["GQA"], [row])])
+    line = next(x for x in tex.splitlines() if x.startswith("stf-7b"))
+    assert r"61.23 {\scriptsize [60.10, 62.30]}" in line, line

@@ -169,3 +169,40 @@ def test_split_metric_key():
     assert split_metric_key("exact_match_stderr,none") == ("exact_match", "none", "")
     assert split_metric_key("pope_f1_score_stderr_clt,none") == ("pope_f1_score", "none", "_clt")
     assert split_metric_key("alias") is None
+
+
+def _results_of(lmms_out, tmp_path):
+    """A copy of oracle-a's run folder and its results JSON, parsed."""
+    run_dir = _copy_run(lmms_out, tmp_path)
+    path = next(run_dir.glob("*_results.json"))
+    return path, json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["results"]["pope"].update({k: "abc" for k in d["results"]["pope"] if k.endswith(",none")
+                                            and "_stderr" not in k}), r"is 'abc', not a number"),
+    (lambda d: d["results"].__setitem__("pope", {"alias": "pope"}), r"results\['pope'\] has no numeric metric"),
+    (lambda d: d.pop("config"), r"no 'config' object.*--model NAME"),
+])
+def test_results_without_usable_numbers_or_config_are_refused(store, lmms_out, tmp_path, mutate, expected):
+    path, data = _results_of(lmms_out, tmp_path)
+    data.pop("group_subtasks", None)
+    mutate(data)
+    path.write_text(json.dumps(data))
+    for sp in path.parent.glob("*_samples_*.jsonl"):
+        sp.unlink()
+    with pytest.raises(StfBenchError, match=expected):
+        ingest_paths(store, [path])
+    assert store.counts() == dict.fromkeys(store.counts(), 0)
+
+
+def test_failed_ingest_creates_no_store_file(lmms_out, tmp_path, capsys):
+    from stf_bench.cli import main
+
+    path, data = _results_of(lmms_out, tmp_path)
+    data["results"]["pope"] = {"alias": "pope"}
+    path.write_text(json.dumps(data))
+    db = tmp_path / "new.sqlite"
+    assert main(["ingest", str(path), "--db", str(db)]) == 2
+    assert "has no numeric metric" in capsys.readouterr().err
+    assert not db.exists()

@@ -60,6 +60,13 @@ def last_token_attention(layer: nn.Module, hidden: torch.Tensor, rotary: tuple[t
     return scores.softmax(-1).mean(1)[:, 0]  # (B, T)
 
 
+def keep_index(scores: torch.Tensor, image_mask: torch.Tensor, visual: int, keep: int) -> torch.Tensor:
+    """(B, T - visual + keep) positions kept, ascending: every non-visual position and the `keep` of the `visual`
+    visual positions of each row with the highest `scores` (B, T). No data-dependent shapes (runs on `meta`)."""
+    ranked = scores.masked_fill(~image_mask, float("inf"))  # every text token is kept
+    return ranked.topk(image_mask.shape[1] - visual + keep, dim=-1).indices.sort(-1).values
+
+
 @register
 class FastV(LlmMethod):
     name = "fastv"
@@ -100,8 +107,7 @@ class FastV(LlmMethod):
         for i, layer in enumerate(llm.layers[:llm.config.num_hidden_layers]):
             if i == self.args["k"] and image_mask is not None and keep < visual_per_row:
                 scores = last_token_attention(llm.layers[i - 1], layer_input, rotary, valid)  # (B, T)
-                scores = scores.masked_fill(~image_mask, float("inf"))  # every text token is kept
-                index = scores.topk(t - visual_per_row + keep, dim=-1).indices.sort(-1).values  # (B, T')
+                index = keep_index(scores, image_mask, visual_per_row, keep)  # (B, T')
                 hidden = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
                 positions, valid = positions.gather(1, index), valid.gather(1, index)
                 rotary = llm.rotary_emb(hidden, position_ids=positions)

@@ -155,3 +155,15 @@ def test_lmms_eval_spelling_and_cli_spelling_are_one_row():
     lmms = {"method": "fastv", "method.r": 0.75}  # --model_args pretrained=...,method=fastv,method.r=0.75
     assert row_label("llava-1.5-7b", cli, "llava") == row_label("llava-1.5-7b", lmms, "llava") \
         == "llava-1.5-7b + fastv(k=2, r=0.75) [llava]"
+
+
+def test_on_a_hand_set_attention_map_the_expected_tokens_are_kept():
+    from stf_bench.methods.fastv import keep_index
+
+    # two rows, 9 positions: BOS, 2 text, 4 visual (3..6), 2 text; row 1 left-padded by one (its visual at 4..7)
+    image = torch.zeros(2, 9, dtype=torch.bool)
+    image[0, 3:7], image[1, 4:8] = True, True
+    scores = torch.tensor([[0.3, 0.1, 0.1, 0.05, 0.4, 0.01, 0.2, 0.0, 0.0],
+                           [0.0, 0.2, 0.1, 0.1, 0.3, 0.02, 0.03, 0.25, 0.0]])
+    kept = keep_index(scores, image, visual=4, keep=2)
+    assert kept.tolist() == [[0, 1, 2, 4, 6, 7, 8], [0, 1, 2, 3, 4, 7, 8]]  # the two best visual, all text, in order

@@ -91,7 +91,7 @@ def format_table(outcome) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; 0 on success (StfBenchError -> exit 2 in stf_bench.cli)."""
     from stf_bench.devices import resolve_device
-    from stf_bench.eval.runner import end_distributed, evaluate, json_ready, record_in_store
+    from stf_bench.eval.runner import end_distributed, evaluate
 
     spec = spec_from_args(args)
     resolve_device(spec.device)  # a GPU torch cannot see: one line, before tasks, data or weights load
@@ -117,13 +117,21 @@ def run(args: argparse.Namespace) -> int:
     summary = outcome.results["stf_bench"].get("method_summary")
     if summary:
         print(f"method: {json.dumps(summary)}", file=sys.stderr)
+    return record_and_print(outcome, spec, args, "run")
+
+
+def record_and_print(outcome, spec, args: argparse.Namespace, command: str) -> int:
+    """Record a finished run in the store (unless --no-store), then print its scores; 1 if recording failed
+    (the results are written either way), else 0. Shared by `run` and `score`."""
+    from stf_bench.eval.runner import json_ready, record_in_store
+
     status = 0
     if not args.no_store:
         try:
             print(record_in_store(outcome, spec, args.db), file=sys.stderr)
         except StfBenchError as exc:
-            print(f"stf-bench run: results written to {outcome.results_path} but not recorded in the store: {exc}; "
-                  f"fix it, then `stf-bench ingest {outcome.results_path}`", file=sys.stderr)
+            print(f"stf-bench {command}: results written to {outcome.results_path} but not recorded in the store: "
+                  f"{exc}; fix it, then `stf-bench ingest {outcome.results_path}`", file=sys.stderr)
             status = 1
     if args.format == "json":
         print(json.dumps(json_ready(outcome.headline), indent=2))  # task order, headline metric first

@@ -294,8 +294,9 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
         "scorer_versions": scorer_versions.for_tasks(list(setup.lmms_names.values())),
     }
     method = getattr(getattr(getattr(lm, "model", None), "model", None), "token_method", None)
-    if method is not None and method.run_summary() is not None:  # e.g. PruMerge+'s adaptive token counts
-        results["stf_bench"]["method_summary"] = method.run_summary()
+    summary = method.run_summary() if method is not None else None
+    if summary is not None:  # e.g. PruMerge+'s adaptive token counts
+        results["stf_bench"]["method_summary"] = summary
     results_path, sample_paths = _save(tracker, results, samples, datetime_str, output_dir, model_dir)
     groups = results.get("group_subtasks", {})
     by_benchmark = skipped_by_benchmark(skipped, setup.lmms_names, groups)

@@ -145,8 +145,8 @@ def rescore_spec(results: dict, results_path: Path, tasks: list[str], protocol: 
 
 def run(args: argparse.Namespace) -> int:
     """Re-score, print like `stf-bench run`, record in the store."""
-    from stf_bench.eval.cli import format_table
-    from stf_bench.eval.runner import evaluate, json_ready, record_in_store
+    from stf_bench.eval.cli import record_and_print
+    from stf_bench.eval.runner import evaluate
 
     results_path, only = newest_run(Path(args.path))
     try:
@@ -163,13 +163,4 @@ def run(args: argparse.Namespace) -> int:
                                                                                      "weights": None})
     outcome = evaluate(spec, lm=ReplayLM(predictions, identity, spec.protocol))
     print(f"re-scored {results_path} -> {outcome.results_path}", file=sys.stderr)
-    status = 0
-    if not args.no_store:
-        try:
-            print(record_in_store(outcome, spec, args.db), file=sys.stderr)
-        except StfBenchError as exc:
-            print(f"stf-bench score: results written to {outcome.results_path} but not recorded: {exc}",
-                  file=sys.stderr)
-            status = 1
-    print(json.dumps(json_ready(outcome.headline), indent=2) if args.format == "json" else format_table(outcome))
-    return status
+    return record_and_print(outcome, spec, args, "score")

@@ -195,6 +195,9 @@ def check_honest(results: dict, skipped: dict[str, list[dict]]) -> None:
 def _save(tracker, results: dict, samples: dict, datetime_str: str, output_dir: Path, model_dir: str
           ) -> tuple[Path, list[Path]]:
     """Write results + per-task samples with lmms-eval's tracker, and verify the files exist (it swallows errors)."""
+    # simple_evaluate logs the model object itself as `model_source`, which the tracker deep-copies (`asdict`) when
+    # it saves: a second copy of every weight (a 7B bf16 run went past 24 GB). Name the adapter instead.
+    tracker.general_config_tracker.model_source = "stf_bench"
     tracker.save_results_aggregated(results=results, samples=samples, datetime_str=datetime_str)
     for task_name in results["configs"]:
         if task_name in samples:

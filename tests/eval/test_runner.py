@@ -117,3 +117,16 @@ def test_no_progress_silences_lmms_evals_bars_too(tmp_path, lm, tiny_tasks, capf
     err = capfd.readouterr().err
     assert outcome.rows == {"stfb_tiny_a": 6, "stfb_tiny_b": 6}
     assert ("it/s]" in err) == show, err[-2000:]
+
+
+def test_saving_results_never_copies_the_weights(tmp_path, lm, tiny_tasks, monkeypatch):
+    """lmms-eval logs the model object as `model_source` and its tracker deep-copies that when it saves: on a 7B
+    run that was a second copy of every weight (OOM at 24 GB). The saved source is the adapter's name."""
+    import torch
+
+    def refuse(self, memo):
+        raise AssertionError("a model parameter was deep-copied while saving results")
+
+    monkeypatch.setattr(torch.nn.Parameter, "__deepcopy__", refuse)
+    outcome = evaluate(_spec(tmp_path), lm=lm, task_registry=tiny_tasks())
+    assert json.loads(outcome.results_path.read_text())["model_source"] == "stf_bench"

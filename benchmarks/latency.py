@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
+from stf_bench.devices import resolve_device
 from stf_bench.errors import StfBenchError
 from stf_bench.profile.flops import count_paper
-from stf_bench.profile.latency import latency_report, load_subject, measure, resolve_device
+from stf_bench.profile.latency import latency_report, load_subject, measure
 from stf_bench.profile.latency_cli import render_report
 from stf_bench.profile.prompts import vqav2_requests
 

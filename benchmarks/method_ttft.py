@@ -16,9 +16,10 @@ import sys
 import torch
 
 from stf_bench.args import parse_model_args
+from stf_bench.devices import resolve_device
 from stf_bench.methods.options import METHOD_ARG_PREFIX, method_model_args
 from stf_bench.profile.flops import count_paper
-from stf_bench.profile.latency import latency_report, load_subject, measure, resolve_device
+from stf_bench.profile.latency import latency_report, load_subject, measure
 from stf_bench.profile.prompts import vqav2_requests
 from stf_bench.report.published import load_published
 

@@ -44,9 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def spec_from_args(args: argparse.Namespace):
     """The RunSpec the flags describe."""
+    from stf_bench.args import parse_model_args
     from stf_bench.devices import check_device_name
     from stf_bench.eval.runner import RunSpec
-    from stf_bench.models.presets import parse_model_args
 
     check_device_name(args.device)
     if args.batch_size < 1:
@@ -91,20 +91,20 @@ def format_table(outcome) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; 0 on success (StfBenchError -> exit 2 in stf_bench.cli)."""
     from stf_bench.devices import resolve_device
-    from stf_bench.eval.runner import end_distributed, evaluate
+    from stf_bench.eval.tasks import expand_tasks
+    from stf_bench.models.presets import check_model_name
 
     spec = spec_from_args(args)
-    resolve_device(spec.device)  # a GPU torch cannot see: one line, before tasks, data or weights load
-    from stf_bench.eval.tasks import expand_tasks
-    from stf_bench.models.loading import check_model_name
-
-    check_model_name(spec.model)  # an unknown model or a missing path, before lmms-eval and the data load
+    check_model_name(spec.model)  # an unknown model or a missing path, before torch, lmms-eval and the data load
     expand_tasks(spec.tasks)
+    resolve_device(spec.device)  # a GPU torch cannot see: one line, before data or weights load
     if not args.no_store:  # a bad --db is found now, not after the whole evaluation
         from stf_bench.store.db import check_store
 
         check_store(args.db)
     writable_dir(spec.output_dir)
+    from stf_bench.eval.runner import end_distributed, evaluate  # lmms-eval, torch, transformers: now
+
     try:
         outcome = evaluate(spec)
     finally:

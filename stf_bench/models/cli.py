@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from stf_bench.models.presets import list_presets, parse_model_args
+from stf_bench.args import parse_model_args
+from stf_bench.models.presets import list_presets
 
 
 def describe(name: str, **overrides) -> dict:

@@ -25,7 +25,16 @@ from transformers import AutoTokenizer, CLIPVisionConfig, LlamaConfig
 
 from stf_bench.errors import StfBenchError
 from stf_bench.models.modeling import StfLlavaConfig, StfLlavaForConditionalGeneration
-from stf_bench.models.presets import CLIP_L_336, LLM_TOKENIZERS, PRESETS, get_preset, preset_config, split_overrides
+from stf_bench.models.presets import (
+    CLIP_L_336,
+    HUB_ID,
+    LLM_TOKENIZERS,
+    PRESETS,
+    get_preset,
+    looks_like_path,
+    preset_config,
+    split_overrides,
+)
 from stf_bench.models.processing import StfLlavaProcessor, clip_image_processor
 from stf_bench.models.tokenizer import IMAGE_TOKEN, build_tiny_tokenizer
 
@@ -82,29 +91,6 @@ def load_model(name_or_path: str | os.PathLike, *, random_weights: bool = False,
         load_projector_weights(model, options["projector_weights"])
     model.eval()
     return model, processor
-
-
-def check_model_name(name: str) -> None:
-    """Before any slow work: `name` is a preset, an existing checkpoint directory or a hub id, else one clear error."""
-    if name in PRESETS or re.fullmatch(HUB_ID, name) and not looks_like_path(name):
-        return
-    path = Path(name).expanduser()
-    if looks_like_path(name) and not path.exists():
-        raise StfBenchError(f"checkpoint directory {name} does not exist (a name with ./, ../, / or ~ is a local "
-                            f"path; presets: `stf-bench models`; hub ids look like owner/name)")
-    if path.is_file():
-        raise StfBenchError(f"{name} is a file; pass the checkpoint's directory")
-    if not path.is_dir():
-        get_preset(name)  # raises with the list of presets
-
-
-HUB_ID = r"[\w.-]+/[\w.-]+(/[\w./-]+)?"
-
-
-def looks_like_path(name: str) -> bool:
-    """A local path, never a preset or hub id: starts with /, ./, ../ or ~, holds a backslash, or exists."""
-    return (name.startswith(("/", "./", "../", "~", ".\\")) or name in (".", "..") or "\\" in name
-            or Path(name).exists())
 
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,

@@ -7,11 +7,11 @@ runs on a CPU in seconds with deterministic weights.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from transformers import CLIPVisionConfig, LlamaConfig
-
-from stf_bench.args import parse_model_args  # (re-exported: presets are where users look)
+from stf_bench.args import parse_model_args
 from stf_bench.errors import StfBenchError
 
 # The public, fixed CLIP-L/336 vision config (openai/clip-vit-large-patch14-336), embedded: no download needed.
@@ -148,6 +148,8 @@ def split_overrides(overrides: dict) -> tuple[dict, dict]:
 
 def preset_config(name: str, **overrides):
     """The StfLlavaConfig of a preset with config overrides applied (k=, e=, mbtf_blocks=, ...)."""
+    from transformers import CLIPVisionConfig, LlamaConfig
+
     from stf_bench.models.modeling import StfLlavaConfig
 
     preset = get_preset(name)
@@ -163,3 +165,26 @@ def preset_config(name: str, **overrides):
         raise
     except (TypeError, ValueError) as exc:
         raise StfBenchError(f"invalid model arguments for {name}: {exc}") from None
+
+
+HUB_ID = r"[\w.-]+/[\w.-]+(/[\w./-]+)?"
+
+
+def check_model_name(name: str) -> None:
+    """Before any slow work: `name` is a preset, an existing checkpoint directory or a hub id, else one clear error."""
+    if name in PRESETS or re.fullmatch(HUB_ID, name) and not looks_like_path(name):
+        return
+    path = Path(name).expanduser()
+    if looks_like_path(name) and not path.exists():
+        raise StfBenchError(f"checkpoint directory {name} does not exist (a name with ./, ../, / or ~ is a local "
+                            f"path; presets: `stf-bench models`; hub ids look like owner/name)")
+    if path.is_file():
+        raise StfBenchError(f"{name} is a file; pass the checkpoint's directory")
+    if not path.is_dir():
+        get_preset(name)  # raises with the list of presets
+
+
+def looks_like_path(name: str) -> bool:
+    """A local path, never a preset or hub id: starts with /, ./, ../ or ~, holds a backslash, or exists."""
+    return (name.startswith(("/", "./", "../", "~", ".\\")) or name in (".", "..") or "\\" in name
+            or Path(name).exists())

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
+from stf_bench.args import parse_model_args
 from stf_bench.errors import StfBenchError
 from stf_bench.methods.options import add_method_arguments, merge_method_args
-from stf_bench.models import load_model, parse_model_args
-from stf_bench.profile.flops import CONVENTIONS, FlopsReport, paper_report, prefill_report
-from stf_bench.profile.flops_tables import flops_table, model_label
-from stf_bench.profile.prompts import add_data_arguments, describe_tokenizer, vqav2_requests
+from stf_bench.models.presets import check_model_name
+from stf_bench.profile.prompts import add_data_arguments
 from stf_bench.profile.render import FORMATS, render
 from stf_bench.profile.store import add_store_arguments, check_store_args, store_results
+
+if TYPE_CHECKING:  # torch, transformers and calflops load only once the arguments are checked
+    from stf_bench.profile.flops import FlopsReport
 
 CONVENTION_NOTES = {
     "paper": "paper convention: LLM backbone over the visual tokens only, no lm_head, eager attention, batch 1 "
@@ -27,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="preset name (stf-7b, llava-1.5-7b, ...) or checkpoint directory")
     parser.add_argument("--model-args", default="", help="config overrides, e.g. k=4,e=8")
     add_method_arguments(parser)
-    parser.add_argument("--convention", choices=CONVENTIONS, default="paper",
+    parser.add_argument("--convention", choices=list(CONVENTION_NOTES), default="paper",
                         help="paper: LLM over visual tokens only (the paper's column); prefill: the whole request")
     parser.add_argument("--table", choices=("2", "3", "5", "6"),
                         help="compute the TFLOPs column of this paper table, published values beside")
@@ -39,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def model_report(name: str, overrides: dict, convention: str, data: str = "samples",
                  data_dir: str | None = None) -> tuple[FlopsReport, str | None]:
     """Count one model; for `prefill`, on the first VQAv2-style request. Returns (report, prompts source)."""
+    from stf_bench.models.loading import load_model
+    from stf_bench.profile.flops import paper_report, prefill_report
+    from stf_bench.profile.flops_tables import model_label
+    from stf_bench.profile.prompts import describe_tokenizer, vqav2_requests
+
     model, processor = load_model(name, random_weights=True, device="meta", **overrides)
     label = model_label(name, overrides)
     if convention == "paper":
@@ -69,6 +77,8 @@ def _tokens(report: FlopsReport) -> str:
 
 def render_table(title: str, rows: list, fmt: str) -> str:
     """Computed `paper` TFLOPs beside the published column."""
+    from stf_bench.profile.flops_tables import model_label
+
     cells = []
     for row in rows:
         computed = f"{row.report.tflops:.3f}" if row.report else "no preset"
@@ -88,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     if args.table:
         if args.model or args.convention != "paper" or args.method:
             raise StfBenchError("--table computes the paper convention for the table's own rows; drop --model/--convention")
+        from stf_bench.profile.flops_tables import flops_table
+
         title, rows = flops_table(args.table)
         if args.format == "json":
             payload = {"table": args.table, "title": title, "convention": "paper",
@@ -101,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise StfBenchError("name a model with --model PRESET (see `stf-bench models`), or a paper table with --table")
+    check_model_name(args.model)
     overrides = merge_method_args(parse_model_args(args.model_args), args)
     report, source = model_report(args.model, overrides, args.convention, args.data, args.data_dir)
     payload = report.to_dict()

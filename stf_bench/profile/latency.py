@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
-from stf_bench.devices import check_fits, resolve_device, weights_bytes  # noqa: F401  (resolve_device re-exported)
+from stf_bench.devices import check_fits, weights_bytes
 from stf_bench.errors import StfBenchError
 from stf_bench.models import load_model
 from stf_bench.models.loading import parse_dtype

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from stf_bench.args import parse_model_args
+from stf_bench.devices import check_device_name, resolve_device
 from stf_bench.errors import StfBenchError
 from stf_bench.methods.options import add_method_arguments, merge_method_args
-from stf_bench.models import parse_model_args
-from stf_bench.profile.latency import DEFINITION, latency_report, load_subject, measure, resolve_device
-from stf_bench.profile.prompts import add_data_arguments, vqav2_requests
+from stf_bench.models.presets import check_model_name
+from stf_bench.profile.prompts import add_data_arguments
 from stf_bench.profile.render import FORMATS, render
 from stf_bench.profile.store import add_store_arguments, check_store_args, store_results
 
@@ -72,7 +73,7 @@ def render_report(report: dict, fmt: str) -> str:
         + ("; interleaved" if report["interleaved"] else "") + f"; clock: {report['clock']}",
         f"prompts: {report['prompts_source']}; tokenizer: {models[0]['tokenizer']}",
         f"memory: {models[0]['memory']['kind']}",
-        DEFINITION,
+        report["definition"],
         versions,
     ]
     return render(headers, rows, fmt, "Time to first token", notes)
@@ -80,13 +81,19 @@ def render_report(report: dict, fmt: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Check every input, load, time, then print; an error anywhere prints no table."""
-    device = resolve_device(args.device)
+    check_device_name(args.device)
     check_store_args(args)
     if args.batch_size < 1:
         raise StfBenchError(f"--batch-size must be at least 1 (got {args.batch_size})")
-    requests, source = vqav2_requests(args.batch_size, args.data, args.data_dir)
     specs = [(args.baseline, parse_model_args(args.baseline_args))] if args.baseline else []
     specs.append((args.model, merge_method_args(parse_model_args(args.model_args), args)))
+    for name, _ in specs:
+        check_model_name(name)
+    device = resolve_device(args.device)  # imports torch
+    from stf_bench.profile.latency import latency_report, load_subject, measure  # torch and transformers: now
+    from stf_bench.profile.prompts import vqav2_requests
+
+    requests, source = vqav2_requests(args.batch_size, args.data, args.data_dir)
     subjects = [load_subject(name, overrides, requests, device, args.dtype, args.random_weights)
                 for name, overrides in specs]
     if len(subjects) == 2 and subjects[0].label == subjects[1].label:

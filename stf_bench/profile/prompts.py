@@ -11,14 +11,15 @@ import argparse
 import io
 from dataclasses import dataclass
 from pathlib import Path
-
-import pyarrow.parquet as pq
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from stf_bench.errors import StfBenchError
 from stf_bench.eval.data_sources import locate
 from stf_bench.eval.llava_protocol import vqav2_doc_to_text
 from stf_bench.eval.prompts import vicuna_v1
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 TASK = "vqav2_val"
 
@@ -34,6 +35,8 @@ class Request:
 
 def _first_rows(files: list[str], n: int) -> list[dict]:
     """Up to `n` rows (question, image) from the first parquet files, without reading the rest."""
+    import pyarrow.parquet as pq
+
     rows: list[dict] = []
     for path in files:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=n, columns=["question", "image"]):
@@ -45,6 +48,8 @@ def _first_rows(files: list[str], n: int) -> list[dict]:
 
 def vqav2_requests(n: int, data: str = "samples", data_dir: str | Path | None = None) -> tuple[list[Request], str]:
     """`n` requests from the first VQAv2 rows (repeated in order when there are fewer) and where they come from."""
+    from PIL import Image
+
     files = locate([TASK], data, data_dir)[TASK].files
     rows = _first_rows(files, n)
     if not rows:

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from stf_bench import load_model
+from stf_bench.args import parse_model_args
 from stf_bench.cli import main
 from stf_bench.errors import StfBenchError
-from stf_bench.models.presets import PRESETS, parse_model_args
+from stf_bench.models.presets import PRESETS
 
 FULL = [name for name, p in PRESETS.items() if not p.tiny]
 

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from stf_bench import devices
 from stf_bench.cli import main
 from stf_bench.errors import StfBenchError
 from stf_bench.profile import latency
@@ -29,8 +30,8 @@ def test_summarize_per_batch_and_per_sample() -> None:
 def test_cuda_without_gpu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(StfBenchError, match="sees no CUDA GPU.*--device cpu"):
-        latency.resolve_device("cuda")
-    assert latency.resolve_device(None).type == "cpu"
+        devices.resolve_device("cuda")
+    assert devices.resolve_device(None).type == "cpu"
 
 
 def test_runs_are_interleaved_abba(monkeypatch: pytest.MonkeyPatch) -> None:

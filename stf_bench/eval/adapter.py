@@ -165,6 +165,12 @@ class _RowStops(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+class RunBar(tqdm):
+    """The run's one progress bar: `runner.progress_bars` silences every other tqdm bar while a run goes on."""
+
+    run_bar = True
+
+
 class StfBenchLmms(lmms):
     """lmms-eval model for every stf-bench preset or checkpoint; vicuna_v1 prompts, greedy by default."""
 
@@ -323,7 +329,7 @@ class StfBenchLmms(lmms):
                 and plain_greedy(self.model.generation_config))
 
     def _progress(self, total: int, done: int, desc: str) -> tqdm:
-        return tqdm(total=total, initial=done, desc=desc, disable=(self.rank != 0 or not self.show_progress),
+        return RunBar(total=total, initial=done, desc=desc, disable=(self.rank != 0 or not self.show_progress),
                     dynamic_ncols=True, file=None)
 
     def _inputs(self, prompts: list[str], images: list[Image.Image]) -> dict:
@@ -552,7 +558,7 @@ class StfBenchLmms(lmms):
     def generate_until_multi_round(self, requests: list[Instance]) -> list[list[str]]:
         """Rounds per request until the task's doc_to_text signals the end; returns every round's answer."""
         results = []
-        for req in tqdm(requests, desc="stf-bench multi-round", disable=self.rank != 0 or not self.show_progress):
+        for req in RunBar(requests, desc="stf-bench multi-round", disable=self.rank != 0 or not self.show_progress):
             ctx, gen_kwargs, doc_to_visual, doc_to_text, doc_id, task, split = req.args
             doc_fn = self._doc_fn(task, split, doc_id)
             gen = dict(gen_kwargs or {})

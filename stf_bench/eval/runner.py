@@ -214,17 +214,16 @@ def _save(tracker, results: dict, samples: dict, datetime_str: str, output_dir: 
 
 @contextlib.contextmanager
 def progress_bars(enabled: bool) -> Iterator[None]:
-    """With `enabled` False, every tqdm bar made meanwhile is disabled: lmms-eval's, datasets' and ours
-    (`--no-progress`). They all derive from tqdm.std.tqdm, so its constructor is the one place to switch them off."""
-    if enabled:
-        yield
-        return
+    """One progress bar per run: while the block runs, every tqdm bar is disabled (lmms-eval's per-task build and
+    postprocessing bars, datasets') except the adapter's own (a class with `run_bar = True`), and with `enabled`
+    False (`--no-progress`) that one too. They all derive from tqdm.std.tqdm, so its constructor is the one place."""
     import tqdm.std
 
     original = tqdm.std.tqdm.__init__
 
     def quiet_init(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["disable"] = True
+        if not (enabled and getattr(type(self), "run_bar", False)):
+            kwargs["disable"] = True
         original(self, *args, **kwargs)
 
     tqdm.std.tqdm.__init__ = quiet_init

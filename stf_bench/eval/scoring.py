@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import math
 import re
 import statistics
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from stf_bench.compat import reset_ocrbench_totals
 
@@ -202,13 +203,6 @@ def pope_accuracy(items: list[dict]) -> float:
 # ---------------------------------------------------------------- MMBench (circular)
 
 
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """lmms-eval's MMBench evaluator prints tables; keep stdout clean for `--format json`."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
-
-
 # MMBench's judge-free answer matching: VLMEvalKit's exact-matching path (`can_infer` in vlmeval/utils/matching_util.py,
 # circular grouping in vlmeval/dataset/utils/multiple_choice.py), written from open-compass/VLMEvalKit @
 # aca64dbb3113ebf09683e379c65fb8b5107cba3f, the last commit before the 2025-08 rule change (c3371551: the letter must
@@ -280,9 +274,10 @@ def mmbench_circular(items: list[dict]) -> float:
     return statistics.mean(float(h) for h in hits.values()) if hits else float("nan")
 
 
-def lmms_mmbench_circular(items: list[dict], eval_method: str = "static") -> float:
+def lmms_mmbench_circular(items: list[dict], eval_method: str = "static", benchmark: str = "mmbench") -> float:
     """lmms-eval's MMBench evaluator (fraction): MMBench's matching, then (static) lmms-eval's MCQ extractor, or
-    (openai) the GPT judge. Used by the lmms-eval protocol and, when asked for, the judge."""
+    (openai) the GPT judge. Used by the lmms-eval protocol and, when asked for, the judge. The evaluator's own
+    per-category printout (headed the same for EN and CN) is replaced by one block on stderr naming `benchmark`."""
     if not items:
         return float("nan")
     if eval_method == "static":
@@ -291,14 +286,36 @@ def lmms_mmbench_circular(items: list[dict], eval_method: str = "static") -> flo
         evaluator = MMBench_Evaluator(sys_prompt=MMBENCH_SYS_PROMPT)
     else:  # the GPT judge, only when the user asked for it (needs OPENAI_API_KEY)
         from lmms_eval.tasks.mmbench.en_utils import mmbench_evaluator as evaluator
-    with _stdout_to_stderr():
-        overall, _, _ = evaluator.eval_result(list(items), eval_method=eval_method)
+    with contextlib.redirect_stdout(io.StringIO()):  # stdout stays clean for `--format json`
+        overall, category, l2_category = evaluator.eval_result(list(items), eval_method=eval_method)
+    print(mmbench_category_block(benchmark, eval_method, category, l2_category), file=sys.stderr)
     return float(overall)
 
 
-def mmbench_circular_judge(items: list[dict]) -> float:
-    """MMBench circular accuracy with the GPT judge for unparsable answers: only when the user asks for it."""
-    return lmms_mmbench_circular(items, "openai")
+def mmbench_category_block(benchmark: str, eval_method: str, category: dict, l2_category: dict) -> str:
+    """The per-category accuracies (fractions, as lmms-eval returns them) as one block headed by the benchmark."""
+    lines = [f"{benchmark}: accuracy by category (lmms-eval's MMBench evaluator, {eval_method} matching)"]
+    for title, values in (("category", category), ("L2 category", l2_category)):
+        lines.append(f"  {title}:")
+        lines += [f"    {name}: {100.0 * value:.1f}%" for name, value in sorted(values.items())]
+    return "\n".join(lines)
+
+
+def lmms_mmbench_static_for(benchmark: str) -> Callable[..., float]:
+    """lmms-eval's MMBench dev aggregate for `benchmark` with eval_method='static' (no GPT judge), x100 as
+    lmms-eval reports it."""
+    def lmms_mmbench_static(results: list[dict], args=None) -> float:
+        return 100.0 * lmms_mmbench_circular(results, "static", benchmark)
+
+    return lmms_mmbench_static
+
+
+def mmbench_circular_judge_for(benchmark: str) -> Callable[[list[dict]], float]:
+    """MMBench circular accuracy of `benchmark` with the GPT judge for unparsable answers: only when asked for."""
+    def mmbench_circular_judge(items: list[dict]) -> float:
+        return lmms_mmbench_circular(items, "openai", benchmark)
+
+    return mmbench_circular_judge
 
 
 def mmbench_item(doc: dict, prediction: str) -> dict:
@@ -340,8 +357,3 @@ def lmms_ocrbench_aggregate(results: list[dict], args=None) -> float:
 
     reset_ocrbench_totals()
     return ocr.ocrbench_aggregate_accuracy(results, args)
-
-
-def lmms_mmbench_static(results: list[dict], args=None) -> float:
-    """lmms-eval's MMBench dev aggregate with eval_method='static' (no GPT judge), x100 as lmms-eval reports it."""
-    return 100.0 * lmms_mmbench_circular(results, "static")

@@ -117,10 +117,10 @@ def _spec(benchmark: str, protocol: str, files: DataFiles, judge: bool) -> dict:
     if benchmark.startswith("mmbench"):
         spec["process_docs"] = data_sources.mmbench_int_index
         if protocol == "lmms-eval" and not judge:
-            spec["metric_list"] = [{"metric": "gpt_eval_score", "aggregation": scoring.lmms_mmbench_static,
+            spec["metric_list"] = [{"metric": "gpt_eval_score", "aggregation": scoring.lmms_mmbench_static_for(benchmark),
                                     "higher_is_better": True}]
         elif protocol == "llava" and judge:
-            spec["metric_list"] = [{"metric": "circular_accuracy", "aggregation": scoring.mmbench_circular_judge,
+            spec["metric_list"] = [{"metric": "circular_accuracy", "aggregation": scoring.mmbench_circular_judge_for(benchmark),
                                     "higher_is_better": True}]
     return spec
 

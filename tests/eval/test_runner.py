@@ -117,6 +117,10 @@ def test_no_progress_silences_lmms_evals_bars_too(tmp_path, lm, tiny_tasks, capf
     err = capfd.readouterr().err
     assert outcome.rows == {"stfb_tiny_a": 6, "stfb_tiny_b": 6}
     assert ("it/s]" in err) == show, err[-2000:]
+    if show:  # one bar for the run (the adapter's), not lmms-eval's build and postprocessing bars per task
+        labels = {line.split("|")[0].rsplit(":", 1)[0].strip() for line in err.replace("\r", "\n").splitlines()
+                  if "it/s]" in line}
+        assert labels == {"stf-bench generate"}, labels
 
 
 def test_saving_results_never_copies_the_weights(tmp_path, lm, tiny_tasks, monkeypatch):

@@ -385,7 +385,20 @@ def test_lmms_mmbench_static_equals_lmms_evals_evaluator():
     q = _mmbench_rows(1, ["a", "b", "c", "d"], "c") + _mmbench_rows(2, ["x", "y"], "y")
     items = _answer_all(q[:4], wrong_at={3}) + _answer_all(q[4:])
     expected, _, _ = MMBench_Evaluator(sys_prompt="There are several options:").eval_result(items, "static")
-    assert scoring.lmms_mmbench_static(items) == pytest.approx(100 * expected) == pytest.approx(50.0)
+    assert scoring.lmms_mmbench_static_for("mmbench_en_dev")(items) == pytest.approx(100 * expected) == pytest.approx(50.0)
+
+
+def test_mmbench_category_block_names_the_benchmark_and_prints_once(capsys):
+    """lmms-eval's evaluator prints "Category Acc. (dev):" for EN and CN alike: one block per call instead, on stderr,
+    headed by the benchmark, nothing on stdout (`--format json`)."""
+    q = _mmbench_rows(1, ["a", "b", "c", "d"], "c") + _mmbench_rows(2, ["x", "y"], "y")
+    items = _answer_all(q[:4], wrong_at={3}) + _answer_all(q[4:])
+    for name in ("mmbench_en_dev", "mmbench_cn_dev"):
+        scoring.lmms_mmbench_static_for(name)(items)
+    out, err = capsys.readouterr()
+    assert out == "" and "Category Acc." not in err
+    assert [line.split(":")[0] for line in err.splitlines() if not line.startswith(" ")] == [
+        "mmbench_en_dev", "mmbench_cn_dev"]
 
 
 def test_empty_inputs_do_not_pretend_to_score():

@@ -137,7 +137,7 @@ def test_lmms_eval_protocol_keeps_lmms_evals_functions(cache_env):
                 continue
             assert "lmms_eval/tasks/" in f.__code__.co_filename, (name, fn)
     agg = {n: {m["metric"]: m["aggregation"] for m in task_dict[n].config.metric_list} for n in task_dict}
-    assert agg["mmbench_en_dev"]["gpt_eval_score"].__name__ == "lmms_mmbench_static"  # no judge
+    assert agg["mmbench_en_dev"]["gpt_eval_score"].__qualname__.startswith("lmms_mmbench_static_for")  # no judge
     assert agg["ocrbench"]["ocrbench_accuracy"].__name__ == "lmms_ocrbench_aggregate"  # reset global total
     assert agg["pope"]["pope_f1_score"].__module__ == "utils"  # lmms-eval's pope utils, loaded by path
 

@@ -4,11 +4,11 @@ __version__ = "0.1.0"
 
 
 def load_model(*args, **kwargs):
-    """`stf_bench.models.load_model`, imported lazily so that `import stf_bench` stays cheap."""
+    """Build or load a model of the family and its processor: `stf_bench.models.loading.load_model`, imported on
+    first call so that `import stf_bench` stays cheap."""
     from stf_bench.models.loading import load_model as _load_model
 
     return _load_model(*args, **kwargs)
 
 
-load_model.__doc__ = "Build or load a model of the family and its processor: see stf_bench.models.loading.load_model."
 __all__ = ["load_model", "__version__"]

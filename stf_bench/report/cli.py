@@ -85,15 +85,21 @@ def run(args: argparse.Namespace) -> int:
     out: Path = writable_dir(args.output_dir)
     written: list[Path] = []
     footer = provenance(resolve_db_path(args.db) if store is not None else None)
+    figures: dict[str, list[tuple[str, bytes]]] = {}  # table id -> its plots, for the HTML pages
+    if not args.no_plots:
+        from stf_bench.report.plots import PLOT_TABLE, write_plots
+
+        plots = write_plots(plot_tables, published.benchmarks, out / "plots")
+        written += plots
+        for p in plots:
+            if p.suffix == ".svg":
+                figures.setdefault(PLOT_TABLE[p.stem], []).append((p.stem, p.read_bytes()))
     for f in fmts:
         for t in tables:
-            written.append(_write(out / f"table_{t.id}.{EXTENSIONS[f]}", render([t], f, footer)))
+            written.append(_write(out / f"table_{t.id}.{EXTENSIONS[f]}", render([t], f, footer, figures.get(t.id))))
         if len(tables) > 1:
-            written.append(_write(out / f"report.{EXTENSIONS[f]}", render(tables, f, footer)))
-    if not args.no_plots:
-        from stf_bench.report.plots import write_plots
-
-        written += write_plots(plot_tables, published.benchmarks, out / "plots")
+            every = [fig for t in tables for fig in figures.get(t.id, [])]
+            written.append(_write(out / f"report.{EXTENSIONS[f]}", render(tables, f, footer, every)))
     log = sys.stdout
     if args.stdout and len(fmts) == 1:
         print(render(tables, fmts[0]))

@@ -180,6 +180,10 @@ def latency_vs_tokens(table9: Table, out_dir: Path) -> list[Path]:
     return _save(fig, out_dir, "latency_vs_tokens")
 
 
+# which table each plot is drawn from (the HTML page of that table embeds it)
+PLOT_TABLE = {"accuracy_vs_tflops": "2", "deltas_to_llava": "2", "latency_vs_tokens": "9"}
+
+
 def write_plots(tables: dict[str, Table], benchmarks: list[str], out_dir: Path) -> list[Path]:
     """Every plot whose table was built; returns the files written."""
     paths: list[Path] = []

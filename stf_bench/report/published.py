@@ -32,10 +32,6 @@ class PublishedRow:
     sources: dict[str, str]
     match: dict = field(default_factory=dict)
 
-    def dashes(self) -> list[str]:
-        """Columns the paper prints as '-'."""
-        return [c for c, v in self.cells.items() if v is None]
-
 
 @dataclass(frozen=True)
 class TableSpec:

@@ -8,6 +8,7 @@ per accuracy column in bold and the second best underlined, as the paper does. H
 
 from __future__ import annotations
 
+import base64
 import csv
 import html
 import io
@@ -186,9 +187,11 @@ def html_header(column: str) -> str:
     return html.escape(base) + (f"<sup>{html.escape(sup)}</sup>" if sep else "")
 
 
-def to_html(tables: list[Table], footer: dict[str, str | None] | None = None) -> str:
+def to_html(tables: list[Table], footer: dict[str, str | None] | None = None,
+            figures: list[tuple[str, bytes]] | None = None) -> str:
     """A standalone HTML page; every string that came from a model or a file is escaped. `footer`: what the
-    page was made with and from (stf-bench version, commit, date, store), printed at its end."""
+    page was made with and from (stf-bench version, commit, date, store), printed at its end. `figures`:
+    (name, SVG bytes) of the plots, embedded as data: URIs so that the page needs no other file."""
     e = html.escape
     body = []
     for t in tables:
@@ -217,9 +220,17 @@ def to_html(tables: list[Table], footer: dict[str, str | None] | None = None) ->
                 body.append(f'<tr class="difference"><td>Δ vs {e(r.compared_to or "")}</td><td>difference</td>'
                             + "".join(f"<td>{e(delta_text(r.cells[c], c))}</td>" for c in t.columns) + "</tr>")
         body.append(f'</tbody></table><p class="legend">{e(LEGEND)}</p>')
+    body += [_html_figure(name, svg) for name, svg in figures or []]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>stf-bench report</title>"
             f"<style>{HTML_STYLE}</style></head><body>\n<h1>stf-bench report</h1>\n" + "\n".join(body)
             + "\n" + _html_footer(footer) + "</body></html>\n")
+
+
+def _html_figure(name: str, svg: bytes) -> str:
+    """One plot as an `<img>` with its SVG inlined as base64 (an `<img>` never runs what an SVG might carry)."""
+    data = base64.b64encode(svg).decode("ascii")
+    return (f'<figure><img alt="{html.escape(name)}" src="data:image/svg+xml;base64,{data}">'
+            f"<figcaption>{html.escape(name)}</figcaption></figure>")
 
 
 def _html_footer(footer: dict[str, str | None] | None) -> str:
@@ -298,10 +309,11 @@ def to_json(tables: list[Table]) -> str:
 RENDERERS = {"md": to_markdown, "latex": to_latex, "html": to_html, "csv": to_csv, "json": to_json}
 
 
-def render(tables: list[Table], fmt_name: str, footer: dict[str, str | None] | None = None) -> str:
-    """Render `tables` in one of FORMATS; `footer` (provenance) goes into the HTML page."""
+def render(tables: list[Table], fmt_name: str, footer: dict[str, str | None] | None = None,
+           figures: list[tuple[str, bytes]] | None = None) -> str:
+    """Render `tables` in one of FORMATS; `footer` (provenance) and `figures` (plots) go into the HTML page."""
     if fmt_name == "html":
-        return to_html(tables, footer)
+        return to_html(tables, footer, figures)
     return RENDERERS[fmt_name](tables)
 
 

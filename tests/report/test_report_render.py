@@ -122,6 +122,24 @@ def test_html_superscripts_one_line_cis_and_a_provenance_footer(tmp_path, capsys
     assert "stf-bench 0." in footer and "commit " in footer and "date 20" in footer and "store none" in footer
 
 
+def test_html_pages_embed_their_plots_and_need_no_other_file(tmp_path, capsys):
+    import base64
+    import re
+
+    assert main(["report", "--db", str(tmp_path / "none.sqlite"), "--output-dir", str(tmp_path / "o"),
+                 "--table", "2,9", "--format", "html"]) == 0
+    capsys.readouterr()
+    expected = {"report.html": {"accuracy_vs_tflops", "deltas_to_llava", "latency_vs_tokens"},
+                "table_2.html": {"accuracy_vs_tflops", "deltas_to_llava"}, "table_9.html": {"latency_vs_tokens"}}
+    for name, plots in expected.items():
+        page = (tmp_path / "o" / name).read_text()
+        images = re.findall(r'<img alt="([^"]+)" src="data:image/svg\+xml;base64,([^"]+)">', page)
+        assert {alt for alt, _ in images} == plots, name
+        for alt, data in images:  # the plot itself, not a link to plots/*.svg
+            assert base64.b64decode(data) == (tmp_path / "o" / "plots" / f"{alt}.svg").read_bytes()
+        assert "plots/" not in page
+
+
 def test_latex_shows_the_cis_docs_report_md_promises():
     from stf_bench.report.render import to_latex
     from stf_bench.report.tables import Cell, Row, Table

@@ -14,13 +14,10 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stf_bench.args import parse_model_args as _parse_model_args
 from stf_bench.errors import StfBenchError
-
-if TYPE_CHECKING:
-    from stf_bench.store.db import RecordResult, Store
 
 RESULTS_SUFFIX = "_results.json"
 SAMPLES_INFIX = "_samples_"
@@ -378,10 +375,3 @@ def parse_paths(paths: list[str | Path], *, model: str | None = None, model_args
         else:
             raise StfBenchError(f"{p}: no such file or folder")
     return out
-
-
-def ingest_paths(store: Store, paths: list[str | Path], *, model: str | None = None, model_args: str | None = None,
-                 protocol: str | None = None, checkpoint_fingerprint: str | None = None) -> list[RecordResult]:
-    """Validate everything first, then record it all in one transaction (all or nothing)."""
-    parsed = parse_paths(paths, model=model, model_args=model_args)
-    return store.add_parsed(parsed, protocol=protocol, checkpoint_fingerprint=checkpoint_fingerprint)

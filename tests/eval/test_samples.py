@@ -14,8 +14,9 @@ from datasets import Features, Image
 from PIL import Image as PILImage
 
 from stf_bench.eval import samples
-from stf_bench.eval.data_sources import SOURCES, local_files
+from stf_bench.eval.data_sources import local_files
 from stf_bench.eval.llava_protocol import target
+from stf_bench.eval.sources import SOURCES
 from stf_bench.eval.tasks import ALL_TASKS
 
 # docs/facts.md section 3: the columns of each real dataset

@@ -12,7 +12,7 @@ from PIL import Image
 
 from stf_bench.errors import StfBenchError
 from stf_bench.eval import data_sources, samples, tasks
-from stf_bench.eval.data_sources import SOURCES
+from stf_bench.eval.sources import SOURCES
 
 ROWS = {"gqa": 24, "scienceqa_img": 20, "textvqa_val": 20, "pope": 36, "mmbench_en_dev": 36, "mmbench_cn_dev": 36,
         "vqav2_val": 20, "vizwiz_vqa_val": 20, "ocrbench": 20, "chartqa": 20}

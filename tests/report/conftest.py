@@ -28,8 +28,7 @@ def db_path(tmp_path) -> Path:
 def filled_store(db_path, lmms_out):
     """oracle-b as ingested from its folder; oracle-a's files recorded as the tiny STF preset (to test placement by
     preset); FLOPs and latency rows as `stf-bench flops`/`latency` write them."""
-    from stf_bench.store.db import open_store
-    from stf_bench.store.ingest import ingest_paths
+    from stf_bench.store.db import ingest_paths, open_store
 
     with open_store(db_path) as store:
         ingest_paths(store, [lmms_out / "oracle-b"])

@@ -10,8 +10,7 @@ from conftest import results_file
 from stf_bench.cli import main
 from stf_bench.errors import StfBenchError
 from stf_bench.report.compare_cli import compare
-from stf_bench.store.db import open_store
-from stf_bench.store.ingest import ingest_paths
+from stf_bench.store.db import ingest_paths, open_store
 
 
 @pytest.fixture

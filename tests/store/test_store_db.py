@@ -76,7 +76,7 @@ WRITER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     from stf_bench.store.db import open_store
-    from stf_bench.store.ingest import ingest_paths
+    from stf_bench.store.db import ingest_paths
     db, tag, go, lmms_out = sys.argv[1:5]
     while not Path(go).exists():
         time.sleep(0.01)

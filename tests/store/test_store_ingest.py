@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from stf_bench.errors import StfBenchError
-from stf_bench.store.ingest import ingest_paths, parse_paths, split_metric_key
+from stf_bench.store.db import ingest_paths
+from stf_bench.store.ingest import parse_paths, split_metric_key
 
 
 def _results(lmms_out: Path, model: str) -> Path:

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from stf_bench.eval.render import COLORS, SHAPES, Shape, bar_chart, png_bytes, shape_scene, text_image
+from stf_bench.eval.drawing import COLORS, SHAPES, Shape, bar_chart, png_bytes, shape_scene, text_image
 from stf_bench.eval.sources import SOURCES
 
 SAMPLES_VERSION = 1

@@ -10,8 +10,8 @@ from stf_bench.args import parse_model_args
 from stf_bench.errors import StfBenchError
 from stf_bench.methods.options import add_method_arguments, merge_method_args
 from stf_bench.models.presets import check_model_name
+from stf_bench.profile.formatting import FORMATS, render
 from stf_bench.profile.prompts import add_data_arguments
-from stf_bench.profile.render import FORMATS, render
 from stf_bench.profile.store import add_store_arguments, check_store_args, store_results
 
 if TYPE_CHECKING:  # torch, transformers and calflops load only once the arguments are checked

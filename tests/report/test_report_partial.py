@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stf_bench.cli import main
-from stf_bench.report.render import ranks
+from stf_bench.report.formats import ranks
 from stf_bench.report.tables import Table
 from stf_bench.store.db import open_store
 

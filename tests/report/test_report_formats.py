@@ -10,8 +10,8 @@ import pytest
 from conftest import results_file
 
 from stf_bench.cli import main
+from stf_bench.report.formats import EXTENSIONS, FORMATS, render, to_latex
 from stf_bench.report.published import load_published
-from stf_bench.report.render import EXTENSIONS, FORMATS, render, to_latex
 from stf_bench.report.tables import build_tables
 
 TABLES = ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "zoo"]
@@ -100,7 +100,7 @@ def test_report_bad_options(tmp_path, capsys, args, message):
                                         {"data": "hub", "preset": "stf-tiny", "llm": "vicuna-tiny"},
                                         {"data": "hub", "preset": "stf-7b", "partial": True}])
 def test_sample_data_tiny_presets_and_partial_runs_are_never_ranked(attributes):
-    from stf_bench.report.render import ranks
+    from stf_bench.report.formats import ranks
     from stf_bench.report.tables import Cell, Row, Table
 
     real = Row("stf-7b [llava]", "reproduced", {"GQA": Cell(50.0)}, attributes={"data": "hub", "preset": "stf-7b"})
@@ -141,7 +141,7 @@ def test_html_pages_embed_their_plots_and_need_no_other_file(tmp_path, capsys):
 
 
 def test_latex_shows_the_cis_docs_report_md_promises():
-    from stf_bench.report.render import to_latex
+    from stf_bench.report.formats import to_latex
     from stf_bench.report.tables import Cell, Row, Table
 
     row = Row("stf-7b [llava]", "reproduced", {"GQA": Cell(61.234, ci=(60.1, 62.3))})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from stf_bench.errors import StfBenchError, writable_dir
+from stf_bench.errors import writable_dir
 
 HOOKS_MODULE = "stf_bench_data"
 HOOKS = {"gqa": "gqa_process_docs", "mmbench_en_dev": "mmbench_process_docs", "mmbench_cn_dev": "mmbench_process_docs"}
@@ -47,6 +47,7 @@ def write_task_files(out_dir: Path, benchmarks: list[str], data: str = "samples"
                      data_dir: str | None = None) -> list[Path]:
     """Write one task file per benchmark (and the hooks module) into `out_dir`; returns the task files."""
     from stf_bench.eval.data_sources import locate
+    from stf_bench.eval.tasks import lmms_name
 
     files = locate(benchmarks, data, data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,7 @@ def write_task_files(out_dir: Path, benchmarks: list[str], data: str = "samples"
     (out_dir / f"{HOOKS_MODULE}.py").write_text(hooks_source(gqa_images))
     written = []
     for benchmark in benchmarks:
-        path = out_dir / f"stf_{benchmark}.yaml"
+        path = out_dir / f"{lmms_name(benchmark, 'llava')}.yaml"
         path.write_text(task_yaml(benchmark, files[benchmark].data_files()))
         written.append(path)
     return written
@@ -71,12 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the files, then say how lmms-eval finds them."""
-    from stf_bench.eval.tasks import TASKS_DIR, expand_tasks
+    from stf_bench.eval.tasks import check_task_files, expand_tasks
 
     benchmarks = expand_tasks(args.tasks)
-    if not (TASKS_DIR / "utils.py").is_file():
-        raise StfBenchError(f"the project's task files are missing ({TASKS_DIR}); install stf-bench from a source "
-                            f"checkout (pip install -e .)")
+    check_task_files()
     out_dir = writable_dir(args.out_dir, "DIR")
     written = write_task_files(out_dir, benchmarks, args.data, args.data_dir)
     names = ",".join(p.stem for p in written)

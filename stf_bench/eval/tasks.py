@@ -142,15 +142,21 @@ def resolve(tasks: list[str], protocol: str, data: str = "samples", data_dir: Pa
     if judge and not os.environ.get("OPENAI_API_KEY"):
         raise StfBenchError("the MMBench judge needs OPENAI_API_KEY (and optionally OPENAI_API_URL, MODEL_VERSION); "
                             "set them, or run without the judge (MMBench's own answer-matching rules only)")
-    if protocol == "llava" and not (TASKS_DIR / "utils.py").is_file():
-        raise StfBenchError(f"the llava protocol's task files are missing ({TASKS_DIR}); install stf-bench from a "
-                            f"source checkout (pip install -e .) or use --protocol lmms-eval")
+    if protocol == "llava":
+        check_task_files("or use --protocol lmms-eval")
     files = locate(list(tasks), data, data_dir)
     return TaskSetup(
         task_manager=_task_manager(tuple(tasks), protocol),
         task_specs=[_spec(t, protocol, files[t], judge) for t in tasks],
         lmms_names={t: lmms_name(t, protocol) for t in tasks},
     )
+
+
+def check_task_files(alternative: str = "") -> None:
+    """The project's own task files (the llava protocol's) are installed, else one error saying how to get them."""
+    if not (TASKS_DIR / "utils.py").is_file():
+        raise StfBenchError(f"the llava protocol's task files are missing ({TASKS_DIR}); install stf-bench from a "
+                            f"source checkout (pip install -e .){' ' + alternative if alternative else ''}")
 
 
 def _task_manager(tasks: tuple[str, ...], protocol: str):

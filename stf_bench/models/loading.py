@@ -27,11 +27,10 @@ from stf_bench.errors import StfBenchError
 from stf_bench.models.modeling import StfLlavaConfig, StfLlavaForConditionalGeneration
 from stf_bench.models.presets import (
     CLIP_L_336,
-    HUB_ID,
     LLM_TOKENIZERS,
     PRESETS,
+    check_model_name,
     get_preset,
-    looks_like_path,
     preset_config,
     split_overrides,
 )
@@ -56,6 +55,7 @@ def load_model(name_or_path: str | os.PathLike, *, random_weights: bool = False,
     device = torch.device(device or "cpu")
     dtype = parse_dtype(dtype, device)
     config_overrides, options = split_overrides(overrides)
+    check_model_name(name)  # an unknown preset, a missing path or a file: one clear error
     if name in PRESETS:
         preset = get_preset(name)
         if preset.tiny or random_weights:
@@ -72,21 +72,12 @@ def load_model(name_or_path: str | os.PathLike, *, random_weights: bool = False,
             preset_config(name, **config_overrides)  # an impossible k/e is named before any download
             model, processor = load_checkpoint(fetch(preset.weights), device=device, dtype=dtype, options=options,
                                                config_overrides=config_overrides)
-    elif looks_like_path(name) and not Path(name).expanduser().exists():
-        raise StfBenchError(f"checkpoint directory {name} does not exist (a name with ./, ../, / or ~ is a local "
-                            f"path; presets: `stf-bench models`; hub ids look like owner/name)")
     elif Path(name).expanduser().is_dir():
-        name = str(Path(name).expanduser())
-        model, processor = load_checkpoint(Path(name), device=device, dtype=dtype, options=options,
+        model, processor = load_checkpoint(Path(name).expanduser(), device=device, dtype=dtype, options=options,
                                            config_overrides=config_overrides)
-    elif Path(name).exists():
-        raise StfBenchError(f"{name} is a file; pass the checkpoint's directory (a stage-1 projector file goes in "
-                            f"projector_weights=..., with a preset such as stf-7b)")
-    elif re.fullmatch(HUB_ID, name):
+    else:  # a hub id: check_model_name lets nothing else through
         model, processor = load_checkpoint(fetch(name), device=device, dtype=dtype, options=options,
                                            config_overrides=config_overrides)
-    else:
-        get_preset(name)  # raises with the list of presets
     if options.get("projector_weights"):
         load_projector_weights(model, options["projector_weights"])
     model.eval()

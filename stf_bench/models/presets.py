@@ -179,7 +179,8 @@ def check_model_name(name: str) -> None:
         raise StfBenchError(f"checkpoint directory {name} does not exist (a name with ./, ../, / or ~ is a local "
                             f"path; presets: `stf-bench models`; hub ids look like owner/name)")
     if path.is_file():
-        raise StfBenchError(f"{name} is a file; pass the checkpoint's directory")
+        raise StfBenchError(f"{name} is a file; pass the checkpoint's directory (a stage-1 projector file goes in "
+                            f"projector_weights=..., with a preset such as stf-7b)")
     if not path.is_dir():
         get_preset(name)  # raises with the list of presets
 

@@ -540,12 +540,13 @@ def device_name(device: Any) -> str | None:
     return None if device is None else str(device)
 
 
-__all__ = ["Store", "open_store", "resolve_db_path", "default_db_path", "collect_environment", "RecordResult",
-           "RunRow", "ScoreRow", "SampleRow", "parse_model_args", "DB_ENV", "ingest_paths"]
-
-
 def ingest_paths(store: Store, paths: list[str | Path], *, model: str | None = None, model_args: str | None = None,
                  protocol: str | None = None, checkpoint_fingerprint: str | None = None) -> list[RecordResult]:
     """Validate everything first, then record it all in one transaction (all or nothing)."""
     parsed = parse_paths(paths, model=model, model_args=model_args)
     return store.add_parsed(parsed, protocol=protocol, checkpoint_fingerprint=checkpoint_fingerprint)
+
+
+__all__ = ["Store", "open_store", "resolve_db_path", "default_db_path", "collect_environment", "RecordResult",
+           "RunRow", "ScoreRow", "SampleRow", "parse_model_args", "DB_ENV", "ingest_paths"]
+

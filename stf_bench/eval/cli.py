@@ -16,6 +16,7 @@ import sys
 from stf_bench.errors import StfBenchError, writable_dir
 from stf_bench.methods.options import add_method_arguments, merge_method_args
 from stf_bench.store.cli import add_store_arguments
+from stf_bench.tabular import text_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,18 +75,15 @@ def metric_unit(metric: str) -> str:
 
 def format_table(outcome) -> str:
     """Plain-text table: benchmark, metric, value and its unit (paper units), rows scored, skipped rows."""
-    rows = [("benchmark", "metric", "value", "unit", "rows", "skipped")]
+    rows = []
     for task, metrics in outcome.headline.items():
         skipped = outcome.skipped_by_benchmark.get(task, 0)
         scored = outcome.rows.get(task)
         for metric, value in metrics.items():
             rows.append((task, metric, f"{value:.2f}", metric_unit(metric), "" if scored is None else str(scored),
                          str(skipped) if skipped else ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append(f"\nresults: {outcome.results_path}")
-    return "\n".join(lines)
+    table = text_table(["benchmark", "metric", "value", "unit", "rows", "skipped"], rows)
+    return f"{table}\n\nresults: {outcome.results_path}"
 
 
 def run(args: argparse.Namespace) -> int:

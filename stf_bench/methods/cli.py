@@ -7,6 +7,9 @@ import json
 import sys
 
 from stf_bench.methods.registry import list_methods
+from stf_bench.tabular import text_table
+
+COLUMNS = ["name", "acts_on", "text_conditioned", "trainable", "needs_attention", "params", "source"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +21,13 @@ def _params(declared: list[dict]) -> str:
     return ", ".join(f"{p['name']}={p['default']}" for p in declared) or "-"
 
 
+def format_table(rows: list[dict]) -> str:
+    """One line per method: its declarations, booleans in lower case, parameters as name=default."""
+    cells = [[_params(r[c]) if c == "params" else str(r[c]).lower() if isinstance(r[c], bool) else str(r[c])
+              for c in COLUMNS] for r in rows]
+    return text_table(COLUMNS, cells, rule=False)
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the registry; built-ins first, then those installed through the `stf_bench.methods` entry points."""
     rows = [method.describe() for method in list_methods()]
@@ -25,11 +35,5 @@ def run(args: argparse.Namespace) -> int:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    cols = ["name", "acts_on", "text_conditioned", "trainable", "needs_attention", "params", "source"]
-    cells = [[_params(r[c]) if c == "params" else str(r[c]).lower() if isinstance(r[c], bool) else str(r[c])
-              for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    print(format_table(rows))
     return 0

@@ -1,4 +1,4 @@
-"""`stf-bench models`: the preset registry as a table or JSON (counts computed on the `meta` device)."""
+"""`stf-bench models`: the preset registry as a table or JSON (the facts: `stf_bench.models.summary`)."""
 
 from __future__ import annotations
 
@@ -8,29 +8,9 @@ import sys
 
 from stf_bench.args import parse_model_args
 from stf_bench.models.presets import list_presets
+from stf_bench.tabular import text_table
 
-
-def describe(name: str, **overrides) -> dict:
-    """One preset's facts, computed from the model built on `meta` (nothing allocated)."""
-    from stf_bench.models.loading import load_model
-    from stf_bench.models.presets import get_preset
-
-    preset = get_preset(name)
-    model, _ = load_model(name, random_weights=True, device="meta", **overrides)
-    cfg = model.config
-    projector = cfg.projector_method
-    return {
-        "name": name,
-        "projector": projector.name,
-        "visual_tokens": model.num_visual_tokens,
-        "projector_params": model.projector_params(),
-        "llm": preset.llm,
-        "llm_params": sum(p.numel() for p in model.model.language_model.parameters()),
-        "vision_tower": preset.vision,
-        "projector_args": dict(projector.args),  # what the projector declares (k, e, mbtf_blocks, ...)
-        "weights": preset.weights or ("deterministic (seed 0), built offline" if preset.tiny else None),
-        "note": preset.note,
-    }
+COLUMNS = ["name", "projector", "visual_tokens", "projector_params", "llm", "vision_tower", "weights"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,17 +20,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="include the -tiny twins (default: yes)")
 
 
+def format_table(rows: list[dict]) -> str:
+    """The presets' main facts, one line each; counts with thousands separators, '-' for none."""
+    cells = [[f"{r[c]:,}" if isinstance(r[c], int) else str(r[c] or "-") for c in COLUMNS] for r in rows]
+    return text_table(COLUMNS, cells, rule=False)
+
+
 def run(args: argparse.Namespace) -> int:
+    from stf_bench.models.summary import describe
+
     overrides = parse_model_args(args.model_args)
     rows = [describe(p.name, **overrides) for p in list_presets() if args.tiny or not p.tiny]
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    cols = ["name", "projector", "visual_tokens", "projector_params", "llm", "vision_tower", "weights"]
-    cells = [[f"{r[c]:,}" if isinstance(r[c], int) else str(r[c] or "-") for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    print(format_table(rows))
     return 0

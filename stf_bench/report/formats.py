@@ -4,6 +4,9 @@ Published cells keep the paper's precision; reproduced cells get one more digit 
 reproduced row that has a published counterpart, a difference row gives reproduced - published and the verdict.
 '-' is the paper's "not reported"; '—' is a cell we have no reproduced score for. LaTeX and HTML mark the best value
 per accuracy column in bold and the second best underlined, as the paper does. HTML escapes every string.
+Markdown and LaTeX tables are laid out by tabulate (`stf_bench.tabular`); what a cell says is built here. The HTML
+table is built here too: its rows carry a class (reproduced, difference) and its cells a provenance title, which
+tabulate's HTML writer has no place for.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import math
 
 from stf_bench.report.tables import AVG, LATENCY, SAMPLE_DATA, SPEEDUP, STALE, TFLOPS, Cell, Row, Table
+from stf_bench.tabular import LEFT, RIGHT, latex_escape, latex_tabular, markdown_escape, markdown_table
 
 FORMATS = ("md", "latex", "html", "csv", "json")
 EXTENSIONS = {"md": "md", "latex": "tex", "html": "html", "csv": "csv", "json": "json"}
@@ -96,41 +100,32 @@ def ranks(table: Table) -> dict[tuple[int, str], str]:
 
 
 # ------------------------------------------------------------------------------------------------ markdown
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def _header(t: Table) -> list[str]:
+    return ["Method", "Source", *t.columns]
+
+
+def _align(t: Table) -> list[str]:
+    return [LEFT, LEFT] + [RIGHT] * len(t.columns)
 
 
 def to_markdown(tables: list[Table]) -> str:
-    """GitHub-flavoured Markdown, one section per table."""
+    """GitHub-flavoured Markdown, one section per table; every string escaped (`markdown_table`)."""
     parts = []
     for t in tables:
-        lines = [f"### Table {t.id}: {_md_escape(t.title)}", ""]
+        lines = [f"### Table {t.id}: {markdown_escape(t.title)}", ""]
         if t.note:
-            lines += [f"_{_md_escape(t.note)}_", ""]
-        lines.append("| Method | Source | " + " | ".join(_md_escape(c) for c in t.columns) + " |")
-        lines.append("|---|---|" + "---:|" * len(t.columns))
+            lines += [f"_{markdown_escape(t.note)}_", ""]
+        rows = []
         for r in t.rows:
-            cells = [_md_escape(cell_text(r.cells[c], c, r.source)) for c in t.columns]
-            lines.append(f"| {_md_escape(r.method)} | {r.source} | " + " | ".join(cells) + " |")
+            rows.append([r.method, r.source, *(cell_text(r.cells[c], c, r.source) for c in t.columns)])
             if _has_delta(r):
-                deltas = [_md_escape(delta_text(r.cells[c], c)) for c in t.columns]
-                lines.append(f"| Δ vs {_md_escape(r.compared_to or '')} | difference | " + " | ".join(deltas) + " |")
-        lines += ["", LEGEND, ""]
+                rows.append([f"Δ vs {r.compared_to or ''}", "difference", *(delta_text(r.cells[c], c) for c in t.columns)])
+        lines += [markdown_table(_header(t), rows, _align(t)), "", LEGEND, ""]
         parts.append("\n".join(lines))
     return "\n".join(parts)
 
 
 # ------------------------------------------------------------------------------------------------ LaTeX
-LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
-                  ">": r"\textgreater{}"}
-
-
-def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters in text from a model or a file."""
-    return "".join(LATEX_SPECIALS.get(ch, ch) for ch in text)
-
-
 def latex_column(column: str) -> str:
     """'VQA^T' -> 'VQA$^{T}$'; other names escaped."""
     if "^" in column:
@@ -139,34 +134,35 @@ def latex_column(column: str) -> str:
     return latex_escape(column)
 
 
+def _latex_cell(cell: Cell, column: str, source: str, mark: str | None) -> str:
+    """A value cell: escaped, in bold (best) or underlined (second best), then its CI in small type."""
+    text = latex_escape(cell_text(cell, column, source, with_ci=False))
+    if mark == "best":
+        text = f"\\textbf{{{text}}}"
+    elif mark == "second":
+        text = f"\\underline{{{text}}}"
+    if cell.ci is not None and not cell.dash:  # as docs/report.md says: reproduced cells carry their CI
+        text += (f" {{\\scriptsize [{latex_escape(fmt(cell.ci[0], column, source))}, "
+                 f"{latex_escape(fmt(cell.ci[1], column, source))}]}}")
+    return text
+
+
 def to_latex(tables: list[Table]) -> str:
     """booktabs tables; best per accuracy column in bold, second best underlined; CIs in small type."""
     parts = []
     for t in tables:
         marks = ranks(t)
+        rows = []
+        for i, r in enumerate(t.rows):
+            rows.append([latex_escape(r.method), r.source,
+                         *(_latex_cell(r.cells[c], c, r.source, marks.get((i, c))) for c in t.columns)])
+            if _has_delta(r):
+                rows.append([f"\\quad $\\Delta$ vs {latex_escape(r.compared_to or '')}", "",
+                             *(f"{{\\scriptsize {latex_escape(delta_text(r.cells[c], c))}}}" for c in t.columns)])
+        header = ["Method", "Source", *(latex_column(c) for c in t.columns)]
         lines = [r"\begin{table}[t]", r"\centering", r"\small",
                  f"\\caption{{Table {latex_escape(t.id)}: {latex_escape(t.title)}}}",
-                 r"\begin{tabular}{ll" + "r" * len(t.columns) + "}", r"\toprule",
-                 "Method & Source & " + " & ".join(latex_column(c) for c in t.columns) + r" \\", r"\midrule"]
-        for i, r in enumerate(t.rows):
-            cells = []
-            for c in t.columns:
-                text = latex_escape(cell_text(r.cells[c], c, r.source, with_ci=False))
-                if marks.get((i, c)) == "best":
-                    text = f"\\textbf{{{text}}}"
-                elif marks.get((i, c)) == "second":
-                    text = f"\\underline{{{text}}}"
-                cell = r.cells[c]
-                if cell.ci is not None and not cell.dash:  # as docs/report.md says: reproduced cells carry their CI
-                    text += (f" {{\\scriptsize [{latex_escape(fmt(cell.ci[0], c, r.source))}, "
-                             f"{latex_escape(fmt(cell.ci[1], c, r.source))}]}}")
-                cells.append(text)
-            lines.append(f"{latex_escape(r.method)} & {r.source} & " + " & ".join(cells) + r" \\")
-            if _has_delta(r):
-                deltas = [latex_escape(delta_text(r.cells[c], c)) for c in t.columns]
-                lines.append(f"\\quad $\\Delta$ vs {latex_escape(r.compared_to or '')} & & "
-                             + " & ".join(f"{{\\scriptsize {d}}}" for d in deltas) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}"]
+                 latex_tabular(header, rows, _align(t), booktabs=True)]
         if t.note:
             lines.append(f"\\par\\footnotesize {latex_escape(t.note)}")
         lines.append(r"\end{table}")

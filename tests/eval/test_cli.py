@@ -172,7 +172,7 @@ def test_lmms_eval_protocol_tasks_that_write_submission_files(tmp_path, capsys):
 
 def test_ingesting_our_own_output_keeps_data_source_and_fingerprint(tmp_path, tiny_tasks, monkeypatch, capsys):
     import stf_bench.eval
-    from stf_bench.report.compare_cli import report_label
+    from stf_bench.report.compare import report_label
     from stf_bench.store.db import open_store
 
     monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(rows=3), raising=False)

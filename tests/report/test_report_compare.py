@@ -9,7 +9,7 @@ from conftest import results_file
 
 from stf_bench.cli import main
 from stf_bench.errors import StfBenchError
-from stf_bench.report.compare_cli import compare
+from stf_bench.report.compare import compare
 from stf_bench.store.db import ingest_paths, open_store
 
 
@@ -64,7 +64,7 @@ def test_compare_cli(two_runs, db_path, capsys):
 
 
 def test_report_row_label_with_fingerprint_is_accepted(db_path, lmms_out):
-    from stf_bench.report.compare_cli import report_label, select_runs
+    from stf_bench.report.compare import report_label, select_runs
 
     with open_store(db_path) as store:
         ingest_paths(store, [results_file(lmms_out, "oracle-a")], checkpoint_fingerprint="sha256:0123456789abcdef")

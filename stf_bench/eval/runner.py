@@ -237,7 +237,7 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     """Run `spec` end to end; returns the outcome on rank 0 and None on other ranks.
 
     `lm`: an adapter to reuse (else built from `spec`); `task_registry`: anything with `expand_tasks`, `resolve`
-    and `headline` (default: stf_bench.eval.tasks, the ten benchmarks).
+    and `paper_scores` (default: stf_bench.eval.tasks, every declared benchmark).
     """
     if task_registry is None:
         from stf_bench.eval import tasks as task_registry
@@ -284,7 +284,7 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
         return None
     check_honest(results, skipped)
     samples = results.pop("samples")
-    headline = task_registry.headline(results, setup.lmms_names)
+    headline = task_registry.paper_scores(results, setup.lmms_names)
     results["config"]["model"] = spec.model
     results["stf_bench"] = {
         "model": spec.model, "model_args": spec.model_args, "model_identity": lm.identity,

@@ -34,11 +34,11 @@ from stf_bench.devices import check_fits, resolve_device, weights_bytes
 from stf_bench.errors import StfBenchError
 from stf_bench.eval.identity import identity_hash, model_identity
 from stf_bench.eval.progress import RunBar
-from stf_bench.eval.prompts import TEMPLATE_ID, cut_at_stop, vicuna_v1
 from stf_bench.eval.resume import AnswerCache, request_key
-from stf_bench.eval.stopping import GreedyStops, RowStops, max_new_tokens, until_strings
+from stf_bench.eval.stopping import GreedyStops, RowStops, cut_at_stop, max_new_tokens, until_strings
 from stf_bench.eval.visual_cache import VisualTokenCache, image_key, visual_cache_bytes
 from stf_bench.methods import FastPaths
+from stf_bench.models.conversation import TEMPLATE_ID, vicuna_v1
 from stf_bench.models.generation import eos_ids, greedy_generate, heads_to_prefill, plain_greedy, share_heads
 from stf_bench.models.loading import parse_dtype
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from stf_bench.eval.prompts import TEMPLATE_ID
+from stf_bench.models.conversation import TEMPLATE_ID
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:

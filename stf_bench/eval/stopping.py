@@ -85,3 +85,14 @@ class GreedyStops:
             return ended
 
         return stop
+
+
+def cut_at_stop(text: str, until: list[str] | tuple[str, ...]) -> str:
+    """Cut `text` at the earliest occurrence of any non-empty stop string (lm-eval's `until` rule)."""
+    cut = len(text)
+    for stop in until:
+        if stop:
+            pos = text.find(stop)
+            if pos != -1:
+                cut = min(cut, pos)
+    return text[:cut]

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from stf_bench.errors import StfBenchError, writable_dir
+from stf_bench.published import load_published
 from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED
 from stf_bench.report.formats import EXTENSIONS, FORMATS, render
-from stf_bench.report.published import load_published
 from stf_bench.report.tables import build_tables, collect_reproduced, table_ids
 from stf_bench.store.cli import add_db_argument
 from stf_bench.store.db import Store, resolve_db_path

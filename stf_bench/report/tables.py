@@ -17,10 +17,10 @@ import numpy as np
 
 from stf_bench.args import parse_model_args
 from stf_bench.benchmarks import BENCHMARKS, columns, of_column, paper8
+from stf_bench.published import Published, TableSpec
 from stf_bench.report.attributes import architecture_args, identity_args, matches, row_label, run_attributes
 from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED, percentile_ci, score_ci
 from stf_bench.report.metrics import headline
-from stf_bench.report.published import Published, TableSpec
 from stf_bench.store.db import Store
 
 AVG = "Avg."

@@ -12,7 +12,7 @@ from stf_bench import devices as devices_mod
 from stf_bench.devices import check_fits
 from stf_bench.errors import StfBenchError
 from stf_bench.eval.adapter import StfBenchLmms
-from stf_bench.eval.prompts import vicuna_v1
+from stf_bench.models.conversation import vicuna_v1
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from stf_bench import load_model
 from stf_bench.errors import StfBenchError
-from stf_bench.eval.stopping import GreedyStops, max_new_tokens, until_strings
+from stf_bench.eval.stopping import GreedyStops, cut_at_stop, max_new_tokens, until_strings
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +27,13 @@ def test_stop_check_skips_only_tokens_that_cannot_end_a_stop_string(tok):
     assert stops.may_end(colon, {":"}) and not stops.may_end(letter, {":"})
     assert stops.may_end(tok.eos_token_id, {":"})  # no text of its own: decode to be sure
     assert stops.may_end(letter, {"\n"})  # whitespace ends are merged or dropped at token edges: always decode
+
+
+def test_cut_at_earliest_stop_string():
+    assert cut_at_stop("yes.\n\nUSER: more", ["USER:", "\n\n"]) == "yes."
+    assert cut_at_stop("abcSTOPdefEND", ["END", "STOP"]) == "abc"
+    assert cut_at_stop("no stop here", ["</s>"]) == "no stop here"
+
+
+def test_empty_stop_string_is_ignored():
+    assert cut_at_stop("answer", ["", "x"]) == "answer"

@@ -10,8 +10,8 @@ import pytest
 from conftest import results_file
 
 from stf_bench.cli import main
+from stf_bench.published import load_published
 from stf_bench.report.formats import EXTENSIONS, FORMATS, render, to_latex
-from stf_bench.report.published import load_published
 from stf_bench.report.tables import build_tables
 
 TABLES = ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "zoo", "benchmarks"]

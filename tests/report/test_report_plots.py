@@ -17,8 +17,8 @@ def test_tick_labels_use_mathtext_superscripts():
 
 def test_deltas_title_promises_hatching_only_when_a_reproduced_series_is_drawn(tmp_path, monkeypatch):
     from stf_bench.benchmarks import BENCHMARKS, paper8
+    from stf_bench.published import load_published
     from stf_bench.report import plots
-    from stf_bench.report.published import load_published
 
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, out_dir, stem: figures.append(fig) or [])
@@ -33,8 +33,8 @@ def test_deltas_title_promises_hatching_only_when_a_reproduced_series_is_drawn(t
 
 
 def test_accuracy_plot_has_no_empty_reproduced_legend_entry(tmp_path, monkeypatch):
+    from stf_bench.published import load_published
     from stf_bench.report import plots
-    from stf_bench.report.published import load_published
     from stf_bench.report.tables import build_tables
 
     figures = []

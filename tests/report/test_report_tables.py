@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import results_file
 
-from stf_bench.report.published import load_published
+from stf_bench.published import load_published
 from stf_bench.report.tables import (
     EVERY_BENCHMARK,
     MATCH,

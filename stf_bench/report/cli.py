@@ -21,8 +21,9 @@ PLOT_TABLES = ("2", "9", "zoo")  # what the plots read, built even when not aske
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `stf-bench report`."""
-    parser.add_argument("--table", default="all", help="2, 3, ..., 14, zoo, benchmarks (every benchmark, reproduced rows), a comma list, "
-                        "or all (default)")
+    parser.add_argument("--table", default="all",
+                        help="2, 3, ..., 14, zoo, benchmarks (every benchmark, reproduced rows), a comma list, "
+                             "or all (default)")
     parser.add_argument("--format", default="md", help=f"{', '.join(FORMATS)}, a comma list, or all (default: md)")
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="where to write (default: reports/)")
     add_db_argument(parser)

@@ -21,7 +21,7 @@ from stf_bench.methods.options import METHOD_ARG_PREFIX, method_model_args
 from stf_bench.profile.flops import count_paper
 from stf_bench.profile.latency import latency_report, load_subject, measure
 from stf_bench.profile.prompts import vqav2_requests
-from stf_bench.report.published import load_published
+from stf_bench.published import load_published
 
 
 def published_settings() -> dict[str, dict]:

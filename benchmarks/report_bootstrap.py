@@ -11,8 +11,8 @@ import argparse
 import random
 import time
 
+from stf_bench.benchmarks import of_column
 from stf_bench.report.bootstrap import score_ci, task_units
-from stf_bench.report.metrics import HEADLINE
 from stf_bench.store.db import SampleRow
 
 # column -> (rows in the real evaluation set, index of the headline metric used: llava protocol first)
@@ -21,7 +21,7 @@ SIZES = {"GQA": 12578, "SQA": 2017, "VQA^T": 5000, "POPE": 9000, "MMB": 4377, "V
 
 def rows_for(column: str, n: int, rng: random.Random) -> list[SampleRow]:
     """Made-up per-sample records in the shape the headline metric of `column` reads."""
-    metric = HEADLINE[column][0]
+    metric = of_column(column).headlines()[0]
     rows = []
     for i in range(n):
         if metric.aggregator == "pope_f1_split_avg":
@@ -48,7 +48,7 @@ def main() -> None:
     print(f"{'column':<10} {'rows':>7} {'units':>7} {'seconds':>8}")
     for column, n in SIZES.items():
         rows = rows_for(column, n, rng)
-        metric = HEADLINE[column][0]
+        metric = of_column(column).headlines()[0]
         start = time.perf_counter()
         units = task_units(metric, rows)
         result = score_ci(metric, rows, units.point(), iters=args.iters)

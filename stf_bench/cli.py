@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("stf_bench.eval.cli", "accuracy on the benchmarks through lmms-eval"),
     "flops": ("stf_bench.profile.flops_cli", "TFLOPs of a preset under a named convention"),
     "latency": ("stf_bench.profile.latency_cli", "time to first token at batch 16"),
-    "lmms-tasks": ("stf_bench.eval.lmms_tasks", "task files for lmms-eval's own CLI, on the sample or local data"),
+    "lmms-tasks": ("stf_bench.eval.lmms_tasks_cli", "task files for lmms-eval's own CLI, on the sample or local data"),
     "score": ("stf_bench.eval.score_cli", "re-score a run's saved predictions with today's scorers (no model)"),
     "ingest": ("stf_bench.store.cli", "import lmms-eval output into the results store"),
     "report": ("stf_bench.report.cli", "the paper's tables, published next to reproduced"),

@@ -90,7 +90,7 @@ def write_tiny_tasks(folder: Path, rows: int = 6, bad_rows: tuple[int, ...] = ()
 
 
 def tiny_registry(folder: Path) -> SimpleNamespace:
-    """A stand-in for stf_bench.eval.tasks over the tiny tasks (same interface: expand_tasks, resolve, headline)."""
+    """A stand-in for stf_bench.eval.tasks over the tiny tasks (same interface: expand_tasks, resolve, paper_scores)."""
     from lmms_eval.tasks import TaskManager
 
     names = ["stfb_tiny_a", "stfb_tiny_b"]
@@ -108,11 +108,11 @@ def tiny_registry(folder: Path) -> SimpleNamespace:
         manager = TaskManager("WARNING", include_path=str(folder), include_defaults=False)
         return SimpleNamespace(task_manager=manager, task_specs=list(tasks), lmms_names={t: t for t in tasks})
 
-    def headline(results, lmms_names):
+    def paper_scores(results, lmms_names):
         return {b: {m: 100 * results["results"][t][f"{m},none"] for m in ("pred_len", "first_byte", "match")}
                 for b, t in lmms_names.items()}
 
-    return SimpleNamespace(expand_tasks=expand_tasks, resolve=resolve, headline=headline)
+    return SimpleNamespace(expand_tasks=expand_tasks, resolve=resolve, paper_scores=paper_scores)
 
 
 @pytest.fixture

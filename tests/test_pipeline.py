@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from scripted_lm import ScriptedLM
 
+from stf_bench import benchmarks
 from stf_bench.cli import main
 from stf_bench.eval import llava_protocol, samples, tasks
 
@@ -38,7 +39,7 @@ def lmms_output(tmp_path_factory) -> tuple[Path, dict]:
         mp.setenv("STF_BENCH_CACHE", str(root / "cache"))
         mp.chdir(root)
         samples.ensure_samples()
-        setup = tasks.resolve(list(tasks.ALL_TASKS), "llava")
+        setup = tasks.resolve(list(benchmarks.names()), "llava")
         tracker = EvaluationTracker(output_path=str(root / "out"))
         cli_args = argparse.Namespace(output_path=str(root / "out" / "noisy-oracle"), process_with_media=False,
                                       reasoning_tags=None, agentic_trace_mode="basic", log_samples_suffix="")
@@ -51,7 +52,7 @@ def lmms_output(tmp_path_factory) -> tuple[Path, dict]:
         for task_name in results["configs"]:
             if task_name in sample_logs:
                 tracker.save_results_samples(task_name=task_name, samples=sample_logs[task_name])
-    headline = tasks.headline(results, setup.lmms_names)
+    headline = tasks.paper_scores(results, setup.lmms_names)
     return root / "out", headline
 
 
@@ -78,5 +79,5 @@ def test_report_shows_lmms_evals_own_numbers(lmms_output, tmp_path, capsys):
         want = next(iter(metrics.values()))
         assert 0 < want < (1000 if bench == "ocrbench" else 100), (bench, want)  # non-trivial scores
         assert cells[COLUMN[bench]] == pytest.approx(want, abs=1e-6), bench
-    eight = [next(iter(headline[b].values())) for b in tasks.PAPER8]
+    eight = [next(iter(headline[b].values())) for b in benchmarks.paper8()]
     assert cells["Avg."] == pytest.approx(sum(eight) / 8, abs=1e-6)

@@ -4,45 +4,45 @@ What the built-in `llava`/`llava_hf` adapters get wrong and this one does not: t
 request (one call carries the requests of every task), batches are real (any batch size; greedy decoding runs
 through `stf_bench.models.generation.greedy_generate`, which prefills each image's prompt head once per batch and
 drops finished rows; sampling goes through `generate()` with left padding), every `until` string and each
-request's own `max_new_tokens` are honoured, `loglikelihood` returns the summed
+request's own `max_new_tokens` are honoured (`stopping`), `loglikelihood` returns the summed
 log-probability of the continuation, and `clean()` leaves the model usable for a second evaluation.
 Answers can be cached per request (`stf_bench.eval.resume`) so that an interrupted run resumes where it died.
-Visual tokens are computed once per distinct image (`visual_cache`, MiB of LRU, 0 = off): benchmarks ask many
-questions about the same image, and the vision tower + projector output depends only on the preprocessed pixels.
+Visual tokens are computed once per distinct image (`stf_bench.eval.visual_cache`, MiB of LRU, 0 = off).
 """
 
 from __future__ import annotations
 
 import functools
 import gc
-import hashlib
 import json
 import math
 import re
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
+from lmms_eval.utils import Collator
 from loguru import logger
 from PIL import Image
 from tqdm import tqdm
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import StoppingCriteriaList
 
-from stf_bench.devices import available_memory, check_fits, resolve_device, size_text, weights_bytes  # noqa: F401  (re-exported)
+from stf_bench.devices import check_fits, resolve_device, weights_bytes
 from stf_bench.errors import StfBenchError
-from stf_bench.eval.prompts import TEMPLATE_ID, cut_at_stop, vicuna_v1
+from stf_bench.eval.identity import identity_hash, model_identity
+from stf_bench.eval.progress import RunBar
 from stf_bench.eval.resume import AnswerCache, request_key
+from stf_bench.eval.stopping import GreedyStops, RowStops, cut_at_stop, max_new_tokens, until_strings
+from stf_bench.eval.visual_cache import VisualTokenCache, image_key, visual_cache_bytes
 from stf_bench.methods import FastPaths
+from stf_bench.models.conversation import TEMPLATE_ID, vicuna_v1
 from stf_bench.models.generation import eos_ids, greedy_generate, heads_to_prefill, plain_greedy, share_heads
 from stf_bench.models.loading import parse_dtype
 
-DEFAULT_MAX_NEW_TOKENS = 128
 SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "num_beams")
-DEFAULT_VISUAL_CACHE_MIB = 2048  # ~450 LLaVA-1.5-7B images in fp16 (576 x 4096 x 2 bytes each), ~1800 at 144 tokens
 
 
 class SkippedRow(Exception):
@@ -71,104 +71,6 @@ class _Job:
     length: int
     gen: dict = field(default_factory=dict)
     continuation: Any = None
-
-
-def weights_fingerprint(model: torch.nn.Module) -> str:
-    """Cheap identity of loaded weights: names, shapes, dtypes and the first/last values of every tensor."""
-    h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        flat = tensor.detach().reshape(-1)
-        probe = torch.cat([flat[:256], flat[-256:]]).float().cpu().numpy().tobytes()
-        h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        h.update(probe)
-    return h.hexdigest()
-
-
-class VisualTokenCache:
-    """LRU of visual tokens (N, H) by image key, bounded in bytes, so a repeated image skips tower and projector."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = int(max_bytes)
-        self.entries: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self.bytes = 0
-        self.hits = 0  # images served without running the vision tower (cached or repeated within a batch)
-        self.misses = 0  # images the vision tower ran on
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def get(self, key: str) -> torch.Tensor | None:
-        """The cached tokens for `key` (now the most recently used), or None."""
-        tokens = self.entries.get(key)
-        if tokens is not None:
-            self.entries.move_to_end(key)
-        return tokens
-
-    def put(self, key: str, tokens: torch.Tensor) -> None:
-        """Store `tokens`, evicting least recently used entries until the byte bound holds; too big: not stored."""
-        size = tokens.numel() * tokens.element_size()
-        if key in self.entries or size > self.max_bytes:
-            return
-        while self.bytes + size > self.max_bytes:
-            _, old = self.entries.popitem(last=False)
-            self.bytes -= old.numel() * old.element_size()
-        self.entries[key] = tokens
-        self.bytes += size
-
-    def clear(self) -> None:
-        """Drop every entry (the counters stay)."""
-        self.entries.clear()
-        self.bytes = 0
-
-
-def visual_cache_bytes(visual_cache: float | str | None, device: torch.device) -> int:
-    """Byte bound from the `visual_cache` model arg in MiB; None: 2 GiB, at most a quarter of the free memory."""
-    if visual_cache is None:
-        free = available_memory(device)
-        limit = DEFAULT_VISUAL_CACHE_MIB * 1024**2
-        return limit if free is None else min(limit, free // 4)
-    try:
-        mib = float(visual_cache)
-    except (TypeError, ValueError):
-        mib = -1.0
-    if not mib >= 0:
-        raise StfBenchError(f"visual_cache is a size in MiB (0 = off), not {visual_cache!r}")
-    return int(mib * 1024**2)
-
-
-def image_key(image: Image.Image, settings: bytes) -> str:
-    """sha1 of the pixels, size and mode plus the processor settings that change pixel_values."""
-    h = hashlib.sha1(settings)
-    h.update(f"{image.mode}{image.size}".encode())
-    h.update(image.tobytes())
-    return h.hexdigest()
-
-
-class _RowStops(StoppingCriteria):
-    """Per-row stop: a row is done at its own max_new_tokens or once its text holds one of its stop strings."""
-
-    def __init__(self, tokenizer, prompt_len: int, max_new: list[int], until: list[list[str]]):
-        self.tokenizer, self.prompt_len, self.max_new = tokenizer, prompt_len, max_new
-        self.until = [[s for s in u if s] for u in until]
-
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        new = input_ids[:, self.prompt_len:]
-        done = []
-        for row, ids in enumerate(new):
-            if ids.shape[0] >= self.max_new[row]:
-                done.append(True)
-            elif self.until[row]:
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                done.append(any(s in text for s in self.until[row]))
-            else:
-                done.append(False)
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-class RunBar(tqdm):
-    """The run's one progress bar: `runner.progress_bars` silences every other tqdm bar while a run goes on."""
-
-    run_bar = True
 
 
 class StfBenchLmms(lmms):
@@ -217,12 +119,10 @@ class StfBenchLmms(lmms):
         model.eval()
         processor.tokenizer.padding_side = "left"
         self._loaded = _Loaded(model, processor)
-        self.identity = json.dumps({"model": self.name, "dtype": str(next(model.parameters()).dtype),
-                                    "random_weights": bool(random_weights), "overrides": overrides,
-                                    "weights": weights_fingerprint(model), "template": TEMPLATE_ID}, sort_keys=True)
+        self.identity = model_identity(self.name, model, random_weights, overrides)
         self.answer_cache: AnswerCache | None = AnswerCache(cache_dir, self._rank) if cache_dir else None
         self.skipped: dict[tuple[str, int], str] = {}
-        self._token_text: dict[int, str] = {}  # a token's text alone, for the stop check (`_may_end`)
+        self._stops = GreedyStops(processor.tokenizer)  # keeps each token's text alone, for the stop check
         self._head_cache: dict = {}  # the last greedy batch's last head, prefilled (`greedy_generate`)
         self.show_progress = True
         # What the model's methods declare decides the fast paths (`FastPaths`); fast_paths=false turns them all off
@@ -254,7 +154,7 @@ class StfBenchLmms(lmms):
     @property
     def identity_hash(self) -> str:
         """Short hash of the model identity (name, dtype, overrides, weights, template): the cache folder name."""
-        return hashlib.sha256(self.identity.encode()).hexdigest()[:16]
+        return identity_hash(self.identity)
 
     def clean(self) -> None:
         """Free cached memory (visual tokens included) but keep the model: lmms-eval calls this after every evaluation."""
@@ -265,10 +165,209 @@ class StfBenchLmms(lmms):
         if self._device.type == "cuda":
             torch.cuda.empty_cache()
 
-    # ---- request plumbing ----
+    # ---- generate_until ----
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """Batched greedy generation; each request keeps its own stop strings and max_new_tokens."""
+        results: list[Any] = [None] * len(requests)
+        jobs = []
+        for i, req in enumerate(requests):
+            ctx, gen_kwargs, doc_to_visual, doc_id, task, split = req.args
+            gen = dict(gen_kwargs or {})
+            key = request_key(self.identity, "generate_until", task, split, doc_id, ctx, gen, TEMPLATE_ID)
+            cached = self._cached(key)
+            if cached is not None:
+                results[i] = cached
+                continue
+            jobs.append(_Job(i, key, ctx, self._doc_fn(task, split, doc_id), doc_to_visual, task, doc_id,
+                             0 if self._greedy_path(gen) else self._length(ctx), gen))  # greedy: request order
+        return self._execute(results, jobs, self._generate_batch, True, "stf-bench generate", "")
+
+    # ---- loglikelihood ----
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        """(summed log-prob of the continuation given image + context, whether greedy decoding yields it)."""
+        results: list[Any] = [None] * len(requests)
+        jobs = []
+        for i, req in enumerate(requests):
+            ctx, target, doc_to_visual, doc_id, task, split = req.args
+            doc_fn = self._doc_fn(task, split, doc_id)
+            continuation = target if isinstance(target, str) else target(doc_fn())
+            key = request_key(self.identity, "loglikelihood", task, split, doc_id, ctx, continuation, TEMPLATE_ID)
+            cached = self._cached(key)
+            if cached is not None:
+                results[i] = (float(cached[0]), bool(cached[1]))
+                continue
+            jobs.append(_Job(i, key, ctx, doc_fn, doc_to_visual, task, doc_id,
+                             self._length(ctx + continuation), continuation=continuation))
+        return self._execute(results, jobs, self._loglikelihood_batch, False, "stf-bench loglikelihood",
+                             (-math.inf, False))
+
+    # ---- multi-round ----
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[list[str]]:
+        """Rounds per request until the task's doc_to_text signals the end; returns every round's answer."""
+        results = []
+        for req in RunBar(requests, desc="stf-bench multi-round", disable=self.rank != 0 or not self.show_progress):
+            ctx, gen_kwargs, doc_to_visual, doc_to_text, doc_id, task, split = req.args
+            doc_fn = self._doc_fn(task, split, doc_id)
+            gen = dict(gen_kwargs or {})
+            outputs: list[str] = []
+            info = None
+            visual_fn = doc_to_visual
+            for round_idx in range(int(gen.pop("max_rounds", 16))):
+                if round_idx:
+                    visuals, ctx, terminal, outputs, info = doc_to_text(
+                        doc_fn(), previous_output=outputs, round_idx=round_idx, previous_round_info=info)
+                    outputs = list(outputs)
+                    if terminal:
+                        break
+                    if visuals is not None:
+                        visual_fn = functools.partial(_fixed_visuals, visuals)
+                job = _Job(0, "", ctx, doc_fn, visual_fn, task, doc_id, 0, gen)
+                answer = self._generate_batch([job])[0]
+                outputs.append(answer if answer is not None else "")
+            results.append(outputs)
+        return results
+
+    # ---- batching and resume ----
+    def _execute(self, results: list, jobs: list[_Job], run_batch: Callable[[list[_Job]], list],
+                 by_sampling: bool, desc: str, skipped_value: Any) -> list:
+        """Run the uncached jobs batch by batch (lmms-eval's `Collator`: grouped by sampling settings when
+        `by_sampling`, in `_batch_order`); each batch's answers are cached (fsynced) before the next starts.
+        Not `Collator.get_original`: answers land at `results[job.index]` batch by batch, among the cached ones."""
+        collator = Collator(jobs, _batch_order, _sampling_settings, grouping=by_sampling)
+        with self._progress(len(results), len(results) - len(jobs), desc) as bar:
+            for batch in collator.get_batched(n=self.batch_size):
+                rows = []
+                for job, value in zip(batch, run_batch(batch)):
+                    results[job.index] = skipped_value if value is None else value
+                    if value is not None:  # a skipped row is never cached: it is re-examined on resume
+                        rows.append((job.key, value, {"task": job.task, "doc_id": job.doc_id}))
+                if self.answer_cache is not None:
+                    self.answer_cache.put_many(rows)
+                bar.update(len(batch))
+        return results
+
+    def _progress(self, total: int, done: int, desc: str) -> tqdm:
+        return RunBar(total=total, initial=done, desc=desc, disable=(self.rank != 0 or not self.show_progress),
+                      dynamic_ncols=True, file=None)
+
+    def _cached(self, key: str) -> Any:
+        return None if self.answer_cache is None else self.answer_cache.get(key)
+
+    # ---- one generate batch ----
+    def _generate_batch(self, batch: list[_Job]) -> list[str | None]:
+        """Generate for one batch; a skipped row gets None (answered '' and never cached)."""
+        answers: list[str | None] = [None] * len(batch)
+        ready, prompts, images = self._prepare(batch)
+        if not ready:
+            return answers
+        gens = [batch[p].gen for p in ready]
+        until = [until_strings(g) for g in gens]
+        max_new = [max_new_tokens(g) for g in gens]
+        tok = self.tokenizer
+        sampling = _sampling_kwargs(gens[0])
+        if self._greedy_path(gens[0]):
+            new_ids = self._greedy(prompts, images, max_new, until)
+        else:
+            inputs = self._inputs(prompts, images)
+            prompt_len = inputs["input_ids"].shape[1]
+            with torch.inference_mode():
+                out = self.model.generate(
+                    **inputs, max_new_tokens=max(max_new), **sampling,
+                    stopping_criteria=StoppingCriteriaList([RowStops(tok, prompt_len, max_new, until)]),
+                    pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+                )
+            new_ids = [out[row, prompt_len:prompt_len + max_new[row]] for row in range(len(ready))]
+        for row, pos in enumerate(ready):
+            text = tok.decode(new_ids[row], skip_special_tokens=True)
+            answers[pos] = cut_at_stop(text, until[row]).strip()
+        return answers
+
+    def _greedy_path(self, gen: dict) -> bool:
+        """Whether a generate request goes through `greedy_generate` (greedy, nothing else in the generation config)."""
+        sampling = _sampling_kwargs(gen)
+        return (self.fast_paths.shared_prefill and not sampling["do_sample"] and sampling["num_beams"] == 1
+                and plain_greedy(self.model.generation_config))
+
+    def _greedy(self, prompts: list[str], images: list[Image.Image], max_new: list[int], until: list[list[str]]
+                ) -> list[list[int]]:
+        """Greedy answers through `greedy_generate`: rows about the same image share the prefill of its prompt head."""
+        self._check_tags(prompts, images)
+        proc, tok = self.processor, self.tokenizer
+        keys = self._image_keys(images)
+        row_keys, row_images, start = [], [], 0
+        for prompt in prompts:
+            end = start + prompt.count(proc.image_token)
+            row_keys.append(keys[start:end])
+            row_images.append(images[start:end])
+            start = end
+        heads, tails, head_of_row, first_rows = share_heads(proc.token_ids(prompts), row_keys, proc.image_token_id)
+        # A head is named by its ids and images; one the previous batch ended on is not prefilled again.
+        names = [(tuple(head), tuple(row_keys[row])) for head, row in zip(heads, first_rows)]
+        todo = [first_rows[h] for h in heads_to_prefill(names, self._head_cache)]
+        todo_images = [im for row in todo for im in row_images[row]]  # the images of the heads to prefill, in order
+        todo_image_keys = [k for row in todo for k in row_keys[row]]
+        return greedy_generate(self.model, heads, tails, head_of_row, max_new, eos_token_ids=eos_ids(self.model, tok),
+                               stop=self._stops.check(until), pad_token_id=tok.pad_token_id or 0, head_keys=names,
+                               head_cache=self._head_cache, **self._image_inputs(todo_images, todo_image_keys))
+
+    # ---- one loglikelihood batch ----
+    def _loglikelihood_batch(self, batch: list[_Job]) -> list[tuple[float, bool] | None]:
+        scores: list[tuple[float, bool] | None] = [None] * len(batch)
+        ready, prompts, images = self._prepare(batch)
+        if not ready:
+            return scores
+        texts = [prompt + batch[pos].continuation for pos, prompt in zip(ready, prompts)]
+        n_cont = [self._continuation_length(prompt, batch[pos].continuation) for pos, prompt in zip(ready, prompts)]
+        inputs = self._inputs(texts, images)
+        keep = max(n_cont) + 1
+        with torch.inference_mode():
+            logits = self.model(**inputs, logits_to_keep=keep).logits[:, -keep:].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        ids = inputs["input_ids"]
+        for row, pos in enumerate(ready):
+            n = n_cont[row]
+            if n == 0:
+                scores[pos] = (0.0, True)
+                continue
+            target = ids[row, -n:]
+            step = logprobs[row, keep - n - 1:keep - 1]
+            total = step.gather(-1, target[:, None]).sum().item()
+            greedy = bool((step.argmax(-1) == target).all().item())
+            scores[pos] = (float(total), greedy)
+        return scores
+
+    def _continuation_length(self, prompt: str, continuation: str) -> int:
+        """Tokens of `continuation` after `prompt`, tokenising the whole string (robust at the word boundary)."""
+        ids_prompt = self.tokenizer(prompt)["input_ids"]
+        ids_full = self.tokenizer(prompt + continuation)["input_ids"]
+        common = 0
+        for a, b in zip(ids_prompt, ids_full):
+            if a != b:
+                break
+            common += 1
+        return len(ids_full) - common
+
+    # ---- rows: docs, images, prompts ----
     def _doc_fn(self, task: str, split: str, doc_id: int) -> Callable[[], dict]:
         """Look the doc up per request (never per batch): one call mixes the requests of every task."""
         return lambda: self.task_dict[task][split][doc_id]
+
+    def _length(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _prepare(self, batch: list[_Job]) -> tuple[list[int], list[str], list[Image.Image]]:
+        """Positions of the rows whose images load, their vicuna_v1 prompts, and all their images in order."""
+        ready, prompts, images = [], [], []
+        for pos, job in enumerate(batch):
+            try:
+                imgs = self._images(job)
+            except SkippedRow as exc:
+                self._skip(job, str(exc))
+                continue
+            ready.append(pos)
+            prompts.append(vicuna_v1(job.ctx, len(imgs)))
+            images.extend(imgs)
+        return ready, prompts, images
 
     def _images(self, job: _Job) -> list[Image.Image]:
         """The job's images, decoded now; a missing or corrupt image raises SkippedRow with the reason."""
@@ -301,37 +400,7 @@ class StfBenchLmms(lmms):
             logger.warning(f"skipping {job.task} doc {job.doc_id}: {reason}")
         self.skipped[(job.task, job.doc_id)] = reason
 
-    def _length(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def _cached(self, key: str) -> Any:
-        return None if self.answer_cache is None else self.answer_cache.get(key)
-
-    def _batches(self, jobs: list[_Job], group: Callable[[_Job], Any]) -> Iterator[list[_Job]]:
-        """Chunks of batch_size within each group: longest first (like lmms-eval's Collator) where the batch is
-        left-padded, in request order on the greedy path, where questions about one image (adjacent in these
-        benchmarks) then share a batch and the prefill of their image."""
-        groups: dict[Any, list[_Job]] = {}
-        for job in jobs:
-            groups.setdefault(group(job), []).append(job)
-        for members in groups.values():
-            by_length = members[0].continuation is not None or not self._greedy_path(members[0].gen)
-            # equal max_new_tokens together first: one long request would make its whole batch decode that long
-            members.sort(key=lambda j: (-int(j.gen.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
-                                        -j.length if by_length else 0, j.index))
-            for start in range(0, len(members), self.batch_size):
-                yield members[start:start + self.batch_size]
-
-    def _greedy_path(self, gen: dict) -> bool:
-        """Whether a generate request goes through `greedy_generate` (greedy, nothing else in the generation config)."""
-        sampling = _sampling_kwargs(gen)
-        return (self.fast_paths.shared_prefill and not sampling["do_sample"] and sampling["num_beams"] == 1
-                and plain_greedy(self.model.generation_config))
-
-    def _progress(self, total: int, done: int, desc: str) -> tqdm:
-        return RunBar(total=total, initial=done, desc=desc, disable=(self.rank != 0 or not self.show_progress),
-                    dynamic_ncols=True, file=None)
-
+    # ---- model inputs ----
     def _inputs(self, prompts: list[str], images: list[Image.Image]) -> dict:
         """Model inputs, left-padded: token ids and mask plus the images (`_image_inputs`)."""
         self._check_tags(prompts, images)
@@ -378,207 +447,33 @@ class StfBenchLmms(lmms):
             cache.misses += len(todo)
             return torch.stack([found[key] for key in keys])
 
-    def _prepare(self, batch: list[_Job]) -> tuple[list[int], list[str], list[Image.Image]]:
-        """Positions of the rows whose images load, their vicuna_v1 prompts, and all their images in order."""
-        ready, prompts, images = [], [], []
-        for pos, job in enumerate(batch):
-            try:
-                imgs = self._images(job)
-            except SkippedRow as exc:
-                self._skip(job, str(exc))
-                continue
-            ready.append(pos)
-            prompts.append(vicuna_v1(job.ctx, len(imgs)))
-            images.extend(imgs)
-        return ready, prompts, images
 
-    def _execute(self, results: list, jobs: list[_Job], run_batch: Callable[[list[_Job]], list], group: Callable,
-                 desc: str, skipped_value: Any) -> list:
-        """Run the uncached jobs batch by batch; each batch's answers are cached (fsynced) before the next starts."""
-        with self._progress(len(results), len(results) - len(jobs), desc) as bar:
-            for batch in self._batches(jobs, group):
-                rows = []
-                for job, value in zip(batch, run_batch(batch)):
-                    results[job.index] = skipped_value if value is None else value
-                    if value is not None:  # a skipped row is never cached: it is re-examined on resume
-                        rows.append((job.key, value, {"task": job.task, "doc_id": job.doc_id}))
-                if self.answer_cache is not None:
-                    self.answer_cache.put_many(rows)
-                bar.update(len(batch))
-        return results
+def _batch_order(job: _Job) -> tuple:
+    """Collator's sort key: equal max_new_tokens together first (one long request would make its whole batch decode
+    that long), then longest first where the batch is left-padded; greedy jobs carry length 0, so they stay in
+    request order, where questions about one image (adjacent in these benchmarks) share a batch and its prefill."""
+    return -max_new_tokens(job.gen), -job.length, job.index
 
-    # ---- generate_until ----
-    def generate_until(self, requests: list[Instance]) -> list[str]:
-        """Batched greedy generation; each request keeps its own stop strings and max_new_tokens."""
-        results: list[Any] = [None] * len(requests)
-        jobs = []
-        for i, req in enumerate(requests):
-            ctx, gen_kwargs, doc_to_visual, doc_id, task, split = req.args
-            gen = dict(gen_kwargs or {})
-            key = request_key(self.identity, "generate_until", task, split, doc_id, ctx, gen, TEMPLATE_ID)
-            cached = self._cached(key)
-            if cached is not None:
-                results[i] = cached
-                continue
-            jobs.append(_Job(i, key, ctx, self._doc_fn(task, split, doc_id), doc_to_visual, task, doc_id,
-                             0 if self._greedy_path(gen) else self._length(ctx), gen))  # greedy: request order
-        return self._execute(results, jobs, self._generate_batch, _sampling_signature, "stf-bench generate", "")
 
-    def _generate_batch(self, batch: list[_Job]) -> list[str | None]:
-        """Generate for one batch; a skipped row gets None (answered '' and never cached)."""
-        answers: list[str | None] = [None] * len(batch)
-        ready, prompts, images = self._prepare(batch)
-        if not ready:
-            return answers
-        gens = [batch[p].gen for p in ready]
-        until = [_until(g) for g in gens]
-        max_new = [int(g.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)) for g in gens]
-        tok = self.tokenizer
-        sampling = _sampling_kwargs(gens[0])
-        if self._greedy_path(gens[0]):
-            new_ids = self._greedy(prompts, images, max_new, until)
-        else:
-            inputs = self._inputs(prompts, images)
-            prompt_len = inputs["input_ids"].shape[1]
-            with torch.inference_mode():
-                out = self.model.generate(
-                    **inputs, max_new_tokens=max(max_new), **sampling,
-                    stopping_criteria=StoppingCriteriaList([_RowStops(tok, prompt_len, max_new, until)]),
-                    pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-                )
-            new_ids = [out[row, prompt_len:prompt_len + max_new[row]] for row in range(len(ready))]
-        for row, pos in enumerate(ready):
-            text = tok.decode(new_ids[row], skip_special_tokens=True)
-            answers[pos] = cut_at_stop(text, until[row]).strip()
-        return answers
+def _sampling_settings(job: _Job) -> dict:
+    """Collator's group key: requests batch together only when they decode the same way (greedy vs sampling)."""
+    return {k: job.gen.get(k) for k in SAMPLING_KEYS}
 
-    def _greedy(self, prompts: list[str], images: list[Image.Image], max_new: list[int], until: list[list[str]]
-                ) -> list[list[int]]:
-        """Greedy answers through `greedy_generate`: rows about the same image share the prefill of its prompt head."""
-        self._check_tags(prompts, images)
-        proc, tok = self.processor, self.tokenizer
-        keys = self._image_keys(images)
-        row_keys, row_images, start = [], [], 0
-        for prompt in prompts:
-            end = start + prompt.count(proc.image_token)
-            row_keys.append(keys[start:end])
-            row_images.append(images[start:end])
-            start = end
-        heads, tails, head_of_row, first_rows = share_heads(proc.token_ids(prompts), row_keys, proc.image_token_id)
-        # A head is named by its ids and images; one the previous batch ended on is not prefilled again.
-        names = [(tuple(head), tuple(row_keys[row])) for head, row in zip(heads, first_rows)]
-        todo = [first_rows[h] for h in heads_to_prefill(names, self._head_cache)]
-        todo_images = [im for row in todo for im in row_images[row]]  # the images of the heads to prefill, in order
-        todo_image_keys = [k for row in todo for k in row_keys[row]]
 
-        # A stop string first appears with the newest token, so it lies in the last few tokens: decode only those
-        # (a token is at least one byte of text; 4 bytes per character at most, plus a margin). And its last
-        # character is the newest token's: rows whose newest token cannot supply one are not decoded at all.
-        window = [4 * max((len(s) for s in u), default=0) + 8 for u in until]
-        ends = [{s[-1] for s in u} for u in until]
-
-        def stop(rows: list[int], new: list[list[int]]) -> list[bool]:
-            checked = [i for i, row in enumerate(rows) if until[row] and self._may_end(new[i][-1], ends[row])]
-            ended = [False] * len(rows)
-            recent = [new[i][-window[rows[i]]:] for i in checked]
-            texts = tok.batch_decode(recent, skip_special_tokens=True) if checked else []
-            for i, text in zip(checked, texts):
-                ended[i] = any(s in text for s in until[rows[i]])
-            return ended
-
-        return greedy_generate(self.model, heads, tails, head_of_row, max_new, eos_token_ids=eos_ids(self.model, tok),
-                               stop=stop, pad_token_id=tok.pad_token_id or 0, head_keys=names,
-                               head_cache=self._head_cache, **self._image_inputs(todo_images, todo_image_keys))
-
-    def _may_end(self, token: int, last_chars: set[str]) -> bool:
-        """Whether `token` may be the one that completes a stop string ending in one of `last_chars`: its own text
-        holds such a character, or its text alone says too little (empty: special or part of a character; U+FFFD:
-        a partial UTF-8 sequence; a whitespace end character, which tokenizers drop or merge at the edges)."""
-        text = self._token_text.get(token)
-        if text is None:
-            text = self._token_text[token] = self.tokenizer.decode([token], skip_special_tokens=True)
-        return (not text or "\ufffd" in text or any(c.isspace() or c in text for c in last_chars))
-
-    # ---- loglikelihood ----
-    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
-        """(summed log-prob of the continuation given image + context, whether greedy decoding yields it)."""
-        results: list[Any] = [None] * len(requests)
-        jobs = []
-        for i, req in enumerate(requests):
-            ctx, target, doc_to_visual, doc_id, task, split = req.args
-            doc_fn = self._doc_fn(task, split, doc_id)
-            continuation = target if isinstance(target, str) else target(doc_fn())
-            key = request_key(self.identity, "loglikelihood", task, split, doc_id, ctx, continuation, TEMPLATE_ID)
-            cached = self._cached(key)
-            if cached is not None:
-                results[i] = (float(cached[0]), bool(cached[1]))
-                continue
-            jobs.append(_Job(i, key, ctx, doc_fn, doc_to_visual, task, doc_id,
-                             self._length(ctx + continuation), continuation=continuation))
-        return self._execute(results, jobs, self._loglikelihood_batch, lambda j: 0, "stf-bench loglikelihood",
-                             (-math.inf, False))
-
-    def _continuation_length(self, prompt: str, continuation: str) -> int:
-        """Tokens of `continuation` after `prompt`, tokenising the whole string (robust at the word boundary)."""
-        ids_prompt = self.tokenizer(prompt)["input_ids"]
-        ids_full = self.tokenizer(prompt + continuation)["input_ids"]
-        common = 0
-        for a, b in zip(ids_prompt, ids_full):
-            if a != b:
-                break
-            common += 1
-        return len(ids_full) - common
-
-    def _loglikelihood_batch(self, batch: list[_Job]) -> list[tuple[float, bool] | None]:
-        scores: list[tuple[float, bool] | None] = [None] * len(batch)
-        ready, prompts, images = self._prepare(batch)
-        if not ready:
-            return scores
-        texts = [prompt + batch[pos].continuation for pos, prompt in zip(ready, prompts)]
-        n_cont = [self._continuation_length(prompt, batch[pos].continuation) for pos, prompt in zip(ready, prompts)]
-        inputs = self._inputs(texts, images)
-        keep = max(n_cont) + 1
-        with torch.inference_mode():
-            logits = self.model(**inputs, logits_to_keep=keep).logits[:, -keep:].float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        ids = inputs["input_ids"]
-        for row, pos in enumerate(ready):
-            n = n_cont[row]
-            if n == 0:
-                scores[pos] = (0.0, True)
-                continue
-            target = ids[row, -n:]
-            step = logprobs[row, keep - n - 1:keep - 1]
-            total = step.gather(-1, target[:, None]).sum().item()
-            greedy = bool((step.argmax(-1) == target).all().item())
-            scores[pos] = (float(total), greedy)
-        return scores
-
-    # ---- multi-round ----
-    def generate_until_multi_round(self, requests: list[Instance]) -> list[list[str]]:
-        """Rounds per request until the task's doc_to_text signals the end; returns every round's answer."""
-        results = []
-        for req in RunBar(requests, desc="stf-bench multi-round", disable=self.rank != 0 or not self.show_progress):
-            ctx, gen_kwargs, doc_to_visual, doc_to_text, doc_id, task, split = req.args
-            doc_fn = self._doc_fn(task, split, doc_id)
-            gen = dict(gen_kwargs or {})
-            outputs: list[str] = []
-            info = None
-            visual_fn = doc_to_visual
-            for round_idx in range(int(gen.pop("max_rounds", 16))):
-                if round_idx:
-                    visuals, ctx, terminal, outputs, info = doc_to_text(
-                        doc_fn(), previous_output=outputs, round_idx=round_idx, previous_round_info=info)
-                    outputs = list(outputs)
-                    if terminal:
-                        break
-                    if visuals is not None:
-                        visual_fn = functools.partial(_fixed_visuals, visuals)
-                job = _Job(0, "", ctx, doc_fn, visual_fn, task, doc_id, 0, gen)
-                answer = self._generate_batch([job])[0]
-                outputs.append(answer if answer is not None else "")
-            results.append(outputs)
-        return results
+def _sampling_kwargs(gen: dict) -> dict:
+    """Greedy unless the task asks for sampling (temperature > 0 or do_sample)."""
+    temperature = float(gen.get("temperature") or 0.0)
+    do_sample = bool(gen.get("do_sample", False)) or temperature > 0
+    kwargs: dict = {"do_sample": do_sample, "num_beams": int(gen.get("num_beams") or 1)}
+    if do_sample:
+        kwargs["temperature"] = temperature or 1.0
+        if gen.get("top_p") is not None:
+            kwargs["top_p"] = float(gen["top_p"])
+        if gen.get("top_k") is not None:
+            kwargs["top_k"] = int(gen["top_k"])
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs
 
 
 def _truthy(value: bool | str) -> bool:
@@ -598,33 +493,3 @@ def _fixed_visuals(visuals: list, _doc: dict) -> list:
 def _describe(exc: Exception) -> str:
     """`Type: message` without memory addresses, so that the same bad row gives the same reason every run."""
     return re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {exc}")
-
-
-def _until(gen: dict) -> list[str]:
-    until = gen.get("until", [])
-    if isinstance(until, str):
-        return [until]
-    if not isinstance(until, (list, tuple)):
-        raise StfBenchError(f"gen_kwargs 'until' must be a string or a list of strings, not {type(until).__name__}")
-    return list(until)
-
-
-def _sampling_signature(job: _Job) -> tuple:
-    """Requests batch together only when they decode the same way (greedy vs sampling settings)."""
-    return tuple(job.gen.get(k) for k in SAMPLING_KEYS)
-
-
-def _sampling_kwargs(gen: dict) -> dict:
-    """Greedy unless the task asks for sampling (temperature > 0 or do_sample)."""
-    temperature = float(gen.get("temperature") or 0.0)
-    do_sample = bool(gen.get("do_sample", False)) or temperature > 0
-    kwargs: dict = {"do_sample": do_sample, "num_beams": int(gen.get("num_beams") or 1)}
-    if do_sample:
-        kwargs["temperature"] = temperature or 1.0
-        if gen.get("top_p") is not None:
-            kwargs["top_p"] = float(gen["top_p"])
-        if gen.get("top_k") is not None:
-            kwargs["top_k"] = int(gen["top_k"])
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    return kwargs

@@ -68,9 +68,12 @@ def spec_from_args(args: argparse.Namespace):
                    resume=not args.no_resume, show_progress=not args.no_progress)
 
 
-def metric_unit(metric: str) -> str:
-    """The unit of a headline metric of `stf-bench run`: OCRBench's points are out of 1000, the rest percent."""
-    return "points/1000" if metric == "points" else "%"
+def metric_unit(benchmark: str) -> str:
+    """The unit of a benchmark's scores in `stf-bench run` (its declared unit; percent for a task stf-bench does
+    not declare)."""
+    from stf_bench.benchmarks import BENCHMARKS
+
+    return BENCHMARKS[benchmark].unit if benchmark in BENCHMARKS else "%"
 
 
 def format_table(outcome) -> str:
@@ -80,7 +83,7 @@ def format_table(outcome) -> str:
         skipped = outcome.skipped_by_benchmark.get(task, 0)
         scored = outcome.rows.get(task)
         for metric, value in metrics.items():
-            rows.append((task, metric, f"{value:.2f}", metric_unit(metric), "" if scored is None else str(scored),
+            rows.append((task, metric, f"{value:.2f}", metric_unit(task), "" if scored is None else str(scored),
                          str(skipped) if skipped else ""))
     table = text_table(["benchmark", "metric", "value", "unit", "rows", "skipped"], rows)
     return f"{table}\n\nresults: {outcome.results_path}"

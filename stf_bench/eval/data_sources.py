@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stf_bench.benchmarks import BENCHMARKS
 from stf_bench.errors import StfBenchError
-from stf_bench.eval.sources import SOURCES
 
 DATA_MODES = ("samples", "hub")
 
@@ -77,7 +77,7 @@ def _card_patterns(folder: Path, config: str | None, split: str) -> list[str]:
 
 def fetch_command(benchmark: str, dest: str = "DIR") -> str:
     """The exact `hf download` command that fetches what `benchmark` needs into `dest/<Folder>`."""
-    src = SOURCES[benchmark]
+    src = BENCHMARKS[benchmark].source
     includes = " ".join(f'--include "{c or "data"}/{src.split}*"' for c in src.configs())
     return (f"hf download --repo-type dataset {src.repo} {includes} --include README.md "
             f"--local-dir {dest}/{src.folder}")
@@ -94,7 +94,7 @@ def _check_parquet(path: Path, benchmark: str) -> None:
 
 def local_files(benchmark: str, root: Path) -> DataFiles:
     """Resolve a benchmark's split files inside a data dir laid out as docs/protocols.md says."""
-    src = SOURCES[benchmark]
+    src = BENCHMARKS[benchmark].source
     folder = Path(root) / src.folder
     if not folder.is_dir():
         raise StfBenchError(f"{benchmark}: dataset folder {folder} does not exist; fetch {src.repo} with:\n  "
@@ -104,7 +104,7 @@ def local_files(benchmark: str, root: Path) -> DataFiles:
 
 def _folder_files(benchmark: str, folder: Path, how_to_fetch: str) -> DataFiles:
     """The split files (and GQA image files) inside one dataset folder (a data-dir entry or a hub snapshot)."""
-    src = SOURCES[benchmark]
+    src = BENCHMARKS[benchmark].source
     found: list[list[str]] = []
     for config in src.configs():
         patterns = _card_patterns(folder, config, src.split) or _patterns(config, src.split)
@@ -124,7 +124,7 @@ def hub_files(benchmark: str) -> DataFiles:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    src = SOURCES[benchmark]
+    src = BENCHMARKS[benchmark].source
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
     try:  # the dataset card first: its configs say which files hold the split
         card = Path(snapshot_download(src.repo, repo_type="dataset", allow_patterns=["README.md"], etag_timeout=10))

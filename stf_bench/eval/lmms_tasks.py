@@ -1,4 +1,5 @@
-"""`stf-bench lmms-tasks DIR`: task files for lmms-eval's own command line, on the data `stf-bench run` would use.
+"""Task files for lmms-eval's own command line, on the data `stf-bench run` would use (`stf-bench lmms-tasks DIR`,
+whose CLI is lmms_tasks_cli.py).
 
 The project's task files (`tasks/stf_llava/`) name the hub datasets, which lmms-eval's CLI would download. Each file
 written here includes one of them and points it at local parquet files instead (the embedded samples by default),
@@ -8,14 +9,10 @@ YAML file cannot hold (GQA's image join, MMBench's integer index) go in `stf_ben
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import yaml
-
-from stf_bench.errors import writable_dir
 
 HOOKS_MODULE = "stf_bench_data"
 HOOKS = {"gqa": "gqa_process_docs", "mmbench_en_dev": "mmbench_process_docs", "mmbench_cn_dev": "mmbench_process_docs"}
@@ -59,27 +56,3 @@ def write_task_files(out_dir: Path, benchmarks: list[str], data: str = "samples"
         path.write_text(task_yaml(benchmark, files[benchmark].data_files()))
         written.append(path)
     return written
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `stf-bench lmms-tasks`."""
-    parser.add_argument("out_dir", metavar="DIR", help="folder to write the task files into (lmms-eval's --include_path)")
-    parser.add_argument("--tasks", default="all", help="all, paper8, or a comma list of task names (default all)")
-    parser.add_argument("--data", default="samples", choices=["samples", "hub"],
-                        help="samples: the embedded sample data (default); hub: the real datasets")
-    parser.add_argument("--data-dir", default=None, help="folder of local dataset snapshots (wins over --data)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Write the files, then say how lmms-eval finds them."""
-    from stf_bench.eval.tasks import check_task_files, expand_tasks
-
-    benchmarks = expand_tasks(args.tasks)
-    check_task_files()
-    out_dir = writable_dir(args.out_dir, "DIR")
-    written = write_task_files(out_dir, benchmarks, args.data, args.data_dir)
-    names = ",".join(p.stem for p in written)
-    print(f"wrote {len(written)} task files to {out_dir}; run them with:\n"
-          f"  python -m lmms_eval --model stf_bench --model_args preset=stf-tiny,device=cpu --tasks {names} "
-          f"--include_path {out_dir}", file=sys.stderr)
-    return 0

@@ -23,6 +23,7 @@ from typing import Any
 from stf_bench.compat import lenient_images, lmms_evaluator_patched
 from stf_bench.errors import StfBenchError
 from stf_bench.eval import scorer_versions
+from stf_bench.eval.progress import progress_bars
 
 RESUME_DIR = ".resume"
 
@@ -212,32 +213,11 @@ def _save(tracker, results: dict, samples: dict, datetime_str: str, output_dir: 
     return results_path, sample_paths
 
 
-@contextlib.contextmanager
-def progress_bars(enabled: bool) -> Iterator[None]:
-    """One progress bar per run: while the block runs, every tqdm bar is disabled (lmms-eval's per-task build and
-    postprocessing bars, datasets') except the adapter's own (a class with `run_bar = True`), and with `enabled`
-    False (`--no-progress`) that one too. They all derive from tqdm.std.tqdm, so its constructor is the one place."""
-    import tqdm.std
-
-    original = tqdm.std.tqdm.__init__
-
-    def quiet_init(self, *args: Any, **kwargs: Any) -> None:
-        if not (enabled and getattr(type(self), "run_bar", False)):
-            kwargs["disable"] = True
-        original(self, *args, **kwargs)
-
-    tqdm.std.tqdm.__init__ = quiet_init
-    try:
-        yield
-    finally:
-        tqdm.std.tqdm.__init__ = original
-
-
 def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     """Run `spec` end to end; returns the outcome on rank 0 and None on other ranks.
 
     `lm`: an adapter to reuse (else built from `spec`); `task_registry`: anything with `expand_tasks`, `resolve`
-    and `headline` (default: stf_bench.eval.tasks, the ten benchmarks).
+    and `paper_scores` (default: stf_bench.eval.tasks, every declared benchmark).
     """
     if task_registry is None:
         from stf_bench.eval import tasks as task_registry
@@ -284,7 +264,7 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
         return None
     check_honest(results, skipped)
     samples = results.pop("samples")
-    headline = task_registry.headline(results, setup.lmms_names)
+    headline = task_registry.paper_scores(results, setup.lmms_names)
     results["config"]["model"] = spec.model
     results["stf_bench"] = {
         "model": spec.model, "model_args": spec.model_args, "model_identity": lm.identity,

@@ -19,8 +19,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from stf_bench.benchmarks import BENCHMARKS, MMBENCH_COPY, names
+from stf_bench.errors import StfBenchError
 from stf_bench.eval.drawing import COLORS, SHAPES, Shape, bar_chart, png_bytes, shape_scene, text_image
-from stf_bench.eval.sources import SOURCES
 
 SAMPLES_VERSION = 1
 _MARKER = "SAMPLES_COMPLETE"
@@ -68,7 +69,7 @@ def _plural(kind: str) -> str:
 
 def _single_file(bench: str, features: dict, rows: list[dict]) -> dict[str, tuple[dict, list[dict]]]:
     """One parquet shard at the hub path of the benchmark's config (or `data/`) and split."""
-    src = SOURCES[bench]
+    src = BENCHMARKS[bench].source
     return {f"{src.config or 'data'}/{src.split}-00000-of-00001.parquet": (features, rows)}
 
 
@@ -121,7 +122,7 @@ def _gqa() -> dict[str, tuple[dict, list[dict]]]:
                           "dependencies": List(Value("int64"))}),
         "semanticStr": Value("string"),
     }
-    src = SOURCES["gqa"]
+    src = BENCHMARKS["gqa"].source
     return {
         f"{src.config}/{src.split}-00000-of-00001.parquet": (instructions, rows),
         f"{src.images_config}/{src.split}-00000-of-00001.parquet": ({"id": Value("string"), "image": Image()}, images),
@@ -262,7 +263,7 @@ def _mmbench_rows(lang: str) -> list[dict]:
             rotated = options[k:] + options[:k]
             letters = dict(zip("ABCD", rotated + [None] * (4 - len(rotated))))
             rows.append({
-                "index": index + k * 1_000_000, "question": question, "hint": hint,
+                "index": index + k * MMBENCH_COPY, "question": question, "hint": hint,
                 "answer": "ABCD"[rotated.index(right)], **letters, "category": category, "image": image,
                 "source": "stf-bench-samples", "L2-category": l2, "comment": None, "split": "dev",
             })
@@ -411,12 +412,12 @@ def _chartqa() -> dict[str, tuple[dict, list[dict]]]:
     return _single_file("chartqa", features, rows)
 
 
+# One maker per benchmark of stf_bench.benchmarks: {path under the dataset folder: (features, rows)}.
 BUILDERS: dict[str, Callable[[], dict[str, tuple[dict, list[dict]]]]] = {
     "gqa": _gqa, "scienceqa_img": _scienceqa, "textvqa_val": _textvqa, "pope": _pope,
     "mmbench_en_dev": lambda: _mmbench("en"), "mmbench_cn_dev": lambda: _mmbench("cn"), "vqav2_val": _vqav2,
     "vizwiz_vqa_val": _vizwiz, "ocrbench": _ocrbench, "chartqa": _chartqa,
 }
-
 
 # ---------------------------------------------------------------- writing and caching
 
@@ -426,9 +427,14 @@ def write_samples(root: Path, benchmarks: tuple[str, ...] | None = None) -> list
     import pyarrow.parquet as pq
     from datasets import Dataset, Features
 
+    chosen = list(benchmarks or names())
+    missing = [b for b in chosen if b not in BUILDERS]
+    if missing:
+        raise StfBenchError(f"no sample-data maker for benchmark {missing[0]!r}; add one to "
+                            f"stf_bench.eval.samples.BUILDERS (docs/ARCHITECTURE.md, 'Benchmarks')")
     written = []
-    for bench in benchmarks or tuple(BUILDERS):
-        folder = root / SOURCES[bench].folder
+    for bench in chosen:
+        folder = root / BENCHMARKS[bench].source.folder
         for rel, (features, rows) in BUILDERS[bench]().items():
             path = folder / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -450,9 +456,16 @@ def cache_root() -> Path:
     return Path(platformdirs.user_cache_dir("stf-bench"))
 
 
+def samples_dirname() -> str:
+    """`samples-v<N>-<digest of the declared benchmark names>`: a benchmark added to stf_bench.benchmarks gets a
+    fresh sample set, never a cached one that lacks it."""
+    declared = ",".join(names())
+    return f"samples-v{SAMPLES_VERSION}-{hashlib.sha256(declared.encode()).hexdigest()[:8]}"
+
+
 def ensure_samples(root: Path | None = None) -> Path:
     """The sample data directory, generated on first use; concurrent callers never see a half-written one."""
-    target = (root or cache_root()) / f"samples-v{SAMPLES_VERSION}"
+    target = (root or cache_root()) / samples_dirname()
     if (target / _MARKER).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -123,14 +123,14 @@ class ReplayLM(lmms):
 
 def rescore_spec(results: dict, results_path: Path, tasks: list[str], protocol: str | None):
     """The RunSpec that replays a recorded run: its model, arguments, data and limit, written beside it."""
+    from stf_bench.benchmarks import of_task
     from stf_bench.eval import tasks as task_registry
     from stf_bench.eval.runner import RunSpec
 
     meta = results.get("stf_bench") or {}
     recorded = meta.get("protocol") or ("llava" if all(t.startswith("stf_") for t in tasks) else "lmms-eval")
     protocol = protocol or recorded
-    by_lmms = {task_registry.lmms_name(b, p): b for b in task_registry.ALL_TASKS for p in ("llava", "lmms-eval")}
-    benchmarks = list(dict.fromkeys(by_lmms[t] for t in tasks if t in by_lmms)) or list(meta.get("tasks") or [])
+    benchmarks = list(dict.fromkeys(b.name for b in map(of_task, tasks) if b)) or list(meta.get("tasks") or [])
     if not benchmarks:
         raise StfBenchError(f"none of the run's tasks ({', '.join(tasks)}) is one of stf-bench's benchmarks")
     if meta.get("tasks") and set(tasks) >= {task_registry.lmms_name(b, recorded) for b in meta["tasks"]}:

@@ -18,10 +18,10 @@ import statistics
 import sys
 from collections.abc import Callable, Iterable
 
+from stf_bench.benchmarks import MMBENCH_COPY, MMBENCH_SYS_PROMPT
 from stf_bench.compat import reset_ocrbench_totals
 
 POPE_SPLITS = ("adversarial", "popular", "random")
-MMBENCH_SYS_PROMPT = "There are several options:"  # lmms-eval's mmbench.yaml metadata.sys_prompt
 SQA_OPTIONS = ("A", "B", "C", "D", "E")
 
 
@@ -207,7 +207,6 @@ def pope_accuracy(items: list[dict]) -> float:
 # circular grouping in vlmeval/dataset/utils/multiple_choice.py), written from open-compass/VLMEvalKit @
 # aca64dbb3113ebf09683e379c65fb8b5107cba3f, the last commit before the 2025-08 rule change (c3371551: the letter must
 # be among the last four words, text matching refuses long answers; a67ace5, 2026-06, adds an "answer is X" regex).
-MMBENCH_COPY = 1_000_000  # circular copies of question q have index q + k * 1e6
 MMBENCH_UNMATCHED = "Z"  # what can_infer returns for a refusal; never a right answer
 _MMB_SEPARATORS = ".()[],:;!*#{}"  # can_infer_option turns each into a space before splitting into words
 _MMB_REFUSALS = ("Sorry, I can't help with images of people yet.", "I can't process this file.",

@@ -6,7 +6,7 @@ no task ever touches the hub itself:
 - `llava` (default): the paper's protocol, our YAMLs in tasks/stf_llava (distinct `stf_*` names, never shadowed);
 - `lmms-eval`: lmms-eval's own task definitions, only the data source overridden, plus two fixes that keep the
   run honest and offline: MMBench scored with the static (no judge) method unless `judge=True`, and OCRBench's
-  aggregate reset before use. `headline` turns lmms-eval's results into the paper's units.
+  aggregate reset before use. `paper_scores` turns lmms-eval's results into the paper's units.
 """
 
 from __future__ import annotations
@@ -18,70 +18,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stf_bench.benchmarks import BENCHMARKS, names, paper8
 from stf_bench.errors import StfBenchError
 from stf_bench.resources import shipped_dir
 
 if TYPE_CHECKING:
     from stf_bench.eval.data_sources import DataFiles
 
-ALL_TASKS: tuple[str, ...] = ("gqa", "scienceqa_img", "textvqa_val", "pope", "mmbench_en_dev", "mmbench_cn_dev",
-                              "vqav2_val", "vizwiz_vqa_val", "ocrbench", "chartqa")
-PAPER8: tuple[str, ...] = ALL_TASKS[:8]  # Table 2: GQA SQA VQA^T POPE MMB MMB^CN VQAv2 VizWiz
 PROTOCOLS = ("llava", "lmms-eval")
 TASKS_DIR = shipped_dir("tasks") / "stf_llava"
-
-# lmms-eval's folder (under lmms_eval/tasks) holding each benchmark's built-in YAML
-_BUILTIN_DIRS = {"gqa": "gqa", "scienceqa_img": "scienceqa", "textvqa_val": "textvqa", "pope": "pope",
-                 "mmbench_en_dev": "mmbench", "mmbench_cn_dev": "mmbench", "vqav2_val": "vqav2",
-                 "vizwiz_vqa_val": "vizwiz_vqa", "ocrbench": "ocrbench", "chartqa": "chartqa"}
-
-# lmms-eval task name -> [(metric, name in the headline, scale to the paper's unit)]; the first is the headline.
-# "points" marks OCRBench under lmms-eval, whose aggregate is (total points)/1000 and needs the row count.
-_PCT = 100.0
-HEADLINE_METRICS: dict[str, list[tuple[str, str, Any]]] = {
-    "stf_gqa": [("exact_match", "exact_match", _PCT)],
-    "stf_scienceqa_img": [("exact_match", "accuracy", _PCT)],
-    "stf_textvqa_val": [("exact_match", "vqa_accuracy", _PCT)],
-    "stf_pope": [("pope_f1_avg", "f1", _PCT), ("pope_f1_adversarial", "f1_adversarial", _PCT),
-                 ("pope_f1_popular", "f1_popular", _PCT), ("pope_f1_random", "f1_random", _PCT),
-                 ("pope_accuracy", "accuracy", _PCT)],
-    "stf_mmbench_en_dev": [("circular_accuracy", "circular_accuracy", _PCT)],
-    "stf_mmbench_cn_dev": [("circular_accuracy", "circular_accuracy", _PCT)],
-    "stf_vqav2_val": [("exact_match", "vqa_accuracy", _PCT)],
-    "stf_vizwiz_vqa_val": [("exact_match", "vqa_accuracy", _PCT)],
-    "stf_ocrbench": [("ocrbench_points", "points", 1.0)],
-    "stf_chartqa": [("relaxed_overall", "relaxed_accuracy", _PCT), ("relaxed_human_split", "relaxed_human", _PCT),
-                    ("relaxed_augmented_split", "relaxed_augmented", _PCT)],
-    "gqa": [("exact_match", "exact_match", _PCT)],
-    "scienceqa_img": [("exact_match", "accuracy", _PCT)],
-    "textvqa_val": [("exact_match", "vqa_accuracy", _PCT)],
-    "pope": [("pope_f1_score", "f1", _PCT), ("pope_accuracy", "accuracy", _PCT),
-             ("pope_precision", "precision", _PCT), ("pope_recall", "recall", _PCT)],
-    "mmbench_en_dev": [("gpt_eval_score", "circular_accuracy", 1.0)],  # lmms-eval already reports x100
-    "mmbench_cn_dev": [("gpt_eval_score", "circular_accuracy", 1.0)],
-    "vqav2_val": [("exact_match", "vqa_accuracy", _PCT)],
-    "vizwiz_vqa_val": [("exact_match", "vqa_accuracy", _PCT)],
-    "ocrbench": [("ocrbench_accuracy", "points", "points")],
-    "chartqa": [("relaxed_overall", "relaxed_accuracy", _PCT), ("relaxed_human_split", "relaxed_human", _PCT),
-                ("relaxed_augmented_split", "relaxed_augmented", _PCT)],
-}
 
 
 def expand_tasks(spec: str) -> list[str]:
     """'all' | 'paper8' | a comma list of benchmark names -> the benchmark names, in order, without repeats."""
-    names: list[str] = []
+    chosen: list[str] = []
     for part in (p.strip() for p in str(spec).split(",")):
         if not part:
             continue
-        chosen = ALL_TASKS if part == "all" else PAPER8 if part == "paper8" else (part,)
-        for name in chosen:
-            if name not in ALL_TASKS:
-                raise StfBenchError(f"unknown task {name!r}; use 'all', 'paper8' or any of: {', '.join(ALL_TASKS)}")
-            if name not in names:
-                names.append(name)
-    if not names:
-        raise StfBenchError(f"no task given; use 'all', 'paper8' or any of: {', '.join(ALL_TASKS)}")
-    return names
+        for name in names() if part == "all" else paper8() if part == "paper8" else [part]:
+            if name not in BENCHMARKS:
+                raise StfBenchError(f"unknown task {name!r}; use 'all', 'paper8' or any of: {', '.join(names())}")
+            if name not in chosen:
+                chosen.append(name)
+    if not chosen:
+        raise StfBenchError(f"no task given; use 'all', 'paper8' or any of: {', '.join(names())}")
+    return chosen
 
 
 @dataclass
@@ -96,7 +57,7 @@ class TaskSetup:
 
 def lmms_name(benchmark: str, protocol: str) -> str:
     """The lmms-eval task that runs `benchmark` under `protocol`."""
-    return f"stf_{benchmark}" if protocol == "llava" else benchmark
+    return BENCHMARKS[benchmark].llava_task if protocol == "llava" else benchmark
 
 
 def _spec(benchmark: str, protocol: str, files: DataFiles, judge: bool) -> dict:
@@ -136,9 +97,13 @@ def resolve(tasks: list[str], protocol: str, data: str = "samples", data_dir: Pa
 
     if protocol not in PROTOCOLS:
         raise StfBenchError(f"unknown protocol {protocol!r}; use one of: {', '.join(PROTOCOLS)}")
-    unknown = [t for t in tasks if t not in ALL_TASKS]
+    unknown = [t for t in tasks if t not in BENCHMARKS]
     if unknown or not tasks:
-        raise StfBenchError(f"unknown task {unknown[0] if unknown else '(none)'!r}; use any of: {', '.join(ALL_TASKS)}")
+        raise StfBenchError(f"unknown task {unknown[0] if unknown else '(none)'!r}; use any of: {', '.join(names())}")
+    if protocol == "lmms-eval":
+        builtin_less = [t for t in tasks if not BENCHMARKS[t].lmms_dir]
+        if builtin_less:
+            raise StfBenchError(f"{builtin_less[0]}: lmms-eval has no task of its own for it; use --protocol llava")
     if judge and not os.environ.get("OPENAI_API_KEY"):
         raise StfBenchError("the MMBench judge needs OPENAI_API_KEY (and optionally OPENAI_API_URL, MODEL_VERSION); "
                             "set them, or run without the judge (MMBench's own answer-matching rules only)")
@@ -168,34 +133,36 @@ def _task_manager(tasks: tuple[str, ...], protocol: str):
         paths = [str(TASKS_DIR)]
     else:
         root = Path(lmms_eval.tasks.__file__).parent
-        paths = sorted({str(root / _BUILTIN_DIRS[t]) for t in tasks})
+        paths = sorted({str(root / BENCHMARKS[t].lmms_dir) for t in tasks})
     return TaskManager("WARNING", include_path=paths, include_defaults=False)
 
 
-def headline(results: dict, lmms_names: dict[str, str]) -> dict[str, dict[str, float]]:
+def paper_scores(results: dict, lmms_names: dict[str, str]) -> dict[str, dict[str, float]]:
     """lmms-eval's results (what simple_evaluate returns, or its results JSON) -> {benchmark: {metric: value}} in
-    the paper's units: percent, OCRBench in points out of 1000. The first metric of each is the headline one."""
+    the paper's units (stf_bench.benchmarks: percent, OCRBench in points out of 1000). The headline comes first."""
     table = results.get("results", {})
     out: dict[str, dict[str, float]] = {}
     for bench, task in lmms_names.items():
         if task not in table:
             raise StfBenchError(f"{bench}: lmms-eval returned no results for task {task!r}")
         row, metrics = table[task], {}
-        for i, (metric, name, scale) in enumerate(HEADLINE_METRICS[task]):
-            value = row.get(f"{metric},none")
+        for i, metric in enumerate(BENCHMARKS[bench].metrics(task)):
+            value = row.get(f"{metric.key},none")
             if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
                 if i == 0:
-                    raise StfBenchError(f"{bench}: no value for its headline metric {metric!r} in task {task!r}")
+                    raise StfBenchError(f"{bench}: no value for its headline metric {metric.key!r} in task {task!r}")
                 continue
-            if scale == "points":  # lmms-eval's OCRBench: total points / 1000 -> points out of 1000 (x1000/rows)
-                counts = results.get("n-samples", {}).get(task, {})
-                rows = counts.get("effective")
-                if rows is not None and 0 < rows < 1:  # --limit as a fraction, as lmms-eval's get_sample_size reads it
-                    rows = math.ceil(counts.get("original", 0) * rows)
-                if not rows:
-                    raise StfBenchError(f"{bench}: results lack n-samples for {task!r}; cannot convert to points")
-                metrics[name] = float(value) * 1000.0 * 1000.0 / rows
-            else:
-                metrics[name] = float(value) * scale
+            metrics[metric.name] = metric.in_paper_units(value, _rows_scored(results, task) if metric.per_row else None)
+            if metrics[metric.name] is None:
+                raise StfBenchError(f"{bench}: results lack n-samples for {task!r}; cannot convert to {metric.name}")
         out[bench] = metrics
     return out
+
+
+def _rows_scored(results: dict, task: str) -> int | None:
+    """How many rows lmms-eval scored for `task` (n-samples), a fractional --limit read as its get_sample_size does."""
+    counts = results.get("n-samples", {}).get(task, {})
+    rows = counts.get("effective")
+    if rows is not None and 0 < rows < 1:
+        rows = math.ceil(counts.get("original", 0) * rows)
+    return rows or None

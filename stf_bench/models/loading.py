@@ -7,7 +7,10 @@ Checkpoint formats understood (docs/facts.md section 2):
 3. the LLaVA-STF release (original format plus `mm_projector_crosslayer`), and its stage-1 `mm_projector.bin`
    through `projector_weights=`;
 4. our own `save_pretrained` output (`model_type: stf_llava`).
-Pickled `.bin` files are read only with `torch.load(weights_only=True)`; nothing runs remote code.
+Formats 1 and 4 load through transformers' `from_pretrained` (`key_mapping=` renames the older layouts; its loading
+info, missing / unexpected / mismatched keys, is checked here); formats 2 and 3 have no transformers class, so their
+keys are mapped by hand (`_from_original_llava`). Pickled `.bin` files are read only with
+`torch.load(weights_only=True)`; nothing runs remote code.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import contextlib
 import json
 import logging
 import os
+import pickle
 import re
 import socket
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, CLIPVisionConfig, LlamaConfig
+from transformers import AutoTokenizer, CLIPVisionConfig, GenerationConfig, LlamaConfig
 
 from stf_bench.errors import StfBenchError
 from stf_bench.models.modeling import StfLlavaConfig, StfLlavaForConditionalGeneration
@@ -202,7 +206,8 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
 
     An index (`model.safetensors.index.json`, `pytorch_model.bin.index.json`) names the shards exactly, so that a
     stage-1 `mm_projector.bin` or `training_args.bin` beside them is never read as part of the model."""
-    shards = _indexed_shards(directory)
+    index = next((directory / name for name in INDEX_FILES if (directory / name).is_file()), None)
+    shards = _index_shards(index) if index else None
     if shards is None:
         shards = sorted(directory.glob("*.safetensors")) or sorted(
             p for p in directory.glob("*.bin") if p.name not in NOT_WEIGHTS)
@@ -218,22 +223,19 @@ NOT_WEIGHTS = ("training_args.bin", "mm_projector.bin")  # pickled arguments; th
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
-def _indexed_shards(directory: Path) -> list[Path] | None:
-    """The shard files a checkpoint index names (every one must exist), or None without an index."""
-    for name in INDEX_FILES:
-        index = directory / name
-        if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise StfBenchError(f"{index} is not a checkpoint index (no readable weight_map: {exc})") from None
-            files = [directory / f for f in sorted(set(weight_map.values()))]
-            missing = [f.name for f in files if not f.is_file()]
-            if missing:
-                raise StfBenchError(f"{index} lists {len(files)} shard(s) but {len(missing)} are missing from "
-                                    f"{directory}: {', '.join(missing)}; the download is incomplete")
-            return files
-    return None
+def _index_shards(index: Path) -> list[Path]:
+    """The shard files a checkpoint index names; every one must exist."""
+    directory = index.parent
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StfBenchError(f"{index} is not a checkpoint index (no readable weight_map: {exc})") from None
+    files = [directory / f for f in sorted(set(weight_map.values()))]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise StfBenchError(f"{index} lists {len(files)} shard(s) but {len(missing)} are missing from "
+                            f"{directory}: {', '.join(missing)}; the download is incomplete")
+    return files
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -244,8 +246,24 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as exc:
-        raise StfBenchError(f"{path} is not a complete safetensors file ({exc}); the download was probably cut "
-                            f"short: download it again") from None
+        raise _incomplete_safetensors(path, exc) from None
+
+
+def _check_safetensors(path: Path) -> None:
+    """Open one safetensors file's header, which safetensors checks against the file's length: a truncated or corrupt
+    file is a StfBenchError naming it, before from_pretrained reads any tensor."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt"):
+            pass
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _incomplete_safetensors(path, exc) from None
+
+
+def _incomplete_safetensors(path: Path, exc: Exception) -> StfBenchError:
+    return StfBenchError(f"{path} is not a complete safetensors file ({exc}); the download was probably cut short: "
+                         f"download it again")
 
 
 def _torch_load(path: Path) -> dict[str, torch.Tensor]:
@@ -258,7 +276,8 @@ def _torch_load(path: Path) -> dict[str, torch.Tensor]:
 
 def load_checkpoint(directory: Path, *, device: torch.device, dtype: torch.dtype, options: dict | None = None,
                     config_overrides: dict | None = None) -> tuple[StfLlavaForConditionalGeneration, StfLlavaProcessor]:
-    """Load any supported checkpoint format from a local directory."""
+    """Load any supported checkpoint format from a local directory: formats 1 and 4 through from_pretrained, the
+    original-LLaVA / LLaVA-STF ones by their hand-written key maps."""
     options, config_overrides = options or {}, config_overrides or {}
     cfg_path = directory / "config.json"
     if not cfg_path.is_file():
@@ -268,27 +287,21 @@ def load_checkpoint(directory: Path, *, device: torch.device, dtype: torch.dtype
     if kind == "original":  # before reading weights: a missing vision tower or tokenizer fails fast
         tokenizer = _add_image_token(_load_tokenizer(directory))
         _original_vision_tower_source(raw, options)
-    state = read_state_dict(directory)
+        config, state = _from_original_llava(raw, read_state_dict(directory), tokenizer, options, config_overrides)
+        _set_attn(config, options)
+        return _materialise(config, state, device, dtype, directory), _processor(config, tokenizer)
+    _check_transformers_weights(directory)  # missing or truncated weights are named before the config is built
     if kind == "stf_llava":
         config = StfLlavaConfig.from_pretrained(directory, **config_overrides)
-        state = {_map_llava_hf_key(k): v for k, v in state.items()}
-        processor_dir = directory
-    elif kind == "llava_hf":
-        config = _config_from_llava_hf(raw, config_overrides)
-        state = {_map_llava_hf_key(k): v for k, v in state.items()}
-        processor_dir = directory
     else:
-        config, state = _from_original_llava(raw, state, tokenizer, options, config_overrides)
-        _set_attn(config, options)
-        model = _materialise(config, state, device, dtype, directory)
-        return model, _processor(config, tokenizer)
+        config = _config_from_llava_hf(raw, config_overrides)
     _set_attn(config, options)
-    model = _materialise(config, state, device, dtype, directory)
-    if (processor_dir / "stf_processor.json").is_file():
-        processor = StfLlavaProcessor.from_pretrained(processor_dir)
+    model = _from_pretrained(directory, config, device, dtype)
+    if (directory / "stf_processor.json").is_file():
+        processor = StfLlavaProcessor.from_pretrained(directory)
         processor.num_visual_tokens = config.num_visual_tokens
     else:
-        processor = _processor(config, _add_image_token(_load_tokenizer(processor_dir)))
+        processor = _processor(config, _add_image_token(_load_tokenizer(directory)))
     return model, processor
 
 
@@ -336,17 +349,6 @@ def _map_vision_key(key: str) -> str:
     """Every published layout of the CLIP tower (`vision_tower.vision_model.*`, original LLaVA's
     `model.vision_tower.vision_tower.vision_model.*`) -> transformers 5's `model.vision_tower.*`."""
     return VISION_PREFIX.sub("model.vision_tower.", key, count=1)
-
-
-def _map_llava_hf_key(key: str) -> str:
-    """transformers 4.x llava-hf layout (the hub's) -> the 5.x one used by our model."""
-    if VISION_PREFIX.match(key):
-        return _map_vision_key(key)
-    for old, new in (("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."),
-                     ("multi_modal_projector.", "model.multi_modal_projector.")):
-        if key.startswith(old):
-            return new + key[len(old):]
-    return key
 
 
 def _config_from_llava_hf(raw: dict, overrides: dict) -> StfLlavaConfig:
@@ -478,6 +480,99 @@ def _fetch_vision_tower() -> Path:
                             f"not in the local hub cache (offline, or the download failed); get it with "
                             f"`hf download {CLIP_L_336_ID} --local-dir DIR` and pass --model-args vision_tower=DIR"
                             ) from None
+
+
+# transformers' llava layouts -> our model's (transformers 5's). Applied in turn by from_pretrained's `key_mapping=`
+# (regex -> replacement): the 4.x layout of the hub's llava-hf repos (language_model.model.*, multi_modal_projector.*,
+# which 5.x save_pretrained of LlavaForConditionalGeneration still writes), and every CLIP tower prefix.
+LLAVA_HF_KEY_MAPPING = {
+    r"^language_model\.model\.": "model.language_model.",
+    r"^language_model\.lm_head\.": "lm_head.",
+    r"^multi_modal_projector\.": "model.multi_modal_projector.",
+    VISION_PREFIX.pattern: "model.vision_tower.",
+}
+# Which files from_pretrained reads from a local directory, in its order of preference (transformers 5.24,
+# modeling_utils._get_resolved_checkpoint_files with use_safetensors=None).
+TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                        "pytorch_model.bin.index.json")
+
+
+def _check_transformers_weights(directory: Path) -> None:
+    """Check the weight files from_pretrained will read before it does: every shard of an index present, every
+    safetensors file complete, so that those failures read as they do for the other formats."""
+    name = next((n for n in TRANSFORMERS_WEIGHTS if (directory / n).is_file()), None)
+    if name is None:
+        raise StfBenchError(f"no weights transformers can read in {directory}: a transformers-format or stf_llava "
+                            f"checkpoint holds {', '.join(TRANSFORMERS_WEIGHTS[:-1])} or {TRANSFORMERS_WEIGHTS[-1]} "
+                            f"(what save_pretrained writes)")
+    files = _index_shards(directory / name) if name.endswith(".index.json") else [directory / name]
+    for f in files:
+        if f.suffix == ".safetensors":
+            _check_safetensors(f)
+
+
+class _NoLoadReport(logging.Filter):
+    """Drops from_pretrained's LOAD REPORT warning: `check_loading_info` turns what it lists into one StfBenchError."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
+def _from_pretrained(directory: Path, config: StfLlavaConfig, device: torch.device, dtype: torch.dtype
+                     ) -> StfLlavaForConditionalGeneration:
+    """Load a transformers-format or stf_llava checkpoint with transformers' own loader, then refuse it if any key
+    is missing, unexpected or of the wrong shape.
+
+    Relies on `PreTrainedModel.from_pretrained` of transformers 5.x (5.24.0 installed): `config=` (ours, overrides
+    applied), `key_mapping=`, `dtype=`, `device_map=` (`meta` included), `ignore_mismatched_sizes=True` with
+    `output_loading_info=True` (mismatches reported, not raised, so that the message names the shapes),
+    `local_files_only=True` (the directory is local: no hub call) and `weights_only=True`. The caller has checked
+    the weight files (`_check_transformers_weights`)."""
+    report_filter = _NoLoadReport()
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    report_logger.addFilter(report_filter)
+    try:
+        model, info = StfLlavaForConditionalGeneration.from_pretrained(
+            directory, config=config, key_mapping=LLAVA_HF_KEY_MAPPING, output_loading_info=True, dtype=dtype,
+            device_map={"": device}, ignore_mismatched_sizes=True, local_files_only=True, weights_only=True,
+            trust_remote_code=False, generation_config=GenerationConfig())
+    except pickle.UnpicklingError as exc:
+        raise StfBenchError(f"a *.bin weight file in {directory} is not a weights-only PyTorch file ({exc}); "
+                            f"stf-bench never unpickles code; convert it to safetensors") from None
+    finally:
+        report_logger.removeFilter(report_filter)
+    check_loading_info(model, info, directory)
+    model.generation_config = model.default_generation_config()  # as a model built from its config has
+    return model
+
+
+def check_loading_info(model: StfLlavaForConditionalGeneration, info: dict, source: Path | str) -> None:
+    """from_pretrained's loading info -> a StfBenchError naming the missing, mismatched or unexpected keys (as
+    from_pretrained reports them, after `key_mapping`), as `check_state_dict` does for hand-mapped checkpoints.
+    (Its `error_msgs` never reach here: from_pretrained raises on them itself.)"""
+    what = getattr(model.config, "projector_type", "?")
+    missing = sorted(k for k in info["missing_keys"] if not IGNORED_KEYS.search(k))
+    if missing:
+        shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+        raise StfBenchError(f"{source}: checkpoint lacks {_listed(missing, shapes, 'model expects shape')}; "
+                            f"is it the right model or projector for {what}?")
+    mismatched = sorted(info["mismatched_keys"])
+    if mismatched:
+        key, got, want = mismatched[0]
+        raise StfBenchError(f"{source}: {key} has shape {list(got)} in the checkpoint but the model expects "
+                            f"{list(want)}; check k/e/mbtf_blocks or the preset"
+                            + (f" ({len(mismatched)} such keys: {_listed([k for k, _, _ in mismatched])})"
+                               if len(mismatched) > 1 else ""))
+    unexpected = sorted(k for k in info["unexpected_keys"] if not IGNORED_KEYS.search(k))
+    if unexpected:
+        raise StfBenchError(f"{source}: unexpected key {_listed(unexpected)} that the model ({what}) has no place "
+                            f"for; {len(unexpected)} such keys in all")
+
+
+def _listed(keys: list[str], shapes: dict | None = None, note: str = "", most: int = 8) -> str:
+    """`k1 (note [..]), k2, ... and N more`: the first keys of a refusal, so that the message stays one line."""
+    head = [f"{k} ({note} {shapes[k]})" if shapes and k in shapes else k for k in keys[:most]]
+    return ", ".join(head) + (f" and {len(keys) - most} more" if len(keys) > most else "")
 
 
 def _materialise(config: StfLlavaConfig, state: dict, device: torch.device, dtype: torch.dtype, source: Path

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from huggingface_hub.dataclasses import strict
 from torch import nn
-from transformers import AutoConfig, AutoModel, LlavaConfig, LlavaForConditionalGeneration, LlavaModel
+from transformers import AutoConfig, AutoModel, GenerationConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaModel
 from transformers.models.llava.modeling_llava import LlavaModelOutputWithPast, LlavaPreTrainedModel
 
 from stf_bench import compat
@@ -286,8 +286,15 @@ class StfLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         self.model = StfLlavaModel(config)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         self.post_init()
-        if not all(getattr(m, "uses_kv_cache", True) for m in config.methods()):
-            self.generation_config.use_cache = False  # the method's prefill is recomputed at every step
+        self.generation_config = self.default_generation_config()
+
+    def default_generation_config(self) -> GenerationConfig:
+        """transformers' generation defaults for this config, without the KV cache when a method recomputes its prefill
+        at every step. `load_model` keeps these rather than a checkpoint's generation_config.json."""
+        generation = GenerationConfig.from_model_config(self.config)
+        if not all(getattr(m, "uses_kv_cache", True) for m in self.config.methods()):
+            generation.use_cache = False
+        return generation
 
     @property
     def num_visual_tokens(self) -> int:

@@ -8,8 +8,9 @@ from __future__ import annotations
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from stf_bench.models.conversation import IMAGE_TOKEN
+
 SPECIALS = ("<unk>", "<s>", "</s>", "<pad>")
-IMAGE_TOKEN = "<image>"
 
 
 def build_tiny_tokenizer(image_token_id: int | None = None) -> PreTrainedTokenizerFast:

@@ -13,7 +13,7 @@ from stf_bench.methods.options import METHOD_ARG_PREFIX
 from stf_bench.models import load_model
 from stf_bench.models.presets import list_presets, override_fields, preset_config
 from stf_bench.profile.flops import FlopsReport, paper_report
-from stf_bench.report.published import load_published
+from stf_bench.published import load_published
 
 SETTINGS = ("k", "e", "mbtf_blocks")  # match attributes that become model overrides (with the method's)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from stf_bench.errors import StfBenchError
 from stf_bench.eval.data_sources import locate
 from stf_bench.eval.llava_protocol import vqav2_doc_to_text
-from stf_bench.eval.prompts import vicuna_v1
+from stf_bench.models.conversation import vicuna_v1
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stf_bench.report.metrics import Metric
+from stf_bench.benchmarks import MMBENCH_COPY, MMBENCH_SYS_PROMPT, Metric
 from stf_bench.store.db import SampleRow
 
 DEFAULT_ITERS = 2000
 DEFAULT_SEED = 0
 LEVEL = 0.95
 CHUNK = 64
-MMBENCH_COPY = 1_000_000
 
 
 @dataclass
@@ -138,7 +137,7 @@ def _mmbench_units(metric: Metric, samples: list[SampleRow]) -> Units | None:
     import pandas as pd
     from lmms_eval.tasks.mmbench.mmbench_evals import MMBench_Evaluator
 
-    evaluator = MMBench_Evaluator(sys_prompt="There are several options:")
+    evaluator = MMBench_Evaluator(sys_prompt=MMBENCH_SYS_PROMPT)
     data = pd.DataFrame(records).sort_values(by="index")
     data["prediction"] = [str(x) for x in data["prediction"]]
     data.columns = [c if c in "ABCD" else c.lower() for c in data.columns]

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from stf_bench.errors import StfBenchError, writable_dir
+from stf_bench.published import load_published
 from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED
 from stf_bench.report.formats import EXTENSIONS, FORMATS, render
-from stf_bench.report.published import load_published
 from stf_bench.report.tables import build_tables, collect_reproduced, table_ids
 from stf_bench.store.cli import add_db_argument
 from stf_bench.store.db import Store, resolve_db_path
@@ -21,7 +21,9 @@ PLOT_TABLES = ("2", "9", "zoo")  # what the plots read, built even when not aske
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `stf-bench report`."""
-    parser.add_argument("--table", default="all", help="2, 3, ..., 14, zoo, a comma list, or all (default)")
+    parser.add_argument("--table", default="all",
+                        help="2, 3, ..., 14, zoo, benchmarks (every benchmark, reproduced rows), a comma list, "
+                             "or all (default)")
     parser.add_argument("--format", default="md", help=f"{', '.join(FORMATS)}, a comma list, or all (default: md)")
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help="where to write (default: reports/)")
     add_db_argument(parser)

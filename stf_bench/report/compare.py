@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stf_bench.benchmarks import BENCHMARKS, columns
 from stf_bench.errors import StfBenchError
 from stf_bench.report.attributes import row_label
 from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED, Units, paired_bootstrap, task_units
-from stf_bench.report.metrics import BENCHMARK_COLUMNS, TASK_COLUMNS, column_unit, headline, task_column
+from stf_bench.report.metrics import column_unit, headline, task_column
 from stf_bench.store.db import RunRow, Store
 
 
@@ -46,10 +47,11 @@ def report_label(run: RunRow) -> str:
 
 def check_task(choice: str | None) -> None:
     """A StfBenchError listing the valid names unless `choice` is None, a paper column or an lmms-eval task name."""
-    if choice is None or task_column(choice) is not None or choice.lower() in {c.lower() for c in BENCHMARK_COLUMNS}:
+    if choice is None or task_column(choice) is not None or choice.lower() in {c.lower() for c in columns()}:
         return
-    raise StfBenchError(f"unknown --task {choice!r}; pass a paper column ({', '.join(BENCHMARK_COLUMNS)}) or an "
-                        f"lmms-eval task name ({', '.join(sorted(TASK_COLUMNS))}, also with the stf_ prefix)")
+    tasks = sorted(t for b in BENCHMARKS.values() for t in (b.name, *b.aliases))
+    raise StfBenchError(f"unknown --task {choice!r}; pass a paper column ({', '.join(columns())}) or an "
+                        f"lmms-eval task name ({', '.join(tasks)}, also with the stf_ prefix)")
 
 
 def select_runs(store: Store, spec: str) -> list[RunRow]:
@@ -106,7 +108,7 @@ def compare(store: Store, a: str, b: str, *, task: str | None = None, iters: int
     check_task(task)
     ua, ub = _column_units(store, select_runs(store, a)), _column_units(store, select_runs(store, b))
     out = []
-    for column in [c for c in BENCHMARK_COLUMNS if c in ua and c in ub]:  # paper order
+    for column in [c for c in columns() if c in ua and c in ub]:  # paper order
         (run_a, task_a, units_a), (run_b, task_b, units_b) = ua[column], ub[column]
         if not _wanted(column, task_a, task_b, task):
             continue

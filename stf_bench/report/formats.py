@@ -18,6 +18,7 @@ import io
 import json
 import math
 
+from stf_bench.benchmarks import of_column
 from stf_bench.report.tables import AVG, LATENCY, SAMPLE_DATA, SPEEDUP, STALE, TFLOPS, Cell, Row, Table
 from stf_bench.tabular import LEFT, RIGHT, latex_escape, latex_tabular, markdown_escape, markdown_table
 
@@ -29,15 +30,23 @@ LEGEND = ("'-': not reported in the paper; '—': no reproduced score; [lo, hi]:
           "Δ: reproduced − published, with the verdict against the per-benchmark tolerance (docs/report.md).")
 # columns where higher is better: the ones the paper marks best/second-best
 NOT_RANKED = {TFLOPS, LATENCY, SPEEDUP}
-DECIMALS = {TFLOPS: 1, "OCRBench": 0, SPEEDUP: 1}
-REPRODUCED_DECIMALS = {TFLOPS: 3, "OCRBench": 1, SPEEDUP: 2}
+DECIMALS = {TFLOPS: 1, SPEEDUP: 1}  # the paper's precision of the columns that are not a benchmark's
+REPRODUCED_DECIMALS = {TFLOPS: 3, SPEEDUP: 2}
+
+
+def decimals(column: str, source: str) -> int:
+    """Digits after the point: the paper's (a benchmark's declared `decimals`), one more for a reproduced cell."""
+    bench = of_column(column)
+    if bench is not None:
+        return bench.decimals + (source == "reproduced")
+    return REPRODUCED_DECIMALS.get(column, 2) if source == "reproduced" else DECIMALS.get(column, 1)
 
 
 def fmt(value: float | None, column: str, source: str) -> str:
     """A number at the precision of its source (published: the paper's; reproduced: one more digit)."""
     if value is None:
         return MISSING
-    digits = (REPRODUCED_DECIMALS.get(column, 2) if source == "reproduced" else DECIMALS.get(column, 1))
+    digits = decimals(column, source)
     if value and abs(value) < 10 ** -digits:  # e.g. a tiny preset's TFLOPs: keep three significant digits
         return f"{value:.3g}"
     return f"{value:.{digits}f}"
@@ -63,7 +72,7 @@ def delta_text(cell: Cell, column: str) -> str:
         return ""
     if cell.delta is None:
         return cell.verdict
-    return f"{cell.delta:+.{REPRODUCED_DECIMALS.get(column, 2)}f} ({cell.verdict})"
+    return f"{cell.delta:+.{decimals(column, 'reproduced')}f} ({cell.verdict})"
 
 
 def _has_delta(row: Row) -> bool:

@@ -9,9 +9,8 @@ import torch
 from lmms_eval.api.instance import Instance
 from PIL import Image
 
-from stf_bench.errors import StfBenchError
-from stf_bench.eval import adapter as adapter_mod
-from stf_bench.eval.adapter import StfBenchLmms, VisualTokenCache, visual_cache_bytes
+from stf_bench.eval.adapter import StfBenchLmms
+from stf_bench.eval.visual_cache import VisualTokenCache
 
 COLOURS = [(200, 40, 40), (30, 160, 60), (40, 60, 210), (220, 200, 30)]
 # images A B A C | B D A C: with batch size 4, A repeats inside batch 1 and B, A, C repeat across batches
@@ -138,32 +137,6 @@ def test_cache_bound_is_honoured(lm, tower):
     assert tower.rows == 4 and len(cache) == 2 and cache.bytes == 2 * size
     assert lm.generate_until(_requests(lm, [5]))[0] == answers[3] and tower.rows == 4, "D is among the last two"
     assert lm.generate_until(_requests(lm, [0]))[0] == answers[0] and tower.rows == 5, "A was evicted"
-
-
-def test_lru_evicts_the_least_recently_used_and_skips_oversized():
-    cache = VisualTokenCache(3 * 16)  # three float32 (2, 2) entries
-    for key in "abc":
-        cache.put(key, torch.zeros(2, 2))
-    assert cache.get("a") is not None  # a is now the most recent
-    cache.put("d", torch.zeros(2, 2))
-    assert list(cache.entries) == ["c", "a", "d"] and cache.bytes == 48
-    cache.put("huge", torch.zeros(4, 4))
-    assert "huge" not in cache.entries and len(cache) == 3
-    cache.clear()
-    assert len(cache) == 0 and cache.bytes == 0
-
-
-def test_visual_cache_model_arg(monkeypatch):
-    cpu = torch.device("cpu")
-    assert visual_cache_bytes("0", cpu) == 0
-    assert visual_cache_bytes("1.5", cpu) == int(1.5 * 1024**2)
-    for bad in ("-1", "lots", "nan"):
-        with pytest.raises(StfBenchError, match="visual_cache is a size in MiB"):
-            visual_cache_bytes(bad, cpu)
-    monkeypatch.setattr(adapter_mod, "available_memory", lambda device: 400 * 1024**2)
-    assert visual_cache_bytes(None, cpu) == 100 * 1024**2, "the default takes at most a quarter of free memory"
-    monkeypatch.setattr(adapter_mod, "available_memory", lambda device: None)
-    assert visual_cache_bytes(None, cpu) == adapter_mod.DEFAULT_VISUAL_CACHE_MIB * 1024**2
 
 
 def test_visual_cache_zero_turns_it_off_and_is_not_part_of_the_identity():

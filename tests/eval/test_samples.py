@@ -13,11 +13,10 @@ import pytest
 from datasets import Features, Image
 from PIL import Image as PILImage
 
+from stf_bench import benchmarks
 from stf_bench.eval import samples
 from stf_bench.eval.data_sources import local_files
 from stf_bench.eval.llava_protocol import target
-from stf_bench.eval.sources import SOURCES
-from stf_bench.eval.tasks import ALL_TASKS
 
 # docs/facts.md section 3: the columns of each real dataset
 SCHEMA = {
@@ -52,7 +51,7 @@ def _rows(root: Path, bench: str) -> tuple[Features, list[dict]]:
     return Features.from_arrow_schema(table.schema), table.to_pylist()
 
 
-@pytest.mark.parametrize("bench", ALL_TASKS)
+@pytest.mark.parametrize("bench", benchmarks.names())
 def test_columns_and_dtypes_follow_the_real_dataset(root, bench):
     features, rows = _rows(root, bench)
     assert list(features) == SCHEMA[bench]
@@ -150,7 +149,7 @@ def test_same_bytes_every_run(root, tmp_path):
 def test_layout_is_the_hub_layout(root):
     assert (root / "GQA" / "testdev_balanced_instructions" / "testdev-00000-of-00001.parquet").is_file()
     assert (root / "MMBench" / "cn" / "dev-00000-of-00001.parquet").is_file()
-    assert {p.name for p in root.iterdir()} == {s.folder for s in SOURCES.values()}
+    assert {p.name for p in root.iterdir()} == {b.source.folder for b in benchmarks.BENCHMARKS.values()}
 
 
 def test_ensure_samples_writes_once_even_when_raced(tmp_path, monkeypatch):

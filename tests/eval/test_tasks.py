@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from stf_bench import benchmarks
 from stf_bench.errors import StfBenchError
 from stf_bench.eval import data_sources, samples, tasks
-from stf_bench.eval.sources import SOURCES
 
 ROWS = {"gqa": 24, "scienceqa_img": 20, "textvqa_val": 20, "pope": 36, "mmbench_en_dev": 36, "mmbench_cn_dev": 36,
         "vqav2_val": 20, "vizwiz_vqa_val": 20, "ocrbench": 20, "chartqa": 20}
@@ -36,11 +36,11 @@ def cache_env(sample_root, monkeypatch):
 
 
 def test_expand_tasks():
-    assert tasks.expand_tasks("all") == list(tasks.ALL_TASKS)
+    assert tasks.expand_tasks("all") == list(benchmarks.names())
     assert tasks.expand_tasks("paper8") == ["gqa", "scienceqa_img", "textvqa_val", "pope", "mmbench_en_dev",
                                             "mmbench_cn_dev", "vqav2_val", "vizwiz_vqa_val"]
     assert tasks.expand_tasks(" pope,gqa,pope ") == ["pope", "gqa"]
-    assert tasks.expand_tasks("paper8,ocrbench,chartqa") == list(tasks.ALL_TASKS)
+    assert tasks.expand_tasks("paper8,ocrbench,chartqa") == list(benchmarks.names())
 
 
 @pytest.mark.parametrize("spec", ["mme", "gqa,textvqa", "", ","])
@@ -68,15 +68,15 @@ def test_judge_needs_a_key(cache_env, monkeypatch):
 # ---------------------------------------------------------------- sources agree with lmms-eval's own YAMLs
 
 
-@pytest.mark.parametrize("bench", tasks.ALL_TASKS)
+@pytest.mark.parametrize("bench", benchmarks.names())
 def test_sources_match_lmms_eval_and_our_yamls(bench):
     import lmms_eval.tasks
     from lmms_eval.utils import load_yaml_config
 
-    builtin = Path(lmms_eval.tasks.__file__).parent / tasks._BUILTIN_DIRS[bench] / f"{bench}.yaml"
+    builtin = Path(lmms_eval.tasks.__file__).parent / benchmarks.BENCHMARKS[bench].lmms_dir / f"{bench}.yaml"
     theirs = load_yaml_config(str(builtin), mode="simple")
     ours = load_yaml_config(str(tasks.TASKS_DIR / f"stf_{bench}.yaml"), mode="simple")
-    src = SOURCES[bench]
+    src = benchmarks.BENCHMARKS[bench].source
     for cfg in (theirs, ours):
         assert (cfg["dataset_path"], cfg.get("dataset_name"), cfg["test_split"]) == (src.repo, src.config, src.split)
     assert ours["task"] == f"stf_{bench}" and ours["tag"] == "stf_llava"
@@ -90,7 +90,7 @@ def test_all_ten_tasks_load_and_every_doc_works(cache_env, protocol):
     from lmms_eval.tasks import get_task_dict
 
     start = time.perf_counter()
-    setup = tasks.resolve(list(tasks.ALL_TASKS), protocol)
+    setup = tasks.resolve(list(benchmarks.names()), protocol)
     task_dict = get_task_dict(copy.deepcopy(setup.task_specs), setup.task_manager)
     assert sorted(task_dict) == sorted(setup.lmms_names.values())
     for bench, name in setup.lmms_names.items():
@@ -127,7 +127,7 @@ def test_lmms_eval_protocol_keeps_lmms_evals_functions(cache_env):
     """Untouched task definitions: the prompt and per-row functions are lmms-eval's own."""
     from lmms_eval.tasks import get_task_dict
 
-    setup = tasks.resolve(list(tasks.ALL_TASKS), "lmms-eval")
+    setup = tasks.resolve(list(benchmarks.names()), "lmms-eval")
     task_dict = get_task_dict(setup.task_specs, setup.task_manager)
     for name, task in task_dict.items():
         for fn in ("doc_to_text", "doc_to_visual", "process_results"):
@@ -247,26 +247,26 @@ def _results(task: str, metrics: dict, n: int = 20) -> dict:
 
 
 def test_headline_units():
-    out = tasks.headline(_results("stf_pope", {"pope_f1_avg": 0.8567, "pope_accuracy": 0.9}), {"pope": "stf_pope"})
+    out = tasks.paper_scores(_results("stf_pope", {"pope_f1_avg": 0.8567, "pope_accuracy": 0.9}), {"pope": "stf_pope"})
     assert out == {"pope": {"f1": pytest.approx(85.67), "accuracy": pytest.approx(90.0)}}
     assert list(out["pope"])[0] == "f1"  # the headline metric comes first
-    mmb = tasks.headline(_results("mmbench_en_dev", {"gpt_eval_score": 64.3}), {"mmbench_en_dev": "mmbench_en_dev"})
+    mmb = tasks.paper_scores(_results("mmbench_en_dev", {"gpt_eval_score": 64.3}), {"mmbench_en_dev": "mmbench_en_dev"})
     assert mmb["mmbench_en_dev"]["circular_accuracy"] == pytest.approx(64.3)  # lmms-eval already x100
-    ocr = tasks.headline(_results("stf_ocrbench", {"ocrbench_points": 297.0}), {"ocrbench": "stf_ocrbench"})
+    ocr = tasks.paper_scores(_results("stf_ocrbench", {"ocrbench_points": 297.0}), {"ocrbench": "stf_ocrbench"})
     assert ocr["ocrbench"]["points"] == pytest.approx(297.0)
     # lmms-eval's OCRBench value is total/1000: 15 right of 20 rows -> 0.015 -> 750 points out of 1000
-    ocr = tasks.headline(_results("ocrbench", {"ocrbench_accuracy": 0.015}, n=20), {"ocrbench": "ocrbench"})
+    ocr = tasks.paper_scores(_results("ocrbench", {"ocrbench_accuracy": 0.015}, n=20), {"ocrbench": "ocrbench"})
     assert ocr["ocrbench"]["points"] == pytest.approx(750.0)
-    full = tasks.headline(_results("ocrbench", {"ocrbench_accuracy": 0.297}, n=1000), {"ocrbench": "ocrbench"})
+    full = tasks.paper_scores(_results("ocrbench", {"ocrbench_accuracy": 0.297}, n=1000), {"ocrbench": "ocrbench"})
     assert full["ocrbench"]["points"] == pytest.approx(297.0)
 
 
 def test_headline_refuses_to_invent_a_score():
     with pytest.raises(StfBenchError, match="no results for task 'stf_gqa'"):
-        tasks.headline({"results": {}}, {"gqa": "stf_gqa"})
+        tasks.paper_scores({"results": {}}, {"gqa": "stf_gqa"})
     with pytest.raises(StfBenchError, match="headline metric 'exact_match'"):
-        tasks.headline(_results("stf_gqa", {"other": 1.0}), {"gqa": "stf_gqa"})
-    chart = tasks.headline(_results("stf_chartqa", {"relaxed_overall": 0.5, "relaxed_human_split": 0.5}),
+        tasks.paper_scores(_results("stf_gqa", {"other": 1.0}), {"gqa": "stf_gqa"})
+    chart = tasks.paper_scores(_results("stf_chartqa", {"relaxed_overall": 0.5, "relaxed_human_split": 0.5}),
                            {"chartqa": "stf_chartqa"})
     assert chart == {"chartqa": {"relaxed_accuracy": 50.0, "relaxed_human": 50.0}}  # absent split: left out
 

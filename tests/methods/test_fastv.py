@@ -128,8 +128,8 @@ def test_run_with_fastv_scores(tmp_path, capsys, monkeypatch):
 
 
 def test_a_fastv_run_is_the_fastv_row_of_table_2_not_llava():
+    from stf_bench.published import load_published
     from stf_bench.report.attributes import matches, run_attributes
-    from stf_bench.report.published import load_published
 
     rows = {r.method: r for r in load_published().tables["2"].rows}
     fastv = run_attributes("llava-1.5-7b", {"method": "fastv", "method.k": 2, "method.r": 0.75})

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from stf_bench.methods.options import method_model_args
+from stf_bench.published import load_published
 from stf_bench.report.attributes import matches, run_attributes
-from stf_bench.report.published import load_published
 
 SETTINGS = [("2", "FastV", "fastv", "k=2,r=0.75"), ("2", "PruMerge+", "prumerge+", "tokens=144"),
             ("4", "VisionZip", "visionzip", "dominant=122,contextual=22")]

@@ -7,8 +7,9 @@ import random
 import numpy as np
 import pytest
 
+from stf_bench.benchmarks import of_column
 from stf_bench.report.bootstrap import paired_bootstrap, resample_stats, score_ci, task_units
-from stf_bench.report.metrics import HEADLINE, headline, task_column
+from stf_bench.report.metrics import headline, task_column
 from stf_bench.store.db import SampleRow
 
 
@@ -48,7 +49,7 @@ def test_pope_f1_matches_lmms_eval(seed=3):
     from lmms_eval.tasks.pope.utils import pope_aggregate_f1_score
 
     rows = _pope_rows(seed, 200)
-    units = task_units(HEADLINE["POPE"][1], rows)
+    units = task_units(of_column("POPE").headlines()[1], rows)
     assert units.point() == pytest.approx(100 * pope_aggregate_f1_score([r.metrics["pope_f1_score"] for r in rows]))
 
 
@@ -59,7 +60,7 @@ def test_pope_split_average_matches_the_per_split_f1_mean():
     expected = np.mean([pope_aggregate_f1_score([r.metrics["pope_f1_avg"] for r in rows
                                                  if r.metrics["pope_f1_avg"]["category"] == s])
                         for s in ("adversarial", "popular", "random")])
-    assert task_units(HEADLINE["POPE"][0], rows).point() == pytest.approx(100 * expected)
+    assert task_units(of_column("POPE").headlines()[0], rows).point() == pytest.approx(100 * expected)
 
 
 def test_mmbench_circular_matches_lmms_eval_static():
@@ -78,12 +79,12 @@ def test_mmbench_circular_matches_lmms_eval_static():
             i += 1
     expected, _, _ = MMBench_Evaluator(sys_prompt="x").eval_result([r.metrics["gpt_eval_score"] for r in rows],
                                                                    eval_method="static")
-    units = task_units(HEADLINE["MMB"][1], rows)
+    units = task_units(of_column("MMB").headlines()[1], rows)
     assert len(units.keys) == 12 and units.point() == pytest.approx(100 * expected)
 
 
 def test_ci_covers_the_score_narrows_with_n_and_is_reproducible():
-    metric = HEADLINE["GQA"][0]
+    metric = of_column("GQA").headlines()[0]
     rows = [SampleRow(i, None, "a", "a", {"exact_match": float(i % 3 != 0)}) for i in range(300)]
     point = 100 * np.mean([r.metrics["exact_match"] for r in rows])
     big = score_ci(metric, rows, point, iters=500)
@@ -94,7 +95,7 @@ def test_ci_covers_the_score_narrows_with_n_and_is_reproducible():
 
 
 def test_no_ci_when_records_do_not_reproduce_the_score():
-    metric = HEADLINE["GQA"][0]
+    metric = of_column("GQA").headlines()[0]
     rows = [SampleRow(i, None, "a", "a", {"exact_match": 1.0}) for i in range(10)]
     result = score_ci(metric, rows, 50.0)
     assert result.ci is None and "give 100.0000, the results file 50.0000" in result.note
@@ -103,7 +104,7 @@ def test_no_ci_when_records_do_not_reproduce_the_score():
 
 
 def test_paired_bootstrap_sees_a_real_difference_and_none_where_there_is_none():
-    metric = HEADLINE["SQA"][0]
+    metric = of_column("SQA").headlines()[0]
     rng = random.Random(0)
     a = [SampleRow(i, None, "t", "", {"exact_match": float(rng.random() < 0.8)}) for i in range(400)]
     b = [SampleRow(i, None, "t", "", {"exact_match": float(rng.random() < 0.6)}) for i in range(400)]
@@ -126,7 +127,7 @@ def test_llava_mmbench_units_follow_the_llava_rule():
                    "A": "a", "B": "b", "C": "c", "D": "d"}
             rows.append(SampleRow(i, None, rec["answer"], pred, {"circular_accuracy": rec}))
             i += 1
-    units = task_units(HEADLINE["MMB"][0], rows)
+    units = task_units(of_column("MMB").headlines()[0], rows)
     records = [r.metrics["circular_accuracy"] for r in rows]
     assert units.keys == ["0", "1", "2", "3"]
     assert units.point() == pytest.approx(100 * scoring.mmbench_circular(records)) == pytest.approx(50.0)

@@ -10,11 +10,11 @@ import pytest
 from conftest import results_file
 
 from stf_bench.cli import main
+from stf_bench.published import load_published
 from stf_bench.report.formats import EXTENSIONS, FORMATS, render, to_latex
-from stf_bench.report.published import load_published
 from stf_bench.report.tables import build_tables
 
-TABLES = ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "zoo"]
+TABLES = ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "zoo", "benchmarks"]
 EVIL = "<script>alert('x')</script> & $k_2$"
 
 
@@ -22,7 +22,7 @@ def test_report_all_tables_all_formats(filled_store, db_path, tmp_path, capsys):
     out = tmp_path / "reports"
     assert main(["report", "--table", "all", "--format", "all", "--db", str(db_path), "--output-dir", str(out),
                  "--bootstrap-iters", "200"]) == 0
-    assert "14 table(s)" in capsys.readouterr().out
+    assert f"{len(TABLES)} table(s)" in capsys.readouterr().out
     for fmt in FORMATS:
         for tid in TABLES:
             assert (out / f"table_{tid}.{EXTENSIONS[fmt]}").stat().st_size > 0
@@ -39,7 +39,7 @@ def test_report_all_tables_all_formats(filled_store, db_path, tmp_path, capsys):
     tiny = next(r for r in table2["rows"] if r["method"].startswith("stf-tiny"))
     assert tiny["cells"]["GQA"] is None and tiny["cells"]["SQA"] == pytest.approx(79.1666, abs=1e-3)
     assert tiny["ci"]["SQA"][0] < tiny["cells"]["SQA"] < tiny["ci"]["SQA"][1] and tiny["cells"]["Avg."] is None
-    assert len(json.loads((out / "report.json").read_text())["tables"]) == 14
+    assert len(json.loads((out / "report.json").read_text())["tables"]) == len(TABLES)
     t10 = json.loads((out / "table_10.json").read_text())
     assert t10["rows"] == [] and t10["columns"][-1] == "Avg."
 

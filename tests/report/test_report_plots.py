@@ -16,9 +16,9 @@ def test_tick_labels_use_mathtext_superscripts():
 
 
 def test_deltas_title_promises_hatching_only_when_a_reproduced_series_is_drawn(tmp_path, monkeypatch):
+    from stf_bench.benchmarks import BENCHMARKS, paper8
+    from stf_bench.published import load_published
     from stf_bench.report import plots
-    from stf_bench.report.metrics import BENCHMARK_COLUMNS
-    from stf_bench.report.published import load_published
 
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, out_dir, stem: figures.append(fig) or [])
@@ -27,14 +27,14 @@ def test_deltas_title_promises_hatching_only_when_a_reproduced_series_is_drawn(t
     published = load_published()
     (table2,) = build_tables(published, None, ["2"])
     assert table2.rows and all(r.source == "published" for r in table2.rows)
-    plots.deltas_to_llava(table2, None, BENCHMARK_COLUMNS[:8], tmp_path)
+    plots.deltas_to_llava(table2, None, [BENCHMARKS[b].column for b in paper8()], tmp_path)
     title = figures[0].axes[0].get_title()
     assert title.startswith("Per-benchmark deltas") and "hatched" not in title
 
 
 def test_accuracy_plot_has_no_empty_reproduced_legend_entry(tmp_path, monkeypatch):
+    from stf_bench.published import load_published
     from stf_bench.report import plots
-    from stf_bench.report.published import load_published
     from stf_bench.report.tables import build_tables
 
     figures = []

@@ -5,8 +5,8 @@ from __future__ import annotations
 from conftest import results_file
 
 from stf_bench.eval import scorer_versions
+from stf_bench.published import load_published
 from stf_bench.report.formats import ranks, render
-from stf_bench.report.published import load_published
 from stf_bench.report.tables import STALE, build_tables, table_ids
 
 PUB = load_published()

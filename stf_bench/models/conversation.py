@@ -1,4 +1,6 @@
-"""The vicuna_v1 conversation LLaVA-1.5 was trained and evaluated with, applied to every lmms-eval context."""
+"""The vicuna_v1 conversation LLaVA-1.5 was trained and evaluated with: the model family's prompt format, applied
+to every lmms-eval context (eval/adapter.py) and to the requests latency and prefill FLOPs are measured on (profile/).
+No imports: the tokenizer and the CLIs read it before anything heavy loads."""
 
 from __future__ import annotations
 
@@ -18,14 +20,3 @@ def vicuna_v1(prompt: str, n_images: int = 1) -> str:
     else:
         user = "".join(f"{IMAGE_TOKEN}\n" for _ in range(n_images)) + prompt
     return f"{SYSTEM} USER: {user} ASSISTANT:"
-
-
-def cut_at_stop(text: str, until: list[str] | tuple[str, ...]) -> str:
-    """Cut `text` at the earliest occurrence of any non-empty stop string (lm-eval's `until` rule)."""
-    cut = len(text)
-    for stop in until:
-        if stop:
-            pos = text.find(stop)
-            if pos != -1:
-                cut = min(cut, pos)
-    return text[:cut]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stf_bench.errors import StfBenchError
-from stf_bench.report.published import baselines_dir, load_published
+from stf_bench.published import baselines_dir, load_published
 
 PAPER_TABLES = [str(t) for t in range(2, 15)]
 # Avg. cells are rounded to 0.1 and so is each of the eight benchmarks: the mean of the rounded cells can differ

@@ -528,9 +528,13 @@ def _from_pretrained(directory: Path, config: StfLlavaConfig, device: torch.devi
     `output_loading_info=True` (mismatches reported, not raised, so that the message names the shapes),
     `local_files_only=True` (the directory is local: no hub call) and `weights_only=True`. The caller has checked
     the weight files (`_check_transformers_weights`)."""
+    from transformers.utils import logging as hf_logging
+
     report_filter = _NoLoadReport()
     report_logger = logging.getLogger("transformers.modeling_utils")
     report_logger.addFilter(report_filter)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar: a run shows one progress bar, its own
     try:
         model, info = StfLlavaForConditionalGeneration.from_pretrained(
             directory, config=config, key_mapping=LLAVA_HF_KEY_MAPPING, output_loading_info=True, dtype=dtype,
@@ -541,6 +545,8 @@ def _from_pretrained(directory: Path, config: StfLlavaConfig, device: torch.devi
                             f"stf-bench never unpickles code; convert it to safetensors") from None
     finally:
         report_logger.removeFilter(report_filter)
+        if bars:
+            hf_logging.enable_progress_bar()
     check_loading_info(model, info, directory)
     model.generation_config = model.default_generation_config()  # as a model built from its config has
     return model

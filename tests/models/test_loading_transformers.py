@@ -129,3 +129,12 @@ def test_checkpoint_generation_config_is_not_read(tmp_path):
     (tmp_path / "generation_config.json").write_text('{"do_sample": true, "temperature": 0.3, "use_cache": true}')
     again, _ = load_model(tmp_path)
     assert again.generation_config.to_dict() == model.generation_config.to_dict()
+
+
+def test_loading_shows_no_progress_bar_of_its_own(llava_hf, capfd):
+    """Regression: transformers' "Loading weights" bar showed on stderr beside the run's one bar."""
+    from transformers.utils import logging as hf_logging
+
+    load_model(str(llava_hf))
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # turned off for the load only

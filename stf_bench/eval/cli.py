@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from stf_bench.benchmarks import BENCHMARKS
 from stf_bench.errors import StfBenchError, writable_dir
 from stf_bench.methods.options import add_method_arguments, merge_method_args
 from stf_bench.store.cli import add_store_arguments
@@ -71,8 +72,6 @@ def spec_from_args(args: argparse.Namespace):
 def metric_unit(benchmark: str) -> str:
     """The unit of a benchmark's scores in `stf-bench run` (its declared unit; percent for a task stf-bench does
     not declare)."""
-    from stf_bench.benchmarks import BENCHMARKS
-
     return BENCHMARKS[benchmark].unit if benchmark in BENCHMARKS else "%"
 
 

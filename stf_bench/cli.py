@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import importlib
 import os
 import sys
@@ -122,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         return _stdout_closed()
     except StfBenchError as exc:
         print(f"stf-bench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = Path(exc.filename).parent if exc.filename else "the device"
+        print(f"stf-bench {args.command}: error: no space left on {where}; free some space and run the same "
+              f"command again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"stf-bench {args.command}: interrupted{_resume_note(args)}", file=sys.stderr)

@@ -226,3 +226,40 @@ def test_an_unknown_model_fails_before_any_heavy_import(command, tmp_path):
     assert "unknown model preset 'no-such-model'" in proc.stderr
     assert proc.stdout.split() == ["none", "2"], proc.stdout  # imported: none of HEAVY; exit 2
     assert not (tmp_path / "cache").exists() and not (tmp_path / "r").exists()  # no sample data, no output
+
+
+# ---------------------------------------------------------------- issue 24 item 6: faults and bad input
+
+def test_report_on_a_corrupt_store_creates_nothing(capsys, tmp_path):
+    """Today the output folder was created before the store was found corrupt."""
+    bad = tmp_path / "corrupt.sqlite"
+    bad.write_text("garbage " * 100)
+    code, out, err = _cli(capsys, "report", "--db", str(bad), "--output-dir", str(tmp_path / "reports"))
+    assert code == 2 and out == "" and "not an SQLite file" in _one_error_line(err)
+    assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "flops", "report"])
+def test_a_db_path_too_long_for_the_file_system_is_one_line(command, capsys, tmp_path):
+    """A raw `OSError: [Errno 36] File name too long` traceback today."""
+    db = tmp_path / ("a" * 300) / "store.sqlite"
+    extra = {"run": ["--tasks", "pope", "--output-dir", str(tmp_path / "out")], "flops": [],
+             "report": ["--output-dir", str(tmp_path / "reports")]}[command]
+    code, out, err = _cli(capsys, command, "--db", str(db), *extra)
+    line = _one_error_line(err)
+    assert code == 2 and out == "" and "File name too long" in line and "shorter --db" in line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "reports").exists()
+
+
+def test_a_full_disk_anywhere_is_one_line_not_a_traceback(capsys, monkeypatch, tmp_path):
+    """With 0 bytes free a run died with a raw OSError traceback (ENOSPC outside the results writer)."""
+    import errno
+
+    from stf_bench.models import cli as models_cli
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cache" / "file"))
+
+    monkeypatch.setattr(models_cli, "run", full)
+    code, out, err = _cli(capsys, "models")
+    assert code == 2 and out == "" and f"no space left on {tmp_path / 'cache'}" in _one_error_line(err)

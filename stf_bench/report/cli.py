@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
     published = load_published(args.baselines)
     ids = table_ids(args.table, published)
     fmts = formats(args.format)  # bad options first: they leave no output folder behind
-    writable_dir(args.output_dir)  # before any work: a read-only folder is one line, not an OSError at the end
-    store = open_existing(args.db)
+    store = open_existing(args.db)  # a corrupt store, too: it fails before the output folder is created
     try:
+        writable_dir(args.output_dir)  # before any work: a read-only folder is one line, not an OSError at the end
         with contextlib.redirect_stdout(sys.stderr):  # lmms-eval's MMBench scorer prints; stdout stays ours
             reproduced = collect_reproduced(store, iters=args.bootstrap_iters, seed=args.seed,
                                             include_partial=args.include_partial) if store else []

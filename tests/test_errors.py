@@ -263,3 +263,48 @@ def test_a_full_disk_anywhere_is_one_line_not_a_traceback(capsys, monkeypatch, t
     monkeypatch.setattr(models_cli, "run", full)
     code, out, err = _cli(capsys, "models")
     assert code == 2 and out == "" and f"no space left on {tmp_path / 'cache'}" in _one_error_line(err)
+
+
+BEFORE_WORK = {  # argv -> what the one line names; each was found after 11-16 s of heavy imports before
+    "bad model-args key": (["run", "--model-args", "kk=2"], "unknown model argument 'kk'"),
+    "impossible k": (["run", "--model-args", "k=5"], "k=5 does not divide"),
+    "impossible e": (["flops", "--model", "stf-7b", "--model-args", "e=3"], "e=3 does not divide"),
+    "bad method argument": (["run", "--method", "fastv", "--method-args", "zz=1"], "has no argument 'zz'"),
+    "fastv k beyond the LLM": (["run", "--model", "llava-tiny", "--method", "fastv", "--method-args", "k=2"],
+                               "valid: k in 1..1"),
+    "another projector's argument": (["latency", "--model", "llava-tiny", "--model-args", "k=3"],
+                                     "does not apply to llava-tiny"),
+}
+
+
+@pytest.mark.parametrize("case", list(BEFORE_WORK))
+def test_model_and_method_arguments_are_checked_before_any_heavy_import(case, tmp_path):
+    """The checks the README calls "before any work" run on the declarations alone: a fresh interpreter reports
+    that the refusal imported none of torch, transformers, lmms-eval or pyarrow, and wrote nothing."""
+    import os
+    import subprocess
+    import sys
+
+    argv, message = BEFORE_WORK[case]
+    extra = ["--output-dir", str(tmp_path / "r")] if argv[0] == "run" else []
+    code = ("import sys; from stf_bench.cli import main; rc = main(sys.argv[1:]); "
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules) or 'none', rc)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "STF_BENCH_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", code, *argv, *extra, "--no-store"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stdout.split() == ["none", "2"], proc.stdout
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "r").exists()
+
+
+def test_the_run_options_the_cli_lets_through_are_the_adapters():
+    """`run --model-args` may also carry the lmms-eval adapter's own options; the early check knows them by name."""
+    import inspect
+
+    from stf_bench.cli import COMMAND_MODEL_OPTIONS
+    from stf_bench.eval.adapter import StfBenchLmms
+
+    own = set(inspect.signature(StfBenchLmms.__init__).parameters) - {"self", "overrides"}
+    flags = {"preset", "pretrained", "device", "dtype", "batch_size"}  # set by `run`'s own flags
+    assert set(COMMAND_MODEL_OPTIONS["run"]) == own - flags

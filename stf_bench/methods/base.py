@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 ACTS_ON = ("projector", "vision", "llm")
 
 
+def divisors(n: int) -> list[int]:
+    """The divisors of n, ascending (the valid STF k for a grid, the valid E for k^2)."""
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
 @dataclass(frozen=True)
 class Param:
     """One argument of a method: its type, default, bounds, and (projectors) the config field that stores it."""

@@ -15,19 +15,24 @@ Batched prompts (left-padded) are ranked row by row; every row keeps the same nu
 from __future__ import annotations
 
 import logging
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from stf_bench.errors import StfBenchError
 from stf_bench.methods.base import LlmMethod, Param
 from stf_bench.methods.registry import register
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # warnings already given (the config rebuilds its method each time it is read)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Llama's rotary embedding of (B, heads, T, D) with cos/sin (B, T, D)."""
+    import torch
+
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
     half = x.shape[-1] // 2
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
@@ -36,6 +41,8 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 def causal_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(B, T) bool of real tokens -> (B, 1, T, T) additive mask: each query sees the real tokens up to it (and
     itself, so that a padding row stays finite)."""
+    import torch
+
     t = valid.shape[1]
     order = torch.arange(t, device=valid.device)
     allowed = (order[None, :, None] >= order[None, None, :]) & valid[:, None, :]
@@ -47,6 +54,8 @@ def last_token_attention(layer: nn.Module, hidden: torch.Tensor, rotary: tuple[t
                          valid: torch.Tensor) -> torch.Tensor:
     """(B, T): the attention weights of `layer` from the last token to every token, averaged over heads, as the
     layer computes them on its input `hidden` (B, T, H) (eager softmax; grouped KV heads repeated)."""
+    import torch
+
     attn = layer.self_attn
     x = layer.input_layernorm(hidden)
     b, t, _ = x.shape
@@ -78,11 +87,16 @@ class FastV(LlmMethod):
               Param("r", 0.5, float, "fraction of the visual tokens dropped", minimum=0.0, maximum=1.0))
 
     def check(self) -> None:
+        """k must leave a layer after it to run on fewer tokens: at k >= the LLM's layers FastV drops nothing and
+        would still be stored as a FastV run. r=0 (drops nothing, the base model's answers) runs as asked, named by
+        its r, with one warning per process however often the config rebuilds its method."""
         layers = self.shape.llm_layers
-        if self.args["k"] > layers:
-            raise StfBenchError(f"fastv: k={self.args['k']} is beyond the LLM's {layers} layers; valid: 1..{layers}")
-        if self.args["k"] == layers and self.args["r"] > 0:  # as in the reference: no layer is left to prune
-            log.warning("fastv: k=%d equals the LLM's layer count: no token is dropped (pass k < %d)", layers, layers)
+        if self.args["k"] >= layers:
+            raise StfBenchError(f"fastv: k={self.args['k']} leaves no layer to prune: this LLM has {layers} layers, "
+                                f"so nothing would be dropped; valid: k in 1..{layers - 1}")
+        if self.args["r"] == 0 and "r=0" not in _WARNED:
+            _WARNED.add("r=0")
+            log.warning("fastv: r=0 drops no visual token (the base model's answers, without a KV cache)")
 
     def kept(self, n: int) -> int:
         """Visual tokens kept of n (the reference's `round(n * (1 - r))`)."""
@@ -95,6 +109,8 @@ class FastV(LlmMethod):
     def forward_llm(self, llm: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor | None,
                     image_mask: torch.Tensor | None, visual_per_row: int) -> torch.Tensor:
         """The backbone's last hidden state (B, T', H) on `embeds` (B, T, H), visual tokens dropped after layer k."""
+        import torch
+
         b, t, _ = embeds.shape
         valid = torch.ones(b, t, dtype=torch.bool, device=embeds.device) if attention_mask is None \
             else attention_mask.bool()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from stf_bench.methods.base import ProjectorMethod
-from stf_bench.methods.fusion import MBTF_PARAMS, FusionProjector, check_mbtf, mbtf_layers
+from stf_bench.methods.fusion import MBTF_PARAMS, check_mbtf, mbtf_layers
 from stf_bench.methods.registry import register
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register
@@ -21,6 +24,8 @@ class Mbtf(ProjectorMethod):
         check_mbtf(self.args, self.shape.vision_layers)
 
     def build(self) -> nn.Module:
+        from stf_bench.methods.layers import FusionProjector
+
         return FusionProjector(self.shape.vision_width, self.shape.llm_width, mbtf_blocks=self.args["mbtf_blocks"],
                                k=None)
 

@@ -86,8 +86,9 @@ def test_schedule_and_refused_arguments():
     fastv = get_method("fastv")
     assert fastv(ModelShape(llm_layers=32), k=2, r=0.75).token_schedule(576) == [576] * 2 + [144] * 30
     assert fastv.text_conditioned and fastv.acts_on == "llm"
-    with pytest.raises(StfBenchError, match="valid: 1..32"):
-        fastv(ModelShape(llm_layers=32), k=33)
+    for k in (32, 33):  # at k = the layer count nothing is left to prune: refused too, not run as "+ fastv"
+        with pytest.raises(StfBenchError, match="valid: k in 1..31"):
+            fastv(ModelShape(llm_layers=32), k=k)
     with pytest.raises(StfBenchError, match="r=1.5 is out of range"):
         fastv(ModelShape(), r=1.5)
 
@@ -167,3 +168,22 @@ def test_on_a_hand_set_attention_map_the_expected_tokens_are_kept():
                            [0.0, 0.2, 0.1, 0.1, 0.3, 0.02, 0.03, 0.25, 0.0]])
     kept = keep_index(scores, image, visual=4, keep=2)
     assert kept.tolist() == [[0, 1, 2, 4, 6, 7, 8], [0, 1, 2, 3, 4, 7, 8]]  # the two best visual, all text, in order
+
+
+def test_a_fastv_that_drops_nothing_is_refused_before_any_work_and_r0_warns_once(capsys, caplog, monkeypatch):
+    """`--method fastv` on a 2-layer model ran with k=2, dropped nothing, warned 11 times and was stored as
+    `+ fastv`: refused now, with the valid range, before a model is built."""
+    from stf_bench.cli import main
+
+    assert main(["run", "--model", "llava-tiny", "--method", "fastv", "--no-store"]) == 2
+    err = capsys.readouterr().err
+    assert "fastv: k=2 leaves no layer to prune" in err and "valid: k in 1..1" in err
+    from stf_bench import load_model
+    from stf_bench.methods import fastv as fastv_module
+
+    monkeypatch.setattr(fastv_module, "_WARNED", set())  # as in a fresh process
+    with caplog.at_level("WARNING", logger="stf_bench.methods.fastv"):
+        model, _ = load_model("llava-tiny", method="fastv", **{"method.k": 1, "method.r": 0.0})
+        for _ in range(10):
+            assert model.config.token_method is not None  # the config rebuilds its method on every read
+    assert sum("r=0 drops no visual token" in r.getMessage() for r in caplog.records) == 1

@@ -79,3 +79,13 @@ def test_tiny_weights_are_deterministic_and_leave_global_rng_alone():
     b, _ = load_model("stf-tiny")
     assert torch.equal(before, after)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_an_argument_of_another_projector_is_refused_with_the_valid_ones():
+    """`--model llava-tiny --model-args k=3` was accepted, changed nothing, and was stored as another model."""
+    with pytest.raises(StfBenchError, match=r"'k' does not apply to llava-tiny: its projector mlp2x_gelu .*stf"):
+        load_model("llava-tiny", k=3)
+    with pytest.raises(StfBenchError, match=r"'qformer_queries' does not apply to stf-tiny.*k: int"):
+        load_model("stf-tiny", qformer_queries=16)
+    model, _ = load_model("llava-tiny", projector="stf", k=3)  # the projector named too: k is its argument
+    assert model.num_visual_tokens == 64

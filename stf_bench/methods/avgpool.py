@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from stf_bench.methods.base import ProjectorMethod
+from stf_bench.methods.base import ProjectorMethod, mlp_params
 from stf_bench.methods.registry import register
 
 if TYPE_CHECKING:
@@ -22,6 +22,9 @@ class AvgPool(ProjectorMethod):
         from stf_bench.methods.layers import AvgPoolProjector
 
         return AvgPoolProjector(self.shape.vision_width, self.shape.llm_width, WINDOW)
+
+    def param_count(self) -> int:
+        return mlp_params(self.shape.vision_width, self.shape.llm_width, self.shape.llm_width)
 
     def tokens_out(self, tokens_in: int) -> int:
         return (self.shape.grid // WINDOW) ** 2

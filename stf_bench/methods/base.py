@@ -26,6 +26,16 @@ if TYPE_CHECKING:
 ACTS_ON = ("projector", "vision", "llm")
 
 
+def linear_params(d_in: int, d_out: int) -> int:
+    """Parameters of `nn.Linear(d_in, d_out)` (with its bias)."""
+    return d_in * d_out + d_out
+
+
+def mlp_params(d_in: int, d_hidden: int, d_out: int) -> int:
+    """Parameters of Linear(d_in, d_hidden) - GELU - Linear(d_hidden, d_out) (`layers.mlp` and the LLaVA MLP)."""
+    return linear_params(d_in, d_hidden) + linear_params(d_hidden, d_out)
+
+
 def divisors(n: int) -> list[int]:
     """The divisors of n, ascending (the valid STF k for a grid, the valid E for k^2)."""
     return [d for d in range(1, n + 1) if n % d == 0]
@@ -229,6 +239,14 @@ class ProjectorMethod(Method):
     def feature_layers(self, default_layer: int) -> list[int]:
         """ViT hidden-state indices the projector reads, concatenated on channels in this order."""
         return [default_layer]
+
+    def param_count(self) -> int:
+        """Parameters of the module `build()` makes. This default builds it on `meta` (torch, nothing allocated);
+        the built-ins count from their widths instead, so that `stf-bench models` needs no torch."""
+        import torch
+
+        with torch.device("meta"):
+            return sum(p.numel() for p in self.build().parameters())
 
     @classmethod
     def config_from_checkpoint(cls, fmt: str, state: dict, vision_width: int) -> dict:

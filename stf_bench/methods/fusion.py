@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from stf_bench.errors import StfBenchError
-from stf_bench.methods.base import Param, divisors
+from stf_bench.methods.base import Param, divisors, linear_params, mlp_params
 
 MBTF_PARAMS = (
     Param("mbtf_blocks", 8, int, "ViT blocks fused (M), evenly spaced from the top one", "mbtf_blocks", minimum=1),
@@ -54,3 +54,10 @@ def stf_tokens(args: dict, grid: int) -> int:
     return (grid // args["k"]) ** 2 * args["e"]
 
 
+def fusion_params(c: int, h: int, *, mbtf_blocks: int | None, k: int | None, e: int = 1,
+                  stf_hidden: int | None = None) -> int:
+    """Parameters of `layers.FusionProjector` with these arguments (the same widths, counted)."""
+    mbtf = mlp_params(mbtf_blocks * c, 4 * c, c) if mbtf_blocks else 0
+    if k is None:
+        return mbtf + linear_params(c, h) + linear_params(h, h)
+    return mbtf + mlp_params(k * k * c // e, stf_hidden or 16 * c, h)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from stf_bench.methods.base import ProjectorMethod
+from stf_bench.methods.base import ProjectorMethod, mlp_params
 from stf_bench.methods.registry import register
 
 if TYPE_CHECKING:
@@ -27,3 +27,6 @@ class LlavaMlp(ProjectorMethod):
         from stf_bench.methods.layers import LlavaMlpProjector
 
         return LlavaMlpProjector(self.shape.vision_width, self.shape.llm_width)
+
+    def param_count(self) -> int:
+        return mlp_params(self.shape.vision_width, self.shape.llm_width, self.shape.llm_width)

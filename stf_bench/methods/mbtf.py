@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stf_bench.methods.base import ProjectorMethod
-from stf_bench.methods.fusion import MBTF_PARAMS, check_mbtf, mbtf_layers
+from stf_bench.methods.fusion import MBTF_PARAMS, check_mbtf, fusion_params, mbtf_layers
 from stf_bench.methods.registry import register
 
 if TYPE_CHECKING:
@@ -28,6 +28,10 @@ class Mbtf(ProjectorMethod):
 
         return FusionProjector(self.shape.vision_width, self.shape.llm_width, mbtf_blocks=self.args["mbtf_blocks"],
                                k=None)
+
+    def param_count(self) -> int:
+        return fusion_params(self.shape.vision_width, self.shape.llm_width, mbtf_blocks=self.args["mbtf_blocks"],
+                             k=None)
 
     def feature_layers(self, default_layer: int) -> list[int]:
         return mbtf_layers(self.args["mbtf_blocks"], self.shape.vision_layers, self.args["mbtf_top_layer"])

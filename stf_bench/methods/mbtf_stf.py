@@ -14,6 +14,7 @@ from stf_bench.methods.fusion import (
     STF_PARAMS,
     check_mbtf,
     check_stf,
+    fusion_params,
     mbtf_layers,
     stf_tokens,
 )
@@ -41,6 +42,10 @@ class MbtfStf(ProjectorMethod):
 
         return FusionProjector(self.shape.vision_width, self.shape.llm_width, mbtf_blocks=self.args["mbtf_blocks"],
                                k=self.args["k"], e=self.args["e"], stf_hidden=self.args["stf_hidden"])
+
+    def param_count(self) -> int:
+        return fusion_params(self.shape.vision_width, self.shape.llm_width, mbtf_blocks=self.args["mbtf_blocks"],
+                             k=self.args["k"], e=self.args["e"], stf_hidden=self.args["stf_hidden"])
 
     def feature_layers(self, default_layer: int) -> list[int]:
         return mbtf_layers(self.args["mbtf_blocks"], self.shape.vision_layers, self.args["mbtf_top_layer"])

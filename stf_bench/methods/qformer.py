@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from stf_bench.methods.base import Param, ProjectorMethod
+from stf_bench.methods.base import Param, ProjectorMethod, linear_params, mlp_params
 from stf_bench.methods.registry import register
 
 if TYPE_CHECKING:
@@ -28,6 +28,13 @@ class QFormer(ProjectorMethod):
 
         return QFormerProjector(self.shape.vision_width, self.shape.llm_width, queries=self.args["qformer_queries"],
                                 layers=self.args["qformer_layers"])
+
+    def param_count(self) -> int:
+        """Queries, then per layer two attentions (q/k/v/out projections, width C), three LayerNorms and the FFN."""
+        c = self.shape.vision_width
+        layer = 2 * (4 * c * c + 4 * c) + 3 * 2 * c + mlp_params(c, 4 * c, c)
+        return (self.args["qformer_queries"] * c + self.args["qformer_layers"] * layer
+                + linear_params(c, self.shape.llm_width))
 
     def tokens_out(self, tokens_in: int) -> int:
         return self.args["qformer_queries"]

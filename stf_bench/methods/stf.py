@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stf_bench.methods.base import ProjectorMethod
-from stf_bench.methods.fusion import STF_PARAMS, check_stf, stf_tokens
+from stf_bench.methods.fusion import STF_PARAMS, check_stf, fusion_params, stf_tokens
 from stf_bench.methods.registry import register
 
 if TYPE_CHECKING:
@@ -27,6 +27,10 @@ class Stf(ProjectorMethod):
 
         return FusionProjector(self.shape.vision_width, self.shape.llm_width, mbtf_blocks=None, k=self.args["k"],
                                e=self.args["e"], stf_hidden=self.args["stf_hidden"])
+
+    def param_count(self) -> int:
+        return fusion_params(self.shape.vision_width, self.shape.llm_width, mbtf_blocks=None, k=self.args["k"],
+                             e=self.args["e"], stf_hidden=self.args["stf_hidden"])
 
     def tokens_out(self, tokens_in: int) -> int:
         return stf_tokens(self.args, self.shape.grid)

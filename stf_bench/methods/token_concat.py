@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from stf_bench.methods.base import ProjectorMethod
+from stf_bench.methods.base import ProjectorMethod, mlp_params
 from stf_bench.methods.registry import register
 
 if TYPE_CHECKING:
@@ -23,6 +23,9 @@ class TokenConcat(ProjectorMethod):
         from stf_bench.methods.layers import TokenConcatProjector
 
         return TokenConcatProjector(self.shape.vision_width, self.shape.llm_width, WINDOW)
+
+    def param_count(self) -> int:
+        return mlp_params(WINDOW * WINDOW * self.shape.vision_width, self.shape.llm_width, self.shape.llm_width)
 
     def tokens_out(self, tokens_in: int) -> int:
         return (self.shape.grid // WINDOW) ** 2

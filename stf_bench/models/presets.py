@@ -193,24 +193,42 @@ def preset_shape(name: str):
                       llm_layers=text["num_hidden_layers"])
 
 
-def check_model_args(name: str, model_args: dict) -> None:
+def check_model_args(name: str, model_args: dict):
     """Before any heavy import: every model argument's name, and, for a preset, the projector's and the method's
     values on its shape (k divides the grid, e divides k^2, FastV's k below the LLM's layers, ...), exactly as the
-    model's config will check them. Loads the method declarations only, never torch."""
-    from stf_bench.methods.registry import get_projector, get_training_free
+    model's config will check them. Loads the method declarations only, never torch.
+
+    Returns a preset's (projector, training-free method or None), built for its shape; None for a checkpoint."""
+    from stf_bench.methods.registry import get_projector, get_training_free, list_methods
 
     fields, _ = split_overrides(model_args)
     if name not in PRESETS:  # a checkpoint: its projector and shape are known once its config is read
-        return
+        return None
     preset = get_preset(name)
     fields = {**split_overrides(preset.settings)[0], **fields}
     projector = fields.get("projector_type", preset.projector)
     refuse_foreign_fields(projector, fields, name)
     shape = preset_shape(name)
     cls = get_projector(projector)
-    cls(shape, **{p.name: fields[p.config_field] for p in cls.params if p.config_field in fields})
-    if fields.get("method"):
-        get_training_free(fields["method"])(shape, **(fields.get("method_args") or {}))
+    built = cls(shape, **{p.name: fields[p.config_field] for p in cls.params if p.config_field in fields})
+    method = get_training_free(fields["method"])(shape, **(fields.get("method_args") or {})) \
+        if fields.get("method") else None
+    if method is not None and method.acts_on == "vision" and not built.token_wise:  # as StfLlavaConfig refuses it
+        token_wise = ", ".join(m.name for m in list_methods("projector") if m.token_wise)
+        raise StfBenchError(f"method {method.name!r} selects vision tokens before the projector, but {name}'s "
+                            f"projector {projector!r} does not map tokens one by one; pick a model whose projector "
+                            f"does ({token_wise}: `stf-bench models`)")
+    return built, method
+
+
+def llm_params(name: str) -> int:
+    """Parameters of a preset's LLM backbone (Llama: embeddings, attention and MLP weights without biases, two
+    RMSNorms per layer and the final one; no `lm_head`), from its declared widths."""
+    text = LLMS[get_preset(name).llm]
+    h, layers, heads = text["hidden_size"], text["num_hidden_layers"], text["num_attention_heads"]
+    kv_width = text["num_key_value_heads"] * (h // heads)
+    layer = 2 * h * h + 2 * h * kv_width + 3 * h * text["intermediate_size"] + 2 * h
+    return text["vocab_size"] * h + layers * layer + h
 
 
 def preset_config(name: str, **overrides):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from lmms_tasks_run import lmms_eval_pope, pope_data_dir
 
 from stf_bench.cli import main
 from stf_bench.store.db import open_store
@@ -73,53 +74,16 @@ def test_a_path_without_results_is_refused(tmp_path, capsys):
 # ---------------------------------------------------------------- lmms-eval's own output, on a --data-dir
 
 
-def _data_dir_answering(root, answer: str):
-    """A data dir holding the embedded POPE sample rows with every answer set to `answer`."""
-    import shutil
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from stf_bench.benchmarks import BENCHMARKS
-    from stf_bench.eval.samples import ensure_samples
-
-    folder = BENCHMARKS["pope"].source.folder
-    if (root / folder).exists():
-        shutil.rmtree(root / folder)
-    shutil.copytree(ensure_samples() / folder, root / folder)
-    for file in (root / folder).rglob("*.parquet"):
-        table = pq.read_table(file)
-        table = table.set_column(table.schema.get_field_index("answer"), "answer", pa.array([answer] * len(table)))
-        pq.write_table(table, file)
-    return root
-
-
 @pytest.fixture
 def lmms_eval_output(tmp_path):
     """What `stf-bench lmms-tasks tasks/ --data-dir D` then `python -m lmms_eval --model stf_bench --model_args
     preset=llava-tiny,... --include_path tasks/ --output_path out/ --log_samples` writes, with a model that answers
     "Yes" to everything, on a D whose POPE answers are all "no" (F1 0; on the embedded samples, half "yes", it
     would be 66.67). Returns (out/, D)."""
-    from lmms_eval.evaluator import simple_evaluate
-    from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
-    from lmms_eval.tasks import TaskManager
-    from scripted_lm import ScriptedLM
-
-    data = _data_dir_answering(tmp_path / "D", "no")
-    assert main(["lmms-tasks", str(tmp_path / "tasks"), "--tasks", "pope", "--data-dir", str(data)]) == 0
-    out = tmp_path / "out"
-    tracker = EvaluationTracker(output_path=str(out))
-    from stf_bench.compat import drop_lmms_filelock_patch
-
-    drop_lmms_filelock_patch()  # as tests/store/lmms_run.py does: lmms-eval 0.7.3's own patch needs filelock._api
-    manager = TaskManager("WARNING", include_path=[str(tmp_path / "tasks")], include_defaults=False)
-    results = simple_evaluate(model=ScriptedLM(lambda _bench, _doc: "Yes"), model_args="preset=llava-tiny,device=cpu",
-                              tasks=["stf_pope"], task_manager=manager, log_samples=True, evaluation_tracker=tracker,
-                              bootstrap_iters=0, datetime_str="20250101_120000", verbosity="WARNING")
-    samples = results.pop("samples")
-    tracker.save_results_aggregated(results=results, samples=samples, datetime_str="20250101_120000")
-    tracker.save_results_samples(task_name="stf_pope", samples=samples["stf_pope"])
-    assert results["results"]["stf_pope"]["pope_f1_avg,none"] == 0.0
+    data = pope_data_dir(tmp_path / "D", "no")
+    out = lmms_eval_pope(tmp_path, "Yes", data)
+    (results,) = out.glob("*_results.json")
+    assert json.loads(results.read_text())["results"]["stf_pope"]["pope_f1_avg,none"] == 0.0
     return out, data
 
 
@@ -153,7 +117,7 @@ def test_missing_data_is_refused_naming_it(lmms_eval_output, capsys):
 
 def test_other_data_under_the_same_file_names_is_refused(lmms_eval_output, capsys):
     out, data = lmms_eval_output
-    _data_dir_answering(data, "yes")
+    pope_data_dir(data, "yes")
     before = _files(out)
     assert main(["score", str(out), "--no-store"]) == 2
     assert "not the data its predictions were made on" in capsys.readouterr().err

@@ -210,3 +210,17 @@ def test_failed_ingest_creates_no_store_file(lmms_out, tmp_path, capsys):
     assert main(["ingest", str(path), "--db", str(db)]) == 2
     assert "has no numeric metric" in capsys.readouterr().err
     assert not db.exists()
+
+
+@pytest.mark.parametrize("where", ["samples", "data dir"])
+def test_lmms_eval_on_the_sample_data_is_ingested_as_sample_data(where, tmp_path, store):
+    """lmms-eval on `stf-bench lmms-tasks` files: the task config it wrote names the data, and a run on the
+    embedded sample data is recorded as data=samples (a data dir's is not)."""
+    from lmms_tasks_run import lmms_eval_pope, pope_data_dir
+
+    data = pope_data_dir(tmp_path / "D", "no") if where == "data dir" else None
+    out = lmms_eval_pope(tmp_path, "Yes", data)
+    ingest_paths(store, [out])
+    (run,) = store.runs()
+    assert run.model == "llava-tiny"
+    assert run.model_args.get("data") == ("samples" if where == "samples" else None)

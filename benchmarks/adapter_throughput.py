@@ -106,6 +106,23 @@ def pad_vocab_to_image_token(model: torch.nn.Module) -> None:
         model.get_output_embeddings().weight[vocab:] = 0
 
 
+def record_errors(model: torch.nn.Module) -> list[Exception]:
+    """Every exception `model.generate` raises from now on (it still raises). llava_hf catches them, logs them and
+    answers '': without this, a failing model would be timed as a very fast one."""
+    errors: list[Exception] = []
+    generate = model.generate
+
+    def recorded(*args, **kwargs):
+        try:
+            return generate(*args, **kwargs)
+        except Exception as exc:
+            errors.append(exc)
+            raise
+
+    model.generate = recorded
+    return errors
+
+
 def positive(text: str) -> int:
     """argparse type: an int of at least 1 (0 passes or 0 rows would measure nothing)."""
     value = int(text)
@@ -162,6 +179,7 @@ def measure_throughput(args: argparse.Namespace) -> dict:
         ours.task_dict = datasets
         theirs = LlavaHf(pretrained=tmp, device=args.device, device_map=args.device, dtype=args.dtype, batch_size=1)
         theirs.task_dict = datasets
+        their_errors = record_errors(theirs.model)
         our_s, their_s = [], []
         with contextlib.redirect_stderr(open("/dev/null", "w")):  # llava_hf's progress bar
             # One untimed pass each first (kernel selection, allocator, lazy imports), then alternated timed passes
@@ -175,6 +193,9 @@ def measure_throughput(args: argparse.Namespace) -> dict:
                 their_answers, seconds = timed(theirs, requests)
                 their_s.append(seconds)
 
+    if their_errors:
+        raise SystemExit(f"adapter_throughput: lmms-eval's llava_hf failed in {len(their_errors)} generate calls "
+                         f"(it logs the error and answers '', which would be timed as a result): {their_errors[0]!r}")
     same = sum(a.strip() == b.strip() for a, b in zip(our_answers, their_answers))
     n = len(requests)
     ours_med, theirs_med = statistics.median(our_s), statistics.median(their_s)

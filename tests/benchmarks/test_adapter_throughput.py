@@ -58,3 +58,47 @@ def test_missing_decord_exits_with_the_install_command(monkeypatch):
     monkeypatch.delitem(sys.modules, "lmms_eval.models.simple.llava_hf", raising=False)
     with pytest.raises(SystemExit, match=r"pip install decord==0\.6\.0"):
         _module().llava_hf_class()
+
+
+def test_generate_errors_are_recorded_and_still_raised():
+    """llava_hf catches a failing generate() and answers '' (a 7B export without the image token's embedding row did
+    that): the benchmark records every such error, so that it stops instead of timing a failure."""
+    import torch
+
+    module = _module()
+
+    class Failing(torch.nn.Module):
+        def generate(self, ids):
+            if ids < 0:
+                raise IndexError("index out of range in self")
+            return ids
+
+    model = Failing()
+    errors = module.record_errors(model)
+    assert model.generate(3) == 3 and errors == []
+    with pytest.raises(IndexError):
+        model.generate(-1)
+    assert [str(e) for e in errors] == ["index out of range in self"]
+
+
+def test_the_image_token_gets_a_zero_embedding_row_and_no_argmax_changes():
+    """Full-size presets put <image> at id 32000, outside the 32000-token vocabulary, which transformers' LlavaModel
+    cannot embed; the export is padded to 32064 rows (as llava-hf's) with zero rows that change no argmax."""
+    import torch
+
+    from stf_bench.models import presets
+    from stf_bench.models.loading import build_random
+
+    module = _module()
+    config = presets.preset_config("llava-tiny")
+    vocab = config.image_token_id = config.text_config.vocab_size  # where the full-size presets put <image>
+    model = build_random(config, device=torch.device("cpu"), dtype=torch.float32)
+    hidden = torch.randn(1, 3, config.text_config.hidden_size)
+    before = model.lm_head(hidden)
+    module.pad_vocab_to_image_token(model)
+    rows = -(-(vocab + 1) // 64) * 64
+    assert model.get_input_embeddings().weight.shape[0] == rows == model.config.text_config.vocab_size > vocab
+    assert model.get_input_embeddings().weight[config.image_token_id].abs().sum() == 0
+    after = model.lm_head(hidden)
+    torch.testing.assert_close(after[..., :vocab], before, rtol=0, atol=1e-6)  # a wider matmul may round apart
+    assert not after[..., vocab:].any() and torch.equal(after.argmax(-1), before.argmax(-1))

@@ -4,7 +4,6 @@ the steps' time limits (a step that runs out of time loses nothing earlier), and
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import re
@@ -16,14 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_bench.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("gpu_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _names(lines: list[str]) -> set[str]:
@@ -79,10 +70,10 @@ def test_dry_run_runs_every_step_on_full_size_wiring_and_imports_only_what_the_g
         assert not imported - image - carried - {"stf-bench"}, f"{step} imports what the GPU machine lacks"
 
 
-def test_a_step_out_of_time_is_killed_alone_and_earlier_output_is_kept(tmp_path, monkeypatch, capsys):
+def test_a_step_out_of_time_is_killed_alone_and_earlier_output_is_kept(tmp_path, monkeypatch, capsys, load_benchmark):
     """Three stand-in steps: the first ends, the second hangs past its limit after writing part of its output, the
     third still runs. The first's output and the second's part survive; the run exits 1."""
-    gpu_bench = _module()
+    gpu_bench = load_benchmark("gpu_bench")
     quick, hang, after = (dataclasses.replace(s, limit_s=limit) for s, limit in zip(gpu_bench.STEPS[:3], (30, 3, 30)))
     monkeypatch.setattr(gpu_bench, "STEPS", (quick, hang, after, gpu_bench.STEPS[-1]))
 
@@ -106,8 +97,8 @@ def test_a_step_out_of_time_is_killed_alone_and_earlier_output_is_kept(tmp_path,
     assert "timed out" in capsys.readouterr().out
 
 
-def test_a_spent_budget_starts_no_step_and_an_unknown_step_is_refused(tmp_path, capsys):
-    gpu_bench = _module()
+def test_a_spent_budget_starts_no_step_and_an_unknown_step_is_refused(tmp_path, capsys, load_benchmark):
+    gpu_bench = load_benchmark("gpu_bench")
     assert gpu_bench.main(["--out", str(tmp_path), "--budget", "5", "--steps", "table9,train"]) == 0
     steps = json.loads((tmp_path / "summary.json").read_text())["steps"]
     assert steps[0]["status"] == "skipped" and steps[0]["reason"].startswith("not started: ")
@@ -115,8 +106,8 @@ def test_a_spent_budget_starts_no_step_and_an_unknown_step_is_refused(tmp_path, 
     assert "unknown step tabel9; valid: table9, methods" in capsys.readouterr().err
 
 
-def test_training_step_says_why_it_is_skipped(monkeypatch):
-    gpu_bench = _module()
+def test_training_step_says_why_it_is_skipped(monkeypatch, load_benchmark):
+    gpu_bench = load_benchmark("gpu_bench")
     from stf_bench import cli
 
     assert gpu_bench.train_missing().startswith("needs `stf-bench train` (issue 25)")
@@ -135,9 +126,9 @@ def _sized(folder: Path, sizes: dict[str, int]) -> list[Path]:
     return paths
 
 
-def test_carried_wheels_and_tree_are_checked_against_the_64_mib_of_one_call(tmp_path):
+def test_carried_wheels_and_tree_are_checked_against_the_64_mib_of_one_call(tmp_path, load_benchmark):
     """On a fixture list (the real wheels need the network): the sum, the limit, and two versions of one package."""
-    carry_report = _module().carry_report
+    carry_report = load_benchmark("gpu_bench").carry_report
     mib = 2**20
     tree = _sized(tmp_path / "tree", {"a.py": 2 * mib})
     wheels = _sized(tmp_path / "w", {"lmms_eval-0.7.3-py3-none-any.whl": 40 * mib,
@@ -152,9 +143,9 @@ def test_carried_wheels_and_tree_are_checked_against_the_64_mib_of_one_call(tmp_
     assert not fits and "more than one wheel of transformers" in line
 
 
-def test_check_carry_reads_the_wheel_folder_and_the_real_tree(tmp_path):
+def test_check_carry_reads_the_wheel_folder_and_the_real_tree(tmp_path, load_benchmark):
     """`--check-carry` as scripts/gpu_wheels.sh calls it: the working tree is counted from git, exit 2 when over."""
-    gpu_bench = _module()
+    gpu_bench = load_benchmark("gpu_bench")
     tree = gpu_bench.tree_files(ROOT)
     assert SCRIPT in tree and not any(".venv" in p.parts or ".whl" in p.parts for p in tree)
     _sized(tmp_path, {"torch-2.11.0-cp312-cp312-linux_x86_64.whl": 70 * 2**20})

@@ -1,22 +1,8 @@
 """benchmarks/precision.py's table row (the comparison itself runs in the GPU benchmark's dry run)."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "precision.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("precision", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_row_names_the_most_changed_tasks_and_none_when_nothing_changed():
-    row = _module().markdown_row
+def test_row_names_the_most_changed_tasks_and_none_when_nothing_changed(load_benchmark):
+    row = load_benchmark("precision").markdown_row
     result = {"preset": "stf-tiny", "requests": 40, "changed": 7, "changed_fraction": 7 / 40,
               "per_task": {"stf_pope": {"requests": 10, "changed": 1}, "stf_gqa": {"requests": 10, "changed": 4},
                            "stf_chartqa": {"requests": 10, "changed": 2}, "stf_ocrbench": {"requests": 10, "changed": 0}}}

@@ -205,7 +205,9 @@ def output_dir_lock(output_dir: Path) -> Iterator[None]:
     started in the same second picked the same file names and appended to each other's samples).
 
     `flock` belongs to the open file: the OS releases it when the process ends, however it ends (SIGKILL
-    included), so a crashed run never leaves the folder locked. Only rank 0 writes results, so only it locks.
+    included), so a crashed run never leaves the folder locked. The file is removed when the lock is released
+    (whoever locks checks that the file it locked is still the one at the path). Only rank 0 writes, so only it
+    locks.
     """
     if os.environ.get("RANK", "0") != "0":
         yield
@@ -216,18 +218,28 @@ def output_dir_lock(output_dir: Path) -> Iterator[None]:
         yield
         return
     output_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(output_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    path = output_dir / LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
             raise StfBenchError(f"--output-dir {output_dir} is in use by another stf-bench run ({holder}); wait for "
                                 f"it to finish or pass another --output-dir") from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder removed the file as we opened it: lock the one at the path now
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, started {_dt.datetime.now().isoformat(timespec='seconds')}\n".encode(), 0)
         yield
     finally:
+        path.unlink(missing_ok=True)  # nothing left in the folder (a killed run leaves the file, unlocked)
         os.close(fd)  # releases the lock
 
 

@@ -232,3 +232,43 @@ def _context(prompt: str) -> str:
     head, tail = vicuna_v1("\0", 1).split("\0")
     assert prompt.startswith(head) and prompt.endswith(tail)
     return prompt[len(head):-len(tail)]
+
+
+@pytest.mark.parametrize(("legacy", "setting"), [(False, "legacy_false"), (True, "legacy_true")])
+def test_slow_llama_tokenizer_alone_gives_the_official_ids(legacy, setting):
+    from stf_bench.models.input_ids import SlowLlamaTokenizer, image_prompt_ids
+
+    tok = SlowLlamaTokenizer(TOKENIZER_MODEL.read_bytes(), legacy=legacy)
+    ours = [image_prompt_ids(c["prompt"], tok, tok.bos_token_id) for c in CASES]
+    assert ours == [c["ids"][setting] for c in CASES]
+    again = SlowLlamaTokenizer.from_settings(tok.model, json.loads(json.dumps(tok.settings())))  # as saved
+    assert [again(c["prompt"]) for c in CASES[-30:]] == [tok(c["prompt"]) for c in CASES[-30:]]
+
+
+def test_image_prompt_ids_without_bos_and_expansion():
+    """`tokenizer_image_token`'s two branches: with a BOS-less tokenizer nothing is dropped; `expand_images` puts
+    `num_visual_tokens` placeholders where each image was."""
+    from stf_bench.models.input_ids import IMAGE_INDEX, expand_images, image_prompt_ids
+
+    def encode(text):
+        return [ord(ch) for ch in text]
+
+    assert image_prompt_ids("ab<image>c<image>", encode, bos_token_id=None) == [97, 98, IMAGE_INDEX, 99, IMAGE_INDEX]
+    assert image_prompt_ids("a<image>b", lambda t: [1, *encode(t)], bos_token_id=1) == [1, 97, IMAGE_INDEX, 98]
+    assert expand_images([1, IMAGE_INDEX, 5, IMAGE_INDEX], 9, 3) == [1, 9, 9, 9, 5, 9, 9, 9]
+
+
+def test_added_tokens_of_the_config_keep_their_ids(tmp_path):
+    """llava-hf's `added_tokens_decoder` (`<pad>` 32001) typed in the text: one token with its id, as the slow
+    tokenizer splits it out ([1, 263, 32001, 29890] is what transformers 4.37.2's slow LlamaTokenizer gave for this
+    config, in the scratch environment of tests/data/llama/make_official_ids.py)."""
+    from stf_bench.models.input_ids import SlowLlamaTokenizer
+
+    _llava_hf_tokenizer_files(tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    config["added_tokens_decoder"] = {"32001": {**_ADDED, "content": "<pad>", "special": True}}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    tok = SlowLlamaTokenizer.from_directory(tmp_path)
+    assert tok is not None and not tok.legacy
+    assert tok("a<pad>b") == [1, 263, 32001, 29890]
+    assert SlowLlamaTokenizer.from_directory(tmp_path / "_src" / "missing") is None

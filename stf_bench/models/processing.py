@@ -142,7 +142,9 @@ class StfLlavaProcessor:
     def text_inputs(self, prompts: list[str], return_tensors: str | None = "pt") -> dict:
         """input_ids and attention_mask of `prompts` (`token_ids`), padded to the longest on the tokenizer's
         padding side with its pad id."""
-        rows = self.token_ids(prompts)
+        return self._padded(self.token_ids(prompts), return_tensors)
+
+    def _padded(self, rows: list[list[int]], return_tensors: str | None) -> dict:
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id
         pad = 0 if pad is None else pad
@@ -170,9 +172,10 @@ class StfLlavaProcessor:
             if n_tags != n_images:
                 raise ValueError(f"the prompts hold {n_tags} '{self.image_token}' tags for {n_images} images; "
                                  f"put one '{self.image_token}' in the prompt per image")
-            if not padding and len({len(r) for r in self.token_ids(texts)}) > 1:
+            rows = self.token_ids(texts)
+            if not padding and len({len(r) for r in rows}) > 1:
                 raise ValueError("prompts of different lengths need padding=True")
-            data.update(self.text_inputs(texts, return_tensors))
+            data.update(self._padded(rows, return_tensors))
         if images is not None:
             data["pixel_values"] = self.preprocess_images([images] if isinstance(images, Image.Image) else images)
         return BatchFeature(data)

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "latency": ("stf_bench.profile.latency_cli", "time to first token at batch 16"),
     "lmms-tasks": ("stf_bench.eval.lmms_tasks_cli", "task files for lmms-eval's own CLI, on the sample or local data"),
     "score": ("stf_bench.eval.score_cli", "re-score a run's saved predictions with today's scorers (no model)"),
+    "train": ("stf_bench.train.cli", "train a preset with LLaVA-1.5's two-stage recipe (pretrain, finetune)"),
     "ingest": ("stf_bench.store.cli", "import lmms-eval output into the results store"),
     "report": ("stf_bench.report.cli", "the paper's tables, published next to reproduced"),
     "compare": ("stf_bench.report.compare_cli", "paired bootstrap: do two models differ?"),

@@ -3,7 +3,7 @@
 Drawn like the evaluation samples (stf_bench.eval.drawing: shape scenes of the same colours and shapes) so that
 what a tiny model learns here is what the evaluation samples ask (the colour of a shape, the shape of a colour,
 whether an object is there), with their prompts (`... Answer the question using a single word or phrase.`). The
-scenes come from their own random stream, so no image is one of the evaluation samples' (a test checks it).
+scenes come from their own random stream on a shifted grid, so no image is one of the evaluation samples'.
 - `pretrain.json`: one caption row per image (`<image>` + an instruction, then the caption), LLaVA-Pretrain style.
 - `finetune.json`: single-turn and multi-turn questions about the same images, plus text-only rows.
 `ensure_train_samples()` writes them once into the cache directory, atomically, and reuses them; bump
@@ -24,7 +24,9 @@ from stf_bench.eval.llava_protocol import SHORT
 TRAIN_SAMPLES_VERSION = 1
 N_IMAGES = 96
 _MARKER = "TRAIN_SAMPLES_COMPLETE"
-CELLS = [(0.2 + 0.3 * c, 0.2 + 0.3 * r) for r in range(3) for c in range(3)]
+# The evaluation samples' 3 x 3 grid moved by 0.04 of the canvas (6 px): every shape sits where no evaluation
+# scene puts one, so no training image is an evaluation image (tests/train/test_samples.py compares them all).
+CELLS = [(0.24 + 0.3 * c, 0.24 + 0.3 * r) for r in range(3) for c in range(3)]
 CAPTION_PROMPTS = ("Describe the image briefly.", "What is in the picture?", "Give a short caption.",
                    "Render a clear and concise summary of the photo.")
 TEXT_ONLY = [  # questions a model can answer without an image, about the same vocabulary

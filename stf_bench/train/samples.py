@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 from stf_bench.eval.drawing import COLORS, SHAPES, Shape, png_bytes, shape_scene
@@ -103,22 +101,7 @@ def write_train_samples(root: Path) -> None:
 
 def ensure_train_samples(root: Path | None = None) -> Path:
     """The training samples directory, written on first use; concurrent callers never see a half-written one."""
-    from stf_bench.eval.samples import cache_root
+    from stf_bench.eval.samples import build_once, cache_root
 
-    target = (root or cache_root()) / f"train-samples-v{TRAIN_SAMPLES_VERSION}"
-    if (target / _MARKER).exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".train-samples-", dir=target.parent))
-    try:
-        write_train_samples(staging)
-        (staging / _MARKER).write_text(f"stf-bench train samples v{TRAIN_SAMPLES_VERSION}\n")
-        try:
-            staging.rename(target)
-        except OSError:  # another process finished first
-            if not (target / _MARKER).exists():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return build_once((root or cache_root()) / f"train-samples-v{TRAIN_SAMPLES_VERSION}", write_train_samples,
+                      _MARKER, f"stf-bench train samples v{TRAIN_SAMPLES_VERSION}\n")

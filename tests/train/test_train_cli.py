@@ -130,3 +130,38 @@ def test_help_lists_every_recipe_flag_with_its_default(capsys):
                           ("--group-by-modality", "on (finetune)"), ("--gradient-checkpointing", "default on"),
                           ("--deepspeed", "zero2, zero3")]:
         assert flag in text and default in text, flag
+
+
+def test_resume_after_a_crash_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from stf_bench.train.trainer import StageTrainer
+
+    run = ["train", "--stage", "finetune", "--model", "llava-tiny", "--max-steps", "4", "--save-steps", "2",
+           "--global-batch-size", "2", "--save-total-limit", "2"]
+    assert main([*run, "--output-dir", str(tmp_path / "whole")]) == 0
+    real_step, calls = StageTrainer.training_step, []
+
+    def crash_at_third(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # after checkpoint-2 was written
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(StageTrainer, "training_step", crash_at_third)
+    assert main([*run, "--output-dir", str(tmp_path / "cut")]) == 130
+    assert (tmp_path / "cut" / "checkpoint-2").is_dir() and not (tmp_path / "cut" / "model.safetensors").exists()
+    assert main([*run, "--output-dir", str(tmp_path / "cut")]) == 2  # a run is there: refused without --resume
+    resumed_steps = []
+
+    def count(self, *args, **kwargs):
+        resumed_steps.append(1)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(StageTrainer, "training_step", count)
+    assert main([*run, "--output-dir", str(tmp_path / "cut"), "--resume"]) == 0
+    assert len(resumed_steps) == 2  # steps 3 and 4 only: it continued from checkpoint-2
+    whole, resumed = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert json.loads((tmp_path / "cut" / "training.json").read_text())["steps"] == 4

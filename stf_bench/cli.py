@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _resume_note(args: argparse.Namespace) -> str:
-    """What an interrupted `run` kept and how to go on; empty for the other commands."""
+    """What an interrupted `run` or `train` kept and how to go on; empty for the other commands."""
+    if args.command == "train" and getattr(args, "output_dir", None):
+        return (f"; the checkpoints saved so far (every --save-steps) are in {args.output_dir}: the same command with "
+                f"--resume continues from the last one")
     if args.command != "run":
         return ""
     if getattr(args, "no_resume", False):

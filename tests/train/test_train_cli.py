@@ -132,7 +132,7 @@ def test_help_lists_every_recipe_flag_with_its_default(capsys):
         assert flag in text and default in text, flag
 
 
-def test_resume_after_a_crash_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_resume_after_a_crash_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch, capsys):
     from safetensors.torch import load_file
 
     from stf_bench.train.trainer import StageTrainer
@@ -140,6 +140,7 @@ def test_resume_after_a_crash_ends_with_the_weights_of_an_uninterrupted_run(tmp_
     run = ["train", "--stage", "finetune", "--model", "llava-tiny", "--max-steps", "4", "--save-steps", "2",
            "--global-batch-size", "2", "--save-total-limit", "2"]
     assert main([*run, "--output-dir", str(tmp_path / "whole")]) == 0
+    assert "finetuning without a stage-1 projector" in capsys.readouterr().err  # allowed, but said
     real_step, calls = StageTrainer.training_step, []
 
     def crash_at_third(self, *args, **kwargs):
@@ -150,6 +151,7 @@ def test_resume_after_a_crash_ends_with_the_weights_of_an_uninterrupted_run(tmp_
 
     monkeypatch.setattr(StageTrainer, "training_step", crash_at_third)
     assert main([*run, "--output-dir", str(tmp_path / "cut")]) == 130
+    assert "the same command with --resume continues" in capsys.readouterr().err
     assert (tmp_path / "cut" / "checkpoint-2").is_dir() and not (tmp_path / "cut" / "model.safetensors").exists()
     assert main([*run, "--output-dir", str(tmp_path / "cut")]) == 2  # a run is there: refused without --resume
     resumed_steps = []

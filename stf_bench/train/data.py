@@ -23,7 +23,8 @@ DATA_MODES = ("samples", "hub")
 
 @dataclass(frozen=True)
 class HubSet:
-    """One stage's LLaVA data on the hub: the dataset repo, its JSON file, and how its images are laid out."""
+    """One stage's LLaVA data on the hub: the dataset repo, its JSON file, the image sub-folders its rows name
+    (relative to the image folder) and how to get the images."""
 
     repo: str
     json: str
@@ -32,7 +33,7 @@ class HubSet:
 
 
 HUB_SETS = {
-    "pretrain": HubSet("liuhaotian/LLaVA-Pretrain", "blip_laion_cc_sbu_558k.json", ("images",),
+    "pretrain": HubSet("liuhaotian/LLaVA-Pretrain", "blip_laion_cc_sbu_558k.json", (),
                        "unzip images.zip of the same repo into DIR/images"),
     "finetune": HubSet("liuhaotian/LLaVA-Instruct-150K", "llava_v1_5_mix665k.json",
                        ("coco/train2017", "gqa/images", "ocr_vqa/images", "textvqa/train_images", "vg/VG_100K",
@@ -104,9 +105,14 @@ def _hub(stage: str, image_folder: str | os.PathLike | None) -> tuple[Path, Path
         raise StfBenchError(f"{stage} data {hub.repo}/{hub.json} is unavailable: {why}. Fetch it with: "
                             f"{hub_command(stage)} ; {hub.how_images}; then pass --data-path DIR/{hub.json} "
                             f"--image-folder DIR{'/images' if stage == 'pretrain' else ''}") from None
-    folder = Path(image_folder).expanduser() if image_folder is not None else root / hub.image_dirs[0]
+    if image_folder is None and stage == "finetune":  # the instruction set's images are not on the hub
+        raise StfBenchError(f"finetune images: pass --image-folder DIR; {hub.how_images}")
+    folder = Path(image_folder).expanduser() if image_folder is not None else root / "images"
     if not folder.is_dir():
         raise StfBenchError(f"{stage} images: {folder} is not a directory; {hub.how_images}")
+    missing = [d for d in hub.image_dirs if not (folder / d).is_dir()] if stage == "finetune" else []
+    if missing:
+        raise StfBenchError(f"finetune images: {folder} lacks {', '.join(missing)}; {hub.how_images}")
     return root / hub.json, folder, f"hub {hub.repo}/{hub.json}"
 
 

@@ -75,3 +75,23 @@ def test_hub_data_offline_and_missing_names_the_download_command(monkeypatch, tm
     with pytest.raises(StfBenchError, match="is unavailable: HF_HUB_OFFLINE is set") as err:
         resolve(stage, data="hub")
     assert command in str(err.value)
+
+
+def test_hub_finetune_images_need_the_readme_layout(monkeypatch, tmp_path):
+    """The instruction set's JSON may be cached, but its images are not on the hub: --image-folder with LLaVA's
+    README layout is required, and a missing sub-folder is named."""
+    import huggingface_hub
+
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(snapshot))
+    with pytest.raises(StfBenchError, match="finetune images: pass --image-folder DIR"):
+        resolve("finetune", data="hub")
+    images = tmp_path / "playground"
+    for sub in ("coco/train2017", "gqa/images", "ocr_vqa/images", "textvqa/train_images", "vg/VG_100K"):
+        (images / sub).mkdir(parents=True)
+    with pytest.raises(StfBenchError, match="lacks vg/VG_100K_2"):
+        resolve("finetune", data="hub", image_folder=images)
+    (images / "vg/VG_100K_2").mkdir()
+    assert resolve("finetune", data="hub", image_folder=images) == (
+        snapshot / "llava_v1_5_mix665k.json", images, "hub liuhaotian/LLaVA-Instruct-150K/llava_v1_5_mix665k.json")

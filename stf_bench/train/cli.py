@@ -107,7 +107,8 @@ def _dump(args, recipe, data, overrides: dict) -> int:
             fh.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
     masked = sum(ex.masked for ex in examples)
     print(f"wrote {len(examples)} rows to {out} ({recipe.template} template, {masked} masked entirely by the "
-          f"tokenization-mismatch rule, {len(data.skipped)} skipped for missing images)")
+          f"tokenization-mismatch rule, {len(data.skipped)} skipped for missing images); ids from the stand-in "
+          f"tokenization (the preset tokenizer's own encode per <image> chunk), not yet the official Vicuna one")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def _train(args, recipe, data, overrides: dict) -> int:
     model, processor = load_model(args.model, random_weights=True, seed=recipe.seed, **overrides)
     if projector is not None:
         load_projector_weights(model, projector)  # a mismatch names the key and both shapes
-    elif args.stage == "finetune":
+    elif args.stage == "finetune" and _rank_zero():
         print("note: finetuning without a stage-1 projector (--projector): the projector starts from random weights",
               file=sys.stderr)
     writable_dir(out)
@@ -146,14 +147,18 @@ def _train(args, recipe, data, overrides: dict) -> int:
         model=TrainingForward(model, tok.pad_id, recipe.model_max_length), args=training_arguments(recipe, out),
         train_dataset=dataset, data_collator=Collator(tok.pad_id, recipe.model_max_length),
         group_by_modality=recipe.group_by_modality)
-    print(f"stf-bench train: {args.stage} {args.model} on {data.source}: {len(examples)} rows ({masked} masked "
-          f"entirely by the tokenization-mismatch rule, {len(data.skipped)} skipped); {recipe.batch_line()}; "
-          f"lr {recipe.learning_rate}; {trainable:,} trainable parameters", file=sys.stderr)
+    main = trainer.is_world_process_zero()  # with several processes, the first one alone writes and reports
+    if main:
+        print(f"stf-bench train: {args.stage} {args.model} on {data.source}: {len(examples)} rows ({masked} masked "
+              f"entirely by the tokenization-mismatch rule, {len(data.skipped)} skipped); {recipe.batch_line()}; "
+              f"lr {recipe.learning_rate}; {trainable:,} trainable parameters", file=sys.stderr)
     torch.manual_seed(recipe.seed)
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     model.config.image_aspect_ratio = "pad" if recipe.image_aspect_ratio == "pad" else "square"
     processor.pad_to_square = recipe.image_aspect_ratio == "pad"
     model.config.use_cache = True
+    if not main:
+        return 0
     if args.stage == "pretrain":
         written = save_projector(model, out)
     else:
@@ -172,3 +177,8 @@ def _train(args, recipe, data, overrides: dict) -> int:
           f"(provenance in {out / 'training.json'}); {masked} rows masked entirely, {len(data.skipped)} skipped",
           file=sys.stderr)
     return 0
+
+
+def _rank_zero() -> bool:
+    """Whether this is the first process of the run (or the only one), before the Trainer says so."""
+    return os.environ.get("RANK", "0") == "0"

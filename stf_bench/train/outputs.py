@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def prepare_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> Path 
     if resume:
         return last_checkpoint(output_dir)
     if overwrite:
+        if os.environ.get("RANK", "0") != "0":  # with several processes, the first one alone removes
+            return None
         for child in output_dir.glob("checkpoint-*"):
             shutil.rmtree(child)
         for name in RUN_MARKERS:

@@ -167,3 +167,31 @@ def test_resume_after_a_crash_ends_with_the_weights_of_an_uninterrupted_run(tmp_
     assert whole.keys() == resumed.keys()
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
     assert json.loads((tmp_path / "cut" / "training.json").read_text())["steps"] == 4
+
+
+def test_two_processes_with_torchrun_train_and_the_first_alone_writes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from stf_bench.train.samples import build_train_samples
+
+    images, _, finetune = build_train_samples()
+    (tmp_path / "images").mkdir()
+    rows = finetune[:6] + finetune[-2:]  # image rows and text-only rows
+    for row in rows:
+        if "image" in row:
+            (tmp_path / "images" / row["image"]).write_bytes(images[row["image"]])
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "stf_bench.cli", "train",
+         "--stage", "finetune", "--model", "llava-tiny", "--data-path", str(tmp_path / "rows.json"),
+         "--image-folder", str(tmp_path / "images"), "--output-dir", str(tmp_path / "out"), "--max-steps", "2",
+         "--global-batch-size", "4", "--per-device-batch-size", "2", "--warmup-ratio", "0"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 per device x 1 accumulation x 2 processes" in proc.stderr
+    assert proc.stderr.count("stf-bench train: 2 steps") == 1
+    assert json.loads((tmp_path / "out" / "training.json").read_text())["recipe"]["processes"] == 2
+    load_model(tmp_path / "out")

@@ -55,7 +55,8 @@ class LlavaRows(torch.utils.data.Dataset):
 
 
 class Collator:
-    """Pad (ids with `pad_id`, labels with -100), cut to `max_length`, stack the images of the rows that have one."""
+    """Pad (ids with `pad_id`, labels with -100), cut to `max_length`, stack the images of the rows that have one
+    (`image_rows`: their rows, so that a row whose image index was cut off does not shift the others' images)."""
 
     def __init__(self, pad_id: int, max_length: int):
         self.pad_id, self.max_length = pad_id, max_length
@@ -66,9 +67,10 @@ class Collator:
         labels = torch.nn.utils.rnn.pad_sequence([it["labels"] for it in items], batch_first=True,
                                                  padding_value=IGNORE)[:, :self.max_length]
         batch = {"input_ids": ids, "labels": labels}
-        images = [it["pixel_values"] for it in items if it["pixel_values"] is not None]
-        if images:
-            batch["pixel_values"] = torch.stack(images)
+        with_image = [b for b, it in enumerate(items) if it["pixel_values"] is not None]
+        if with_image:
+            batch["pixel_values"] = torch.stack([items[b]["pixel_values"] for b in with_image])
+            batch["image_rows"] = torch.tensor(with_image, dtype=torch.long)  # which row each image belongs to
         return batch
 
 

@@ -45,13 +45,15 @@ class TrainingForward(nn.Module):
             features = inner.vision_features(pixel_values.to(tower_dtype))
         return inner.multi_modal_projector(features)
 
-    def splice(self, input_ids: torch.Tensor, labels: torch.Tensor, visual: torch.Tensor | None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(inputs_embeds, attention_mask, labels): images in place of their -200, padding stripped (every pad id,
-        as LLaVA's attention mask does), rows cut at max_length and right-padded."""
+    def splice(self, input_ids: torch.Tensor, labels: torch.Tensor, visual: torch.Tensor | None,
+               image_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(inputs_embeds, attention_mask, labels): row `image_rows[k]`'s image (`visual[k]`) in place of its -200,
+        padding stripped (every pad id, as LLaVA's attention mask does), rows cut at max_length and right-padded.
+        A row keeps its own image even when an earlier row's -200 was cut off (LLaVA gives every row an image slot)."""
         embed = self.llava.get_input_embeddings()
-        rows, row_labels, n_image = [], [], 0
-        for ids, lab in zip(input_ids, labels):
+        owner = {} if image_rows is None else {int(r): k for k, r in enumerate(image_rows.tolist())}
+        rows, row_labels = [], []
+        for b, (ids, lab) in enumerate(zip(input_ids, labels)):
             keep = ids != self.pad_id
             ids, lab = ids[keep], lab[keep]
             where = (ids == IMAGE_INDEX).nonzero().flatten().tolist()
@@ -60,8 +62,7 @@ class TrainingForward(nn.Module):
                 pieces.append(embed(ids[start:stop]))
                 piece_labels.append(lab[start:stop])
                 if stop < len(ids):
-                    tokens = visual[n_image]
-                    n_image += 1
+                    tokens = visual[owner[b]]
                     pieces.append(tokens.to(pieces[-1].dtype))
                     piece_labels.append(torch.full((tokens.shape[0],), IGNORE, dtype=lab.dtype, device=lab.device))
                 start = stop + 1
@@ -75,9 +76,10 @@ class TrainingForward(nn.Module):
             embeds[b, :r.shape[0]], out_labels[b, :r.shape[0]], mask[b, :r.shape[0]] = r, lab, 1
         return embeds, mask, out_labels
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, pixel_values: torch.Tensor | None = None):
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, pixel_values: torch.Tensor | None = None,
+                image_rows: torch.Tensor | None = None):
         visual = self.visual(pixel_values) if pixel_values is not None else None
-        embeds, mask, labels = self.splice(input_ids, labels, visual)
+        embeds, mask, labels = self.splice(input_ids, labels, visual, image_rows)
         return self.llava(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False)
 
 

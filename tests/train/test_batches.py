@@ -15,7 +15,8 @@ def test_collator_pads_with_the_pad_id_and_minus_100_cuts_and_stacks_only_real_i
     batch = Collator(pad_id=0, max_length=3)(items)
     assert batch["input_ids"].tolist() == [[1, 5, 6], [1, 8, 0]]
     assert batch["labels"].tolist() == [[IGNORE, 5, 6], [IGNORE, 8, IGNORE]]
-    assert batch["pixel_values"].shape == (1, 3, 4, 4)
+    assert batch["pixel_values"].shape == (1, 3, 4, 4) and batch["image_rows"].tolist() == [0]
+    assert Collator(0, 8)([items[1], items[0]])["image_rows"].tolist() == [1]
     assert "pixel_values" not in Collator(0, 8)([items[1]])
 
 

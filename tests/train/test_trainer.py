@@ -34,15 +34,26 @@ def test_visual_tokens_replace_the_image_index_and_are_never_labels(llava):
     visual = torch.randn(1, n, h)
     ids = torch.tensor([[1, 9, IMAGE_INDEX, 10, 11], [1, 12, 13, 0, 0]])
     labels = torch.tensor([[IGNORE, IGNORE, IGNORE, 10, 11], [IGNORE, 12, 13, IGNORE, IGNORE]])
-    embeds, mask, out = forward.splice(ids, labels, visual)
+    embeds, mask, out = forward.splice(ids, labels, visual, torch.tensor([0]))
     assert embeds.shape == (2, 4 + n, h)
     assert torch.equal(embeds[0, 2:2 + n], visual[0])
     assert out[0].tolist() == [IGNORE, IGNORE] + [IGNORE] * n + [10, 11]
     assert mask[1].tolist() == [1, 1, 1] + [0] * (1 + n)  # padding stripped, then the row padded on the right
     embed = llava.get_input_embeddings()
     assert torch.equal(embeds[1, :3], embed(torch.tensor([1, 12, 13])))
-    cut, _, cut_labels = TrainingForward(llava, pad_id=0, max_length=5).splice(ids, labels, visual)
+    cut, _, cut_labels = TrainingForward(llava, pad_id=0, max_length=5).splice(ids, labels, visual, torch.tensor([0]))
     assert cut.shape[1] == 5 and cut_labels[0].tolist() == [IGNORE] * 5  # cut inside the image, as LLaVA does
+
+
+def test_each_row_keeps_its_own_image_when_another_row_lost_its_index(llava):
+    """Row 0's -200 was cut off by the collator; row 1's image must still be row 1's, not row 0's."""
+    forward = TrainingForward(llava, pad_id=0, max_length=2048)
+    n, h = llava.num_visual_tokens, llava.config.text_config.hidden_size
+    visual = torch.randn(2, n, h)
+    ids = torch.tensor([[1, 9, 10], [1, IMAGE_INDEX, 11]])
+    labels = torch.tensor([[IGNORE, 9, 10], [IGNORE, IGNORE, 11]])
+    embeds, _, _ = forward.splice(ids, labels, visual, torch.tensor([0, 1]))
+    assert torch.equal(embeds[1, 1:1 + n], visual[1])
 
 
 def test_loss_is_each_micro_batch_mean_divided_by_the_accumulation_steps(llava, tmp_path):

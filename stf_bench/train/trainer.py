@@ -80,7 +80,10 @@ class TrainingForward(nn.Module):
                 image_rows: torch.Tensor | None = None):
         visual = self.visual(pixel_values) if pixel_values is not None else None
         embeds, mask, labels = self.splice(input_ids, labels, visual, image_rows)
-        return self.llava(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False)
+        out = self.llava(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False)
+        if not (labels[:, 1:] != IGNORE).any():  # nothing to learn (masked rows only): a zero loss, not 0/0 = NaN
+            out.loss = out.logits.sum() * 0.0
+        return out
 
 
 class StageTrainer(Trainer):

@@ -73,3 +73,13 @@ def test_loss_is_each_micro_batch_mean_divided_by_the_accumulation_steps(llava, 
     step_loss = trainer.training_step(forward, dict(batch), num_items_in_batch=torch.tensor(100))
     assert torch.allclose(step_loss, mean / 2)
     llava.zero_grad(set_to_none=True)
+
+
+def test_a_micro_batch_of_masked_rows_gives_a_zero_loss_not_nan(llava):
+    """LLaVA's mean over no label token is NaN, which would poison every weight through the optimizer."""
+    forward = TrainingForward(llava, pad_id=0, max_length=2048)
+    out = forward(torch.tensor([[1, 20, 21]]), torch.tensor([[IGNORE, IGNORE, IGNORE]]))
+    assert out.loss.item() == 0.0
+    out.loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in llava.parameters())
+    llava.zero_grad(set_to_none=True)

@@ -108,7 +108,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"rows per optimizer step, all processes (default {_stage_default('global_batch_size')})")
     g.add_argument("--per-device-batch-size", type=int, default=None,
                    help=f"rows per forward pass per process (default {_stage_default('per_device_batch_size')}, "
-                        f"capped at the global batch); accumulation = global / (per device x processes)")
+                        f"capped at the global batch / processes); accumulation = global / (per device x processes)")
     g.add_argument("--epochs", type=float, default=COMMON_DEFAULTS["epochs"], help="epochs (default 1)")
     g.add_argument("--max-steps", type=int, default=COMMON_DEFAULTS["max_steps"],
                    help="stop after this many optimizer steps, for a quick try (default -1: the epochs)")
@@ -201,9 +201,9 @@ def resolve_recipe(args: argparse.Namespace) -> Recipe:
         return stage[name] if value is None else value
 
     global_batch = pick("global_batch_size")
-    per_device = min(pick("per_device_batch_size"), global_batch) if args.per_device_batch_size is None \
-        else args.per_device_batch_size
     processes = world_size()
+    per_device = min(pick("per_device_batch_size"), max(global_batch // processes, 1)) \
+        if args.per_device_batch_size is None else args.per_device_batch_size
     if global_batch < 1 or per_device < 1 or global_batch % (per_device * processes):
         raise StfBenchError(f"--global-batch-size {global_batch} is not a multiple of --per-device-batch-size "
                             f"{per_device} x {processes} process(es); choose sizes that divide")

@@ -41,6 +41,7 @@ def test_accumulation_counts_the_processes(monkeypatch):
     recipe = resolve_recipe(_args("--stage", "pretrain"))
     assert recipe.gradient_accumulation_steps == 1
     assert recipe.batch_line() == "global batch 256 = 32 per device x 1 accumulation x 8 processes"
+    assert resolve_recipe(_args("--stage", "finetune", "--global-batch-size", "16")).per_device_batch_size == 2
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(StfBenchError, match="not a multiple"):
         resolve_recipe(_args("--stage", "pretrain"))

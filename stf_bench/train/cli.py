@@ -81,17 +81,18 @@ def run(args: argparse.Namespace) -> int:
     return _train(args, recipe, data, overrides)
 
 
-def _tokenization(processor, recipe):
-    from stf_bench.train.labels import stand_in_tokenization
-
-    # TODO(issue 24 item 1): the official tokenization module of stf_bench/models/ replaces this stand-in.
-    return stand_in_tokenization(processor.tokenizer, recipe.model_max_length)
+def _tokenization_note(processor) -> str:
+    """What built the ids, for the dump's message and training.json."""
+    if processor.slow_tokenizer is not None:
+        return (f"official: LLaVA's tokenizer_image_token with transformers 4.37.2's slow LlamaTokenizer on the "
+                f"checkpoint's tokenizer.model (legacy={processor.slow_tokenizer.legacy})")
+    return "official rule (LLaVA's tokenizer_image_token) on the preset's byte-level tokenizer (no tokenizer.model)"
 
 
 def _examples(data, recipe, processor):
-    from stf_bench.train.labels import build_example
+    from stf_bench.train.labels import build_example, tokenization
 
-    tok = _tokenization(processor, recipe)
+    tok = tokenization(processor, recipe.model_max_length)
     return [build_example(row, recipe.template, tok) for row in data.rows], tok
 
 
@@ -108,8 +109,9 @@ def _dump(args, recipe, data, overrides: dict) -> int:
             fh.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
     masked = sum(ex.masked for ex in examples)
     print(f"wrote {len(examples)} rows to {out} ({recipe.template} template, {masked} masked entirely by the "
-          f"tokenization-mismatch rule, {len(data.skipped)} skipped for missing images); ids from the stand-in "
-          f"tokenization (the preset tokenizer's own encode per <image> chunk), not yet the official Vicuna one")
+          f"tokenization-mismatch rule, {len(data.skipped)} skipped for missing images); ids before image "
+          f"expansion, as LLaVA's preprocess() returns them (image rows are cut to --model-max-length only by the "
+          f"collator); tokenization: {_tokenization_note(processor)}")
     return 0
 
 
@@ -172,7 +174,7 @@ def _train(args, recipe, data, overrides: dict) -> int:
         "recipe": recipe.to_json(), "data": {"source": data.source, "rows": len(examples), "masked_rows": masked,
                                              "skipped_rows": len(data.skipped)},
         "steps": trainer.state.global_step, "train_loss": result.training_loss, "stf_bench_version": __version__,
-        "tokenization": "stand-in (tokenizer's own encode per <image> chunk)", "command": sys.argv})
+        "tokenization": _tokenization_note(processor), "command": sys.argv})
     print(f"stf-bench train: {trainer.state.global_step} steps, loss {result.training_loss:.4f}; wrote {written} "
           f"(provenance in {out / 'training.json'}); {masked} rows masked entirely, {len(data.skipped)} skipped",
           file=sys.stderr)

@@ -9,7 +9,10 @@ Each row becomes `input_ids` with every image as one `IMAGE_INDEX` (-200) and `l
   tokenizer is not `legacy`) is masked and the answer with its `</s>` trained; when the counted length differs
   from the real one (and is below model_max_length) the WHOLE row is masked, as LLaVA's "tokenization mismatch"
   does; text-only rows are cut at model_max_length here, image rows later by the collator.
-All tokenization goes through one `Tokenization.encode` (LLaVA's `tokenizer_image_token`), given by the caller.
+All tokenization goes through one `Tokenization.encode`: `tokenization(processor)` makes it from the model's
+processor, i.e. stf_bench.models.input_ids' `image_prompt_ids` (LLaVA's `tokenizer_image_token`) on the slow
+LlamaTokenizer where the checkpoint has `tokenizer.model`, the one path evaluation inputs take too. Checked against
+LLaVA's own `preprocess()` output with the real Vicuna vocabulary (tests/train/test_labels.py).
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stf_bench.models.conversation import IMAGE_TOKEN, SYSTEM
+from stf_bench.models.input_ids import IMAGE_INDEX  # noqa: F401  (re-exported: one per image before expansion)
 
-IMAGE_INDEX = -200  # LLaVA's IMAGE_TOKEN_INDEX: one per image in the ids before expansion
 IGNORE = -100  # LLaVA's IGNORE_INDEX
 ROLES = {"human": "USER", "gpt": "ASSISTANT"}
 SEP, SEP2 = " ", "</s>"  # conv_vicuna_v1's separators
@@ -42,30 +45,22 @@ class Tokenization:
     model_max_length: int
 
 
-def stand_in_tokenization(tokenizer, model_max_length: int = 2048) -> Tokenization:
-    """A `Tokenization` built on `tokenizer`'s own encode, split at `<image>` as `tokenizer_image_token` does.
+def tokenization(processor, model_max_length: int = 2048) -> Tokenization:
+    """The `Tokenization` of a model's processor: the official ids of stf_bench.models.input_ids, the same
+    `processor.prompt_ids` (LLaVA's `tokenizer_image_token`, `image_prompt_ids`) that builds every evaluation input.
 
-    STAND-IN: this is exact for tokenizers whose encode of each chunk is what LLaVA's slow LlamaTokenizer gives
-    (the tiny presets' byte-level tokenizer: no dummy prefix, so `legacy=True` keeps its rounds aligned). It is not
-    the official Vicuna tokenization under transformers 5 (DESIGN facts in docs/training.md).
-    TODO(issue 24 item 1): replace by the one official tokenization module in stf_bench/models/ once it lands."""
-
-    def encode(text: str) -> list[int]:
-        chunks = [tokenizer(chunk).input_ids for chunk in text.split(IMAGE_TOKEN)]
-        ids: list[int] = []
-        offset = 0
-        if chunks and chunks[0] and chunks[0][0] == tokenizer.bos_token_id:
-            offset = 1
-            ids.append(chunks[0][0])
-        for n, chunk in enumerate(chunks):
-            if n:
-                ids.append(IMAGE_INDEX)
-            ids.extend(chunk[offset:])
-        return ids
-
-    pad = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id
-    return Tokenization(encode=encode, pad_id=pad, legacy=bool(getattr(tokenizer, "legacy", True)),
-                        model_max_length=model_max_length)
+    With a checkpoint's `tokenizer.model` (Vicuna, the full-size presets) its chunks are tokenized by
+    transformers 4.37.2's slow LlamaTokenizer (`SlowLlamaTokenizer`) with the config's `legacy` (Vicuna-1.5:
+    False); the tiny presets' byte-level tokenizer has no such flag and is treated as `legacy` (it adds no dummy
+    prefix, so no round loses a token). The pad id is `unk`'s (0): LLaVA sets `pad_token = unk_token`."""
+    slow = processor.slow_tokenizer
+    if slow is not None:
+        legacy, pad = slow.legacy, slow.special_ids[slow.unk_token]
+    else:
+        tokenizer = processor.tokenizer
+        legacy = bool(getattr(tokenizer, "legacy", True))
+        pad = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id
+    return Tokenization(encode=processor.prompt_ids, pad_id=pad, legacy=legacy, model_max_length=model_max_length)
 
 
 @dataclass

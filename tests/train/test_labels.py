@@ -1,15 +1,21 @@
-"""LLaVA's preprocess_plain / preprocess_v1 rules on adversarial rows, with the tiny presets' byte-level tokenizer.
+"""LLaVA's preprocess_plain / preprocess_v1 rules on adversarial rows: with the tiny presets' byte-level tokenizer,
+and with the real Vicuna vocabulary against LLaVA's own `preprocess()` output.
 
-Expected ids are written out by hand from the byte tokenizer's layout (BOS 1, </s> 2, <unk> 0, byte b -> b + 4,
-image -200), so that they do not depend on the code under test."""
+Byte-level: expected ids are written out by hand from the byte tokenizer's layout (BOS 1, </s> 2, <unk> 0, byte
+b -> b + 4, image -200), so that they do not depend on the code under test. Vicuna: the expected JSONL in
+tests/data/train was made once by LLaVA's own code (make_official_labels.py there says how)."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import pytest
 
+from stf_bench.models import load_model
 from stf_bench.models.conversation import SYSTEM
-from stf_bench.models.tokenizer import build_tiny_tokenizer
-from stf_bench.train.labels import IGNORE, IMAGE_INDEX, Tokenization, build_example, stand_in_tokenization, v1_prompt
+from stf_bench.train.labels import IGNORE, IMAGE_INDEX, Tokenization, build_example, tokenization, v1_prompt
 
 
 def b(text: str) -> list[int]:
@@ -22,7 +28,8 @@ IMG = IMAGE_INDEX
 
 @pytest.fixture(scope="module")
 def tok() -> Tokenization:
-    return stand_in_tokenization(build_tiny_tokenizer(), model_max_length=2048)
+    """The tiny preset's: its processor's `prompt_ids` on the byte-level tokenizer (no `tokenizer.model`)."""
+    return tokenization(load_model("stf-tiny", device="meta")[1], model_max_length=2048)
 
 
 def row(*turns: tuple[str, str], image: bool = True, rid: str = "r") -> dict:
@@ -36,7 +43,7 @@ def trained(labels: list[int]) -> list[int]:
     return [x for x in labels if x != IGNORE]
 
 
-def test_stand_in_encodes_each_chunk_and_joins_them_with_one_image_index(tok):
+def test_tiny_preset_encodes_each_chunk_and_joins_them_with_one_image_index(tok):
     assert tok.encode("ab") == [1, *b("ab")]
     assert tok.encode("<image>") == [1, IMG]
     assert tok.encode("a<image>b") == [1, *b("a"), IMG, *b("b")]
@@ -129,3 +136,57 @@ def test_long_image_row_is_not_cut_here(tok):
     ex = build_example(row(("human", "<image>\nq"), ("gpt", "a" * 300)), "v1", short)
     assert len(ex.input_ids) > 300  # the collator cuts image rows
     assert not ex.masked and trained(ex.labels) == b(" " + "a" * 300) + [2]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# LLaVA's own preprocess() output on the real Vicuna vocabulary (tests/data/train, made by make_official_labels.py)
+
+OFFICIAL = Path(__file__).resolve().parents[1] / "data" / "train"
+sys.path.insert(0, str(OFFICIAL))
+from make_official_labels import SETS, VICUNA_SPECIAL_TOKENS, VICUNA_TOKENIZER_CONFIG  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def vicuna_hub_cache(tmp_path_factory) -> Path:
+    """A hub cache holding stf-7b's tokenizer (visresearch/LLaVA-STF/full-parameter-finetune): the real LLaMA/Vicuna
+    `tokenizer.model` with Vicuna-1.5's tokenizer config (`legacy: false`), as LLaVA-STF's release ships it."""
+    root = tmp_path_factory.mktemp("hub")
+    snapshot = root / "models--visresearch--LLaVA-STF" / "snapshots" / ("0" * 40)
+    folder = snapshot / "full-parameter-finetune"
+    folder.mkdir(parents=True)
+    (folder / "tokenizer.model").write_bytes((OFFICIAL.parent / "llama" / "tokenizer.model").read_bytes())
+    (folder / "tokenizer_config.json").write_text(json.dumps(VICUNA_TOKENIZER_CONFIG))
+    (folder / "special_tokens_map.json").write_text(json.dumps(VICUNA_SPECIAL_TOKENS))
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    return root
+
+
+@pytest.mark.parametrize("name", list(SETS))
+def test_dump_examples_equals_llavas_own_preprocess_row_for_row(name, vicuna_hub_cache, tmp_path, monkeypatch,
+                                                                 capsys):
+    """`stf-bench train --dump-examples` with stf-7b's real vocabulary on adversarial rows and training-sample rows
+    (multi-turn, text-only, `<image>` at the end of a turn, `</s>` in an answer, empty answers, a first gpt turn,
+    Chinese, rows past model_max_length) gives LLaVA's `preprocess()` ids and labels exactly, masked rows included."""
+    import huggingface_hub.constants
+
+    from stf_bench.cli import main
+
+    stage, max_length = SETS[name]
+    rows_file = OFFICIAL / f"rows_{name}.json"
+    images = tmp_path / "images"
+    images.mkdir()
+    for r in json.loads(rows_file.read_text()):
+        if "image" in r:
+            (images / r["image"]).write_bytes(b"")  # --dump-examples checks that the file is there, never opens it
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(vicuna_hub_cache))
+    dump = tmp_path / "rows.jsonl"
+    assert main(["train", "--stage", stage, "--model", "stf-7b", "--random-weights", "--data-path", str(rows_file),
+                 "--image-folder", str(images), "--model-max-length", str(max_length),
+                 "--dump-examples", str(dump)]) == 0
+    assert "slow LlamaTokenizer on the checkpoint's tokenizer.model (legacy=False)" in capsys.readouterr().out
+    ours = [json.loads(line) for line in dump.read_text().splitlines()]
+    official = [json.loads(line) for line in (OFFICIAL / f"official_{name}.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in ours] == [r["id"] for r in official]
+    for mine, theirs in zip(ours, official):
+        assert mine == theirs, mine["id"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 
 from stf_bench.eval.samples import BUILDERS
-from stf_bench.models.tokenizer import build_tiny_tokenizer
+from stf_bench.models import load_model
 from stf_bench.train.data import load
-from stf_bench.train.labels import build_example, stand_in_tokenization
+from stf_bench.train.labels import build_example, tokenization
 from stf_bench.train.samples import build_train_samples, ensure_train_samples
 
 
@@ -19,7 +19,7 @@ def test_samples_are_deterministic_and_checked_rows_with_nothing_masked(tmp_path
     images, pretrain, finetune = build_train_samples()
     assert build_train_samples()[1:] == (pretrain, finetune)
     root = ensure_train_samples(tmp_path)
-    tok = stand_in_tokenization(build_tiny_tokenizer())
+    tok = tokenization(load_model("stf-tiny", device="meta")[1])
     for name, template, n_rows in (("pretrain", "plain", len(pretrain)), ("finetune", "v1", len(finetune))):
         data = load(template, root / f"{name}.json", root / "images", "samples")
         assert len(data.rows) == n_rows

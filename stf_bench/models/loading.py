@@ -623,6 +623,16 @@ def check_state_dict(model: torch.nn.Module, state: dict, source: Path | str) ->
                             f"({getattr(model.config, 'projector_type', type(model).__name__)}) has no place for; {len(extra)} such keys in all")
 
 
+STAGE1_PREFIX = "model.mm_projector."  # where LLaVA's train.py saves a projector's keys in `mm_projector.bin`
+
+
+def stage1_keys(projector_method) -> dict[str, str]:
+    """Stage-1 file key prefix -> key prefix inside the projector: the projector's declared original layout
+    (`checkpoint_keys["original"]`), else its own keys under `model.mm_projector.` (what LLaVA's trainer writes for
+    a projector module called mm_projector; `stf-bench train` writes that for projectors without a release)."""
+    return projector_method.checkpoint_keys.get("original") or {STAGE1_PREFIX: ""}
+
+
 def load_projector_weights(model: StfLlavaForConditionalGeneration, path: str | os.PathLike) -> None:
     """Load a stage-1 projector file (`mm_projector.bin` of the release, or safetensors) into the model's projector."""
     path = Path(path)
@@ -633,11 +643,7 @@ def load_projector_weights(model: StfLlavaForConditionalGeneration, path: str | 
         raw = load_file(path)
     else:
         raw = _torch_load(path)
-    projector_method = model.config.projector_method
-    prefix_map = projector_method.checkpoint_keys.get("original")
-    if not prefix_map:
-        raise StfBenchError(f"projector {projector_method.name!r} declares no stage-1 file layout "
-                            f"(checkpoint_keys['original']); projector_weights= loads only those that do")
+    prefix_map = stage1_keys(model.config.projector_method)
     state = {}
     for key, value in raw.items():
         for old, new in prefix_map.items():

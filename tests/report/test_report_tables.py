@@ -199,14 +199,15 @@ def test_table9_names_each_rows_batch_and_shows_when_mean_and_median_speedups_di
         (t9,) = build_tables(PUB, store, ["9"])
     assert "batch 16" not in t9.title.replace("one A100, batch 16", "")  # only the published rows ran at 16
     stf = _row(t9, "stf-tiny (test-cpu, float32, batch 2)")
-    assert stf.cells["Speedup"].value == pytest.approx(1.19) and "ratio of medians 0.84x" in stf.cells["Speedup"].note
+    assert stf.cells["Speedup"].value == pytest.approx(1.19) and stf.cells["Speedup (median)"].value == pytest.approx(0.84)
     assert "1.19x from the means, 0.84x from the medians" in stf.note and "disagree" in stf.note
     md = to_markdown([t9])
-    assert "0.84x from the medians" in md and "batch 2" in md
+    assert "0.84x from the medians" in md and "batch 2" in md and "| 1.19 [" not in md
+    assert "| stf-tiny (test-cpu, float32, batch 2) [1] | reproduced | 10.00 | 1.19 | 0.84 |" in md
 
 
 def test_table9_says_nothing_when_mean_and_median_agree(tmp_path):
     with _latency_store(tmp_path / "db.sqlite", 16, (40.0, 10.0), (41.0, 10.0)) as store:
         (t9,) = build_tables(PUB, store, ["9"])
     stf = _row(t9, "stf-tiny (test-cpu, float32, batch 16)")
-    assert stf.note == "" and "ratio of medians 4.10x" in stf.cells["Speedup"].note
+    assert stf.note == "" and stf.cells["Speedup (median)"].value == pytest.approx(4.1)

@@ -32,11 +32,12 @@ from latency import rebatch  # noqa: E402  (benchmarks/latency.py)
 
 
 def published_settings() -> dict[str, dict]:
-    """{method: its arguments} of every published row whose match names a training-free method."""
+    """{method: its arguments} of every published row whose match (or the setting placed beside it: Table 2's
+    PruMerge+ and FastV, which no run is judged against) names a training-free method."""
     out = {}
     for table in load_published().tables.values():
         for row in table.rows:
-            match = row.match or {}
+            match = row.match or row.beside or {}
             if match.get("method"):
                 out[match["method"]] = {k[len(METHOD_ARG_PREFIX):]: v for k, v in match.items()
                                         if k.startswith(METHOD_ARG_PREFIX)}

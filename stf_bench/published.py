@@ -25,12 +25,22 @@ CSV_FIELDS = ["table", "method", "column", "value", "source"]
 
 @dataclass(frozen=True)
 class PublishedRow:
-    """One published row: its cells (None where the paper prints '-'), the sources, and its match attributes."""
+    """One published row: its cells (None where the paper prints '-'), the sources, and its match attributes.
+
+    `match`: the runs judged as its reproduction. `beside`: runs of a different setting (a training-free method
+    beside a fine-tuned row) placed after it, labelled with `beside_note`, never judged against it. `note`: what the
+    row is (a footnote); `cell_notes`: a footnote per cell (e.g. a value the paper printed from another method);
+    `not_judged`: columns whose cell is not the row's own value, so no run is judged against it there."""
 
     method: str
     cells: dict[str, float | None]
     sources: dict[str, str]
     match: dict = field(default_factory=dict)
+    beside: dict = field(default_factory=dict)
+    beside_note: str = ""
+    note: str = ""
+    cell_notes: dict[str, str] = field(default_factory=dict)
+    not_judged: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,8 +112,21 @@ def _load(folder: str) -> Published:
                                     f"{sorted(unknown)} that tables.yaml does not list")
             if not got:
                 raise StfBenchError(f"{cells_path}: table {tid} row {method!r} has no cells")
+            cell_notes = {str(c): str(n) for c, n in (r.get("cell_notes") or {}).items()}
+            if set(cell_notes) - set(got):
+                raise StfBenchError(f"{layout_path}: table {tid} row {method!r} has cell_notes for "
+                                    f"{sorted(set(cell_notes) - set(got))}, which have no published cell")
+            not_judged = tuple(str(c) for c in r.get("not_judged") or ())
+            if set(not_judged) - set(cell_notes):
+                raise StfBenchError(f"{layout_path}: table {tid} row {method!r}: not_judged "
+                                    f"{sorted(set(not_judged) - set(cell_notes))} needs a cell note saying why")
+            if r.get("beside") and not r.get("beside_note"):
+                raise StfBenchError(f"{layout_path}: table {tid} row {method!r}: `beside` needs a `beside_note` "
+                                    f"saying why those runs are a different setting")
             rows.append(PublishedRow(method, {c: v for c, (v, _) in got.items()},
-                                     {c: s for c, (_, s) in got.items()}, dict(r.get("match") or {})))
+                                     {c: s for c, (_, s) in got.items()}, dict(r.get("match") or {}),
+                                     dict(r.get("beside") or {}), str(r.get("beside_note") or ""),
+                                     str(r.get("note") or ""), cell_notes, not_judged))
         members = spec.get("members", "any")
         tables[tid] = TableSpec(tid, str(spec.get("title", f"Table {tid}")), columns, rows,
                                 members if members == "any" else list(members or []),

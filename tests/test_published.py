@@ -102,3 +102,19 @@ def test_the_paper_is_named_by_its_full_title():
     sources = [s for table in load_published().tables.values() for row in table.rows for s in row.sources.values()]
     paper = [s for s in sources if "Learning Compact Vision Tokens" in s]
     assert paper and all(title in s for s in paper)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("cell_notes: {POPE: \"80.5", "cell_notes: {MMB^CN: \"80.5", "cell_notes for \\['MMB\\^CN'\\]"),
+    ("not_judged: [POPE]", "not_judged: [GQA]", "not_judged \\['GQA'\\] needs a cell note"),
+    ("        beside_note: \"training-free PruMerge+", "        unused: \"training-free PruMerge+",
+     "`beside` needs a `beside_note`"),
+])
+def test_malformed_row_notes_are_refused(tmp_path, old, new, message):
+    folder = tmp_path / "baselines"
+    shutil.copytree(baselines_dir(), folder)
+    path = folder / "tables.yaml"
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
+    with pytest.raises(StfBenchError, match=message):
+        load_published(folder)

@@ -45,8 +45,15 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 def _check_config_fields(cls: type[Method]) -> None:
-    """Two projectors may share an argument name only if it is stored in the same config field."""
+    """Two projectors may share an argument name only if it is stored in the same config field.
+
+    Only projectors are compared: a training-free method's arguments (FastV's `k`) live in the model arguments, not
+    in a config field, so they never clash with a projector's, whichever of the two registers first."""
+    if not issubclass(cls, ProjectorMethod):
+        return
     for other in _REGISTRY.values():
+        if not issubclass(other, ProjectorMethod):
+            continue
         theirs = {p.name: p.config_field for p in other.params}
         for p in cls.params:
             if p.config_field and theirs.get(p.name, p.config_field) != p.config_field:

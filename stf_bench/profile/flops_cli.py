@@ -10,7 +10,7 @@ from stf_bench.args import parse_model_args
 from stf_bench.errors import StfBenchError
 from stf_bench.methods.options import add_method_arguments, merge_method_args
 from stf_bench.models.presets import check_model_name
-from stf_bench.profile.formatting import FORMATS, render
+from stf_bench.profile.formatting import FORMATS, flops_unit, render
 from stf_bench.profile.prompts import add_data_arguments
 from stf_bench.profile.store import add_store_arguments, check_store_args, store_results
 
@@ -59,14 +59,16 @@ def model_report(name: str, overrides: dict, convention: str, data: str = "sampl
 
 
 def render_report(report: FlopsReport, fmt: str) -> str:
-    """One model's figures as a table: components first, then the total."""
-    rows = [[name, f"{value:.4f}"] for name, value in report.components.items()]
+    """One model's figures as a table: components first, then the total, in a unit that fits the total (TFLOPs for
+    the full-size presets, MFLOPs or GFLOPs for a tiny one), named in the header."""
+    unit, factor = flops_unit(report.tflops)
+    rows = [[name, f"{value * factor:.4f}"] for name, value in report.components.items()]
     if len(rows) > 1:
-        rows.append(["total", f"{report.tflops:.4f}"])
+        rows.append(["total", f"{report.tflops * factor:.4f}"])
     notes = [CONVENTION_NOTES[report.convention], f"visual tokens: {report.visual_tokens}", f"counter: {report.counter}"]
     if report.text_tokens is not None:
-        notes.append(f"text tokens: {report.text_tokens} ({report.details.get('tokenizer', '')})")
-    return render(["component", "TFLOPs"], rows, fmt, f"{report.model}: {report.convention} convention", notes)
+        notes.append(f"text tokens: {report.text_tokens} (counted by {report.details.get('tokenizer', '')})")
+    return render(["component", unit], rows, fmt, f"{report.model}: {report.convention} convention", notes)
 
 
 def _tokens(report: FlopsReport) -> str:

@@ -1,7 +1,8 @@
 """The TFLOPs column of the paper's Tables 2, 3, 5 and 6: computed for every row we can build, published beside.
 
 Which model a published row stands for comes from its `match` attributes in baselines/tables.yaml (projector,
-llm, k, e, mbtf_blocks); the published value from baselines/published.csv. Nothing here is a number.
+llm, k, e, mbtf_blocks), or, for a row no run is judged against (PruMerge+, FastV), its `beside` setting; the
+published value from baselines/published.csv. Nothing here is a number.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def flops_table(table_id: str) -> tuple[str, list[TableRow]]:
         raise StfBenchError(f"table {table_id} has no TFLOPs column; choose one of {', '.join(with_flops)}")
     rows = []
     for row in spec.rows:
-        target = preset_for(row.match)
+        target = preset_for(row.match or row.beside)  # a row judged on no run still names the setting beside it
         report = None
         if target is not None:
             model, _ = load_model(target[0], random_weights=True, device="meta", **target[1])

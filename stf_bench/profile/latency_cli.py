@@ -10,7 +10,7 @@ from stf_bench.devices import check_device_name, resolve_device
 from stf_bench.errors import StfBenchError
 from stf_bench.methods.options import add_method_arguments, merge_method_args
 from stf_bench.models.presets import check_model_name
-from stf_bench.profile.formatting import FORMATS, render
+from stf_bench.profile.formatting import FORMATS, format_flops, render, speedup_disagreement
 from stf_bench.profile.prompts import add_data_arguments
 from stf_bench.profile.store import add_store_arguments, check_store_args, store_results
 
@@ -54,8 +54,8 @@ def render_report(report: dict, fmt: str) -> str:
     extra = (
         ("preprocessing per sample, mean (ms)", lambda m: _ms(m["preprocess_per_sample_ms"]["mean"])),
         ("visual + text tokens (padded)", lambda m: f"{m['visual_tokens']} + {m['text_tokens_padded']}"),
-        ("prefill TFLOPs per batch", lambda m: f"{m['prefill_tflops_per_batch']:.3f}"),
-        ("achieved TFLOP/s", lambda m: f"{m['achieved_tflops_per_s']:.3f}"),
+        ("prefill FLOPs per batch", lambda m: format_flops(m["prefill_tflops_per_batch"])),
+        ("achieved FLOP/s", lambda m: format_flops(m["achieved_tflops_per_s"], "/s")),
         ("fraction of device peak", lambda m: "n/a" if m["peak_fraction"] is None else f"{m['peak_fraction']:.1%}"),
         ("peak memory (GiB)", lambda m: f"{m['memory']['peak_bytes'] / 2**30:.2f}"),
     )
@@ -71,11 +71,15 @@ def render_report(report: dict, fmt: str) -> str:
         f"dtype {report['dtype']}; attention {attention}; batch {report['batch_size']}; "
         f"{report['warmup']} warm-up + {report['iters']} timed batches per model"
         + ("; interleaved" if report["interleaved"] else "") + f"; clock: {report['clock']}",
-        f"prompts: {report['prompts_source']}; tokenizer: {models[0]['tokenizer']}",
+        f"prompts: {report['prompts_source']}; text tokens counted by {models[0]['tokenizer']}",
         f"memory: {models[0]['memory']['kind']}",
         report["definition"],
         versions,
     ]
+    if pair:  # the ratio of means is the paper's "average latency"; say when the medians tell another story
+        mean, median = (models[0]["ttft_per_sample_ms"][s] / models[1]["ttft_per_sample_ms"][s]
+                        for s in ("mean", "median"))
+        notes += [n for n in (speedup_disagreement(mean, median),) if n]
     return render(headers, rows, fmt, "Time to first token", notes)
 
 

@@ -73,9 +73,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def describe_tokenizer(tokenizer: object, llm_vocab: int) -> str:
-    """Name and size of the tokenizer that counted the text tokens, flagging the byte-level stand-in."""
-    text = f"{type(tokenizer).__name__}, {len(tokenizer)} tokens"
+    """Name and vocabulary size of the tokenizer that counted the text tokens, flagging the byte-level stand-in."""
+    text = f"{type(tokenizer).__name__}, vocabulary of {len(tokenizer)} entries"
     if len(tokenizer) < llm_vocab // 2:
-        text += (f"; a stand-in for the model's own {llm_vocab}-token tokenizer (not in the local hub cache), "
+        text += (f"; a stand-in for the model's own tokenizer, whose vocabulary has {llm_vocab} entries (not in the local "
+                 f"hub cache), "
                  f"so text token counts run several times higher than with the real one")
     return text

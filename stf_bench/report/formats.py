@@ -19,19 +19,39 @@ import json
 import math
 
 from stf_bench.benchmarks import of_column
-from stf_bench.report.tables import AVG, LATENCY, SAMPLE_DATA, SPEEDUP, STALE, TFLOPS, Cell, Row, Table
+from stf_bench.report.tables import (
+    AVG,
+    LATENCY,
+    SAMPLE_DATA,
+    SPEEDUP,
+    SPEEDUP_MEDIAN,
+    STALE,
+    TFLOPS,
+    Cell,
+    Row,
+    Table,
+)
 from stf_bench.tabular import LEFT, RIGHT, latex_escape, latex_tabular, markdown_escape, markdown_table
 
 FORMATS = ("md", "latex", "html", "csv", "json")
 EXTENSIONS = {"md": "md", "latex": "tex", "html": "html", "csv": "csv", "json": "json"}
 MISSING = "—"
 DASH = "-"
-LEGEND = ("'-': not reported in the paper; '—': no reproduced score; [lo, hi]: 95% bootstrap CI over samples; "
-          "Δ: reproduced − published, with the verdict against the per-benchmark tolerance (docs/report.md).")
+LEGEND_PARTS = {  # what each mark means; a table's legend lists only the marks it shows (`legend`)
+    "dash": "'-': not reported in the paper",
+    "missing": "'—': no reproduced score",
+    "ci": "[lo, hi]: 95% bootstrap CI over samples",
+    "delta": "Δ: reproduced − published, with the verdict against the per-benchmark tolerance (docs/report.md)",
+    "note": "[n]: a note below the table",
+}
+# the plots' titles, shown as their captions in the HTML report (plots.py draws them with the same titles)
+PLOT_TITLES = {"accuracy_vs_tflops": "Accuracy vs compute (Table 2 / Figure 1)",
+               "deltas_to_llava": "Per-benchmark deltas to LLaVA-1.5",
+               "latency_vs_tokens": "Latency vs visual tokens (Table 9)"}
 # columns where higher is better: the ones the paper marks best/second-best
-NOT_RANKED = {TFLOPS, LATENCY, SPEEDUP}
+NOT_RANKED = {TFLOPS, LATENCY, SPEEDUP, SPEEDUP_MEDIAN}
 DECIMALS = {TFLOPS: 1, SPEEDUP: 1}  # the paper's precision of the columns that are not a benchmark's
-REPRODUCED_DECIMALS = {TFLOPS: 3, SPEEDUP: 2}
+REPRODUCED_DECIMALS = {TFLOPS: 3, SPEEDUP: 2, SPEEDUP_MEDIAN: 2}
 
 
 def decimals(column: str, source: str) -> int:
@@ -77,6 +97,45 @@ def delta_text(cell: Cell, column: str) -> str:
 
 def _has_delta(row: Row) -> bool:
     return row.source == "reproduced" and row.compared_to is not None
+
+
+def legend(t: Table) -> str:
+    """The legend of one table: only the marks it shows (no CI or Δ explained under a table that has neither)."""
+    cells = [(r, r.cells[c]) for r in t.rows for c in t.columns]
+    shown = {
+        "dash": any(cell.dash for _, cell in cells),
+        "missing": any(r.source == "reproduced" and cell.value is None and not cell.dash for r, cell in cells),
+        "ci": any(cell.ci is not None and not cell.dash for _, cell in cells),
+        "delta": any(_has_delta(r) for r in t.rows),
+        "note": bool(footnotes(t)[1]),
+    }
+    parts = [text for key, text in LEGEND_PARTS.items() if shown[key]]
+    return "; ".join(parts) + "." if parts else ""
+
+
+def footnotes(t: Table) -> tuple[dict[tuple[int, str | None], str], list[str]]:
+    """Numbered notes of a table: a row's note (what a published row is; why a run is a different setting) and a
+    published cell's note (a value printed from another method; an Avg. computed here). Returns the marks, by
+    (row index, column; None for the row's name), and the notes' lines in order."""
+    marks: dict[tuple[int, str | None], str] = {}
+    lines: list[str] = []
+    for i, r in enumerate(t.rows):
+        keyed = [(None, r.note, r.method)] + ([(c, r.cells[c].note, f"{r.method}, {c}") for c in t.columns]
+                                              if r.source == "published" else [])
+        for column, note, what in keyed:
+            if note:
+                marks[(i, column)] = f"[{len(lines) + 1}]"
+                lines.append(f"[{len(lines) + 1}] {what}: {note}")
+    return marks, lines
+
+
+def source_text(row: Row) -> str:
+    """The Source column: published / reproduced, and a run of a different setting beside a published row says so."""
+    return f"{row.source}, different setting" if row.beside else row.source
+
+
+def _marked(text: str, mark: str | None) -> str:
+    return f"{text} {mark}" if mark else text
 
 
 def ranked(row: Row) -> bool:
@@ -125,11 +184,15 @@ def to_markdown(tables: list[Table]) -> str:
         if t.note:
             lines += [f"_{markdown_escape(t.note)}_", ""]
         rows = []
-        for r in t.rows:
-            rows.append([r.method, r.source, *(cell_text(r.cells[c], c, r.source) for c in t.columns)])
+        notes, note_lines = footnotes(t)
+        for i, r in enumerate(t.rows):
+            rows.append([_marked(r.method, notes.get((i, None))), source_text(r),
+                         *(_marked(cell_text(r.cells[c], c, r.source), notes.get((i, c))) for c in t.columns)])
             if _has_delta(r):
                 rows.append([f"Δ vs {r.compared_to or ''}", "difference", *(delta_text(r.cells[c], c) for c in t.columns)])
-        lines += [markdown_table(_header(t), rows, _align(t)), "", LEGEND, ""]
+        lines += [markdown_table(_header(t), rows, _align(t)), ""]
+        lines += [markdown_escape(n) + "  " for n in note_lines] + ([""] if note_lines else [])
+        lines += [legend(t), ""] if legend(t) else []
         parts.append("\n".join(lines))
     return "\n".join(parts)
 
@@ -161,10 +224,12 @@ def to_latex(tables: list[Table]) -> str:
     parts = []
     for t in tables:
         marks = ranks(t)
+        notes, note_lines = footnotes(t)
         rows = []
         for i, r in enumerate(t.rows):
-            rows.append([latex_escape(r.method), r.source,
-                         *(_latex_cell(r.cells[c], c, r.source, marks.get((i, c))) for c in t.columns)])
+            rows.append([latex_escape(_marked(r.method, notes.get((i, None)))), latex_escape(source_text(r)),
+                         *(_marked(_latex_cell(r.cells[c], c, r.source, marks.get((i, c))),
+                                   latex_escape(notes[(i, c)]) if (i, c) in notes else None) for c in t.columns)])
             if _has_delta(r):
                 rows.append([f"\\quad $\\Delta$ vs {latex_escape(r.compared_to or '')}", "",
                              *(f"{{\\scriptsize {latex_escape(delta_text(r.cells[c], c))}}}" for c in t.columns)])
@@ -174,6 +239,7 @@ def to_latex(tables: list[Table]) -> str:
                  latex_tabular(header, rows, _align(t), booktabs=True)]
         if t.note:
             lines.append(f"\\par\\footnotesize {latex_escape(t.note)}")
+        lines += [f"\\par\\footnotesize {latex_escape(n)}" for n in [*note_lines, legend(t)] if n]
         lines.append(r"\end{table}")
         parts.append("\n".join(lines))
     return "% generated by stf-bench report; needs \\usepackage{booktabs}\n" + "\n\n".join(parts) + "\n"
@@ -206,11 +272,14 @@ def to_html(tables: list[Table], footer: dict[str, str | None] | None = None,
             body.append(f"<p><em>{e(t.note)}</em></p>")
         body.append("<table><thead><tr><th>Method</th><th>Source</th>"
                     + "".join(f"<th>{html_header(c)}</th>" for c in t.columns) + "</tr></thead><tbody>")
+        notes, note_lines = footnotes(t)
         for i, r in enumerate(t.rows):
             tds = []
             for c in t.columns:
                 cell = r.cells[c]
                 text = e(cell_text(cell, c, r.source, with_ci=False))
+                if (i, c) in notes:
+                    text += f"<sup>{e(notes[(i, c)])}</sup>"
                 if marks.get((i, c)) == "best":
                     text = f"<b>{text}</b>"
                 elif marks.get((i, c)) == "second":
@@ -220,11 +289,13 @@ def to_html(tables: list[Table], footer: dict[str, str | None] | None = None,
                              f'{e(fmt(cell.ci[1], c, r.source))}]</span>')
                 title = "; ".join(x for x in (cell.source, cell.note) if x)
                 tds.append(f'<td title="{e(title)}">{text}</td>' if title else f"<td>{text}</td>")
-            body.append(f'<tr class="{e(r.source)}"><td>{e(r.method)}</td><td>{e(r.source)}</td>{"".join(tds)}</tr>')
+            name = e(r.method) + (f"<sup>{e(notes[(i, None)])}</sup>" if (i, None) in notes else "")
+            body.append(f'<tr class="{e(r.source)}"><td>{name}</td><td>{e(source_text(r))}</td>{"".join(tds)}</tr>')
             if _has_delta(r):
                 body.append(f'<tr class="difference"><td>Δ vs {e(r.compared_to or "")}</td><td>difference</td>'
                             + "".join(f"<td>{e(delta_text(r.cells[c], c))}</td>" for c in t.columns) + "</tr>")
-        body.append(f'</tbody></table><p class="legend">{e(LEGEND)}</p>')
+        body.append("</tbody></table>")
+        body += [f'<p class="legend">{e(n)}</p>' for n in [*note_lines, legend(t)] if n]
     body += [_html_figure(name, svg) for name, svg in figures or []]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>stf-bench report</title>"
             f"<style>{HTML_STYLE}</style></head><body>\n<h1>stf-bench report</h1>\n" + "\n".join(body)
@@ -232,10 +303,12 @@ def to_html(tables: list[Table], footer: dict[str, str | None] | None = None,
 
 
 def _html_figure(name: str, svg: bytes) -> str:
-    """One plot as an `<img>` with its SVG inlined as base64 (an `<img>` never runs what an SVG might carry)."""
+    """One plot as an `<img>` with its SVG inlined as base64 (an `<img>` never runs what an SVG might carry),
+    captioned with its title (`PLOT_TITLES`), not its file name."""
     data = base64.b64encode(svg).decode("ascii")
-    return (f'<figure><img alt="{html.escape(name)}" src="data:image/svg+xml;base64,{data}">'
-            f"<figcaption>{html.escape(name)}</figcaption></figure>")
+    title = html.escape(PLOT_TITLES.get(name, name.replace("_", " ")))
+    return (f'<figure><img alt="{title}" src="data:image/svg+xml;base64,{data}">'
+            f"<figcaption>{title}</figcaption></figure>")
 
 
 def _html_footer(footer: dict[str, str | None] | None) -> str:
@@ -249,7 +322,7 @@ def _html_footer(footer: dict[str, str | None] | None) -> str:
 
 # ------------------------------------------------------------------------------------------------ CSV / JSON
 CSV_FIELDS = ["table", "method", "source", "column", "value", "dash", "ci_low", "ci_high", "n", "compared_to",
-              "delta", "verdict", "protocol", "note", "cell_source"]
+              "delta", "verdict", "protocol", "note", "cell_source", "beside", "row_note"]
 
 
 def _csv_text(text: str | None) -> str:
@@ -278,7 +351,8 @@ def to_csv(tables: list[Table]) -> str:
                     "ci_high": "" if cell.ci is None else repr(cell.ci[1]), "n": "" if cell.n is None else cell.n,
                     "compared_to": _csv_text(r.compared_to), "delta": "" if cell.delta is None else repr(cell.delta),
                     "verdict": cell.verdict or "", "protocol": _csv_text(r.protocol), "note": _csv_text(cell.note),
-                    "cell_source": _csv_text(cell.source)})
+                    "cell_source": _csv_text(cell.source), "beside": _csv_text(r.beside),
+                    "row_note": _csv_text(r.note)})
     return buf.getvalue()
 
 
@@ -290,6 +364,10 @@ def table_json(t: Table) -> dict:
         dashes = [c for c in t.columns if r.cells[c].dash]
         if dashes:
             row["dashes"] = dashes
+        if r.note:
+            row["note"] = r.note
+        if r.beside:
+            row["beside"] = r.beside
         if r.source == "reproduced":
             row.update(
                 ci={c: list(r.cells[c].ci) for c in t.columns if r.cells[c].ci is not None},
@@ -301,6 +379,9 @@ def table_json(t: Table) -> dict:
                 protocol=r.protocol, run_ids=r.run_ids, attributes=r.attributes)
         else:
             row["sources"] = {c: r.cells[c].source for c in t.columns if r.cells[c].source}
+            cell_notes = {c: r.cells[c].note for c in t.columns if r.cells[c].note}
+            if cell_notes:
+                row["notes"] = cell_notes
         rows.append(row)
     return {"table": t.id, "title": t.title, "columns": t.columns, "note": t.note, "rows": rows}
 

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from stf_bench.report.formats import PLOT_TITLES  # noqa: E402
 from stf_bench.report.tables import AVG, LATENCY, SAMPLE_DATA, TFLOPS, Row, Table  # noqa: E402
 
 BASELINE_METHOD = "LLaVA-1.5 (full tuning)"
@@ -79,14 +80,16 @@ def accuracy_vs_tflops(table2: Table, out_dir: Path) -> list[Path]:
             lo, hi = r.cells[AVG].ci
             ax.errorbar(x, y, yerr=[[y - lo], [hi - y]], color=color, capsize=3)
     frontier = pareto_frontier([(x, y) for x, y, r in pts if r.source == "published"])
-    if frontier:
-        ax.step(*zip(*frontier), where="post", color="tab:blue", alpha=0.4, label="published frontier")
+    if frontier:  # drawn with its points ringed, so that a one-point frontier (one method dominates) is still seen
+        ax.plot(*zip(*frontier), drawstyle="steps-post", color="tab:blue", alpha=0.5, marker="o", markersize=11,
+                markerfacecolor="none", label="published frontier" if len(frontier) > 1 else
+                "published frontier (one point: it dominates every other published row)")
     ax.scatter([], [], marker="o", color="tab:blue", label="published (paper, Table 2)")
     if any(r.source == "reproduced" for _, _, r in pts):  # no legend entry for what is not drawn
         ax.scatter([], [], marker="*", color="tab:red", label="reproduced (this store)")
     ax.set_xlabel("TFLOPs (LLM over visual tokens, paper convention)")
     ax.set_ylabel("Avg. of 8 benchmarks (%)")
-    ax.set_title("Accuracy vs compute (Table 2 / Figure 1)")
+    ax.set_title(PLOT_TITLES["accuracy_vs_tflops"])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     _footnote(fig, skipped)
@@ -139,7 +142,7 @@ def deltas_to_llava(table2: Table, zoo: Table | None, benchmarks: list[str], out
     ax.set_xticks(x, [tick_label(b) for b in benchmarks])
     ax.set_ylabel("difference to LLaVA-1.5 (points)")
     hatched = "; hatched: reproduced" if any(source == "reproduced" for _, _, source in series) else ""
-    ax.set_title(f"Per-benchmark deltas to LLaVA-1.5 (published: vs '{BASELINE_METHOD}'{hatched})", fontsize=10)
+    ax.set_title(f"{PLOT_TITLES['deltas_to_llava']} (published: vs '{BASELINE_METHOD}'{hatched})", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     if series:
         ax.legend(fontsize=6, ncol=2, loc="best")
@@ -148,14 +151,12 @@ def deltas_to_llava(table2: Table, zoo: Table | None, benchmarks: list[str], out
 
 
 def latency_vs_tokens(table9: Table, out_dir: Path) -> list[Path]:
-    """Mean TTFT per sample against the number of visual tokens: the paper's A100 points and our measurements."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    """Mean TTFT per sample against the number of visual tokens: the paper's 7B-on-A100 points and our measurements,
+    each on its own panel and axis (device, model size and batch differ: their milliseconds are not comparable)."""
     skipped = []
     pub = [(PUBLISHED_TOKENS[r.method], r.cells[LATENCY].value, r.method) for r in table9.rows
            if r.source == "published" and r.method in PUBLISHED_TOKENS and r.cells[LATENCY].value is not None]
-    if pub:
-        ax.plot([p[0] for p in pub], [p[1] for p in pub], "o--", color="tab:blue", label="published (one A100)")
-    by_device: dict[str, list[tuple[int, float, str]]] = {}
+    groups: dict[str, list[tuple[int, float, str]]] = {}
     for r in table9.rows:
         if r.source != "reproduced":
             continue
@@ -163,19 +164,25 @@ def latency_vs_tokens(table9: Table, out_dir: Path) -> list[Path]:
         if tokens is None or ttft is None:
             skipped.append(r.method)
             continue
-        device = r.attributes.get("device", "unknown device")
-        by_device.setdefault(device, []).append((tokens, ttft, r.method))
-    for i, (device, pts) in enumerate(sorted(by_device.items())):
-        pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "*-", markersize=9, color=f"C{i + 1}",
-                label=f"reproduced ({device})")
-    for tokens, ttft, label in [*pub, *(p for pts in by_device.values() for p in pts)]:
-        ax.annotate(label.split(" (")[0], (tokens, ttft), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    ax.set_xlabel("visual tokens fed to the LLM")
-    ax.set_ylabel("time to first token per sample (ms)")
-    ax.set_title("Latency vs visual tokens (Table 9)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+        batch = r.attributes.get("batch_size")
+        group = f"{r.attributes.get('device', 'unknown device')}, batch {batch or 'unknown'}"
+        groups.setdefault(group, []).append((tokens, ttft, r.method))
+    panels = ([("published: 7B models, one A100, batch 16", pub, True)] if pub else []) + [
+        (where, pts, False) for where, pts in sorted(groups.items())]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.5 * max(1, len(panels)), 4.5), squeeze=False)
+    for i, (ax, (where, pts, published)) in enumerate(zip(axes[0], panels, strict=False)):
+        pts = sorted(pts)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o--" if published else "*-", markersize=9,
+                color="tab:blue" if published else f"C{i + 1}",
+                label="published (paper, Table 9)" if published else "reproduced (this store)")
+        for tokens, ttft, label in pts:
+            ax.annotate(label.split(" (")[0], (tokens, ttft), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        ax.set_title(where if len(where) < 60 else where[:57] + "...", fontsize=9)
+        ax.set_xlabel("visual tokens fed to the LLM")
+        ax.set_ylabel("time to first token per sample (ms)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(PLOT_TITLES["latency_vs_tokens"] + (": one panel per device and batch" if len(panels) > 1 else ""))
     _footnote(fig, skipped)
     return _save(fig, out_dir, "latency_vs_tokens")
 

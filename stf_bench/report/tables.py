@@ -27,6 +27,7 @@ AVG = "Avg."
 TFLOPS = "TFLOPs"
 LATENCY = "Latency (ms)"
 SPEEDUP = "Speedup"
+SPEEDUP_MEDIAN = "Speedup (median)"  # the ratio of median TTFTs, beside the paper's ratio of averages
 PAPER_PROTOCOL = "llava"
 FLOPS_CONVENTION = "paper"
 SAMPLE_DATA = "samples"  # `stf-bench run --data samples`: the embedded sample rows, not the benchmark
@@ -34,9 +35,9 @@ SAMPLE_DATA = "samples"  # `stf-bench run --data samples`: the embedded sample r
 # Largest |reproduced - published| still called a match, for the columns that are not a benchmark's (a benchmark's
 # own is its declared `tolerance`, stf_bench.benchmarks): half the printed precision for TFLOPs (a deterministic
 # count); 0.3x for the speedup; 0.3 for the mean of eight. docs/report.md gives the numbers behind each value.
-TOLERANCE: dict[str, float] = {AVG: 0.3, TFLOPS: 0.05, SPEEDUP: 0.3}
+TOLERANCE: dict[str, float] = {AVG: 0.3, TFLOPS: 0.05, SPEEDUP: 0.3, SPEEDUP_MEDIAN: 0.3}
 DEVICE_DEPENDENT = {LATENCY: "absolute time depends on the device (published: one A100)"}
-PROTOCOL_FREE = {TFLOPS, LATENCY, SPEEDUP}
+PROTOCOL_FREE = {TFLOPS, LATENCY, SPEEDUP, SPEEDUP_MEDIAN}
 
 MATCH, DIFFERS, NO_PUBLISHED = "match", "differs", "no published value"
 
@@ -70,6 +71,8 @@ class Row:
     protocol: str | None = None
     run_ids: list[int] = field(default_factory=list)
     attributes: dict = field(default_factory=dict)
+    beside: str | None = None  # the published row it sits beside as a different setting (never judged against it)
+    note: str = ""  # a footnote on the whole row (what a published row is; why a run is a different setting)
 
 
 @dataclass
@@ -217,16 +220,22 @@ def _member(spec: TableSpec, rep: Reproduced) -> bool:
     if not values:
         return False
     if all(c in PROTOCOL_FREE for c in values):
-        return _counterpart(spec, rep.attributes) is not None
+        return _counterpart(spec, rep.attributes) is not None or _beside(spec, rep.attributes) is not None
     if spec.members == "any":
         return True
     if any(matches(rep.attributes, pattern) for pattern in spec.accepts):
         return True
-    return bool(spec.members) and any(r.match and matches(rep.attributes, r.match, spec.members) for r in spec.rows)
+    return bool(spec.members) and any(pattern and matches(rep.attributes, pattern, spec.members)
+                                      for r in spec.rows for pattern in (r.match, r.beside))
 
 
 def _counterpart(spec: TableSpec, attrs: dict):
     return next((r for r in spec.rows if r.match and matches(attrs, r.match)), None)
+
+
+def _beside(spec: TableSpec, attrs: dict):
+    """The published row a run sits beside as a different setting (its `beside` pattern), or None."""
+    return next((r for r in spec.rows if r.beside and matches(attrs, r.beside)), None)
 
 
 def verdict(column: str, delta: float | None, published: Cell | None, protocol: str | None,
@@ -278,29 +287,55 @@ def _reproduced_row(spec: TableSpec, rep: Reproduced, benchmarks: list[str]) -> 
             pub = Cell(target.cells.get(c), dash=c in target.cells and target.cells[c] is None)
             cell.delta = cell.value - pub.value if pub.value is not None else None
             cell.verdict = verdict(c, cell.delta, pub, rep.protocol, rep.attributes.get("data"))
+            if c in target.not_judged:  # the paper printed another method's value there (its cell note)
+                cell.delta, cell.verdict = None, f"not comparable: {NOT_ITS_OWN} (see the published cell's note)"
+    beside = None if target is not None or rep.attributes.get(PARTIAL) else _beside(spec, rep.attributes)
     return Row(rep.label, "reproduced", cells, target.method if target else None, rep.protocol,
-               sorted(rep.run_ids), rep.attributes)
+               sorted(rep.run_ids), rep.attributes, beside.method if beside else None,
+               beside.beside_note if beside else "")
 
 
-def _published_rows(spec: TableSpec) -> list[Row]:
-    return [Row(r.method, "published", {c: Cell(r.cells.get(c), dash=c in r.cells and r.cells[c] is None,
-                                                source=r.sources.get(c, "")) for c in spec.columns},
-                attributes=dict(r.match)) for r in spec.rows]
+NOT_ITS_OWN = "the published cell is not the row's own value"
+
+
+def _published_rows(spec: TableSpec, benchmarks: list[str] | None = None) -> list[Row]:
+    """The published rows, with their notes; an Avg. the source does not print is computed from the eight
+    published cells when all eight are there (marked as computed), else left blank with the reason."""
+    rows = []
+    for r in spec.rows:
+        cells = {c: Cell(r.cells.get(c), dash=c in r.cells and r.cells[c] is None, source=r.sources.get(c, ""),
+                         note=r.cell_notes.get(c, "")) for c in spec.columns}
+        if AVG in spec.columns and AVG not in r.cells and benchmarks:
+            values = [r.cells.get(b) for b in benchmarks]
+            if all(v is not None for v in values):
+                cells[AVG] = Cell(float(np.mean(values)), source=f"computed by stf-bench: {AVG_COMPUTED}",
+                                  note=f"{AVG_COMPUTED}; the source prints none")
+            else:
+                missing = [b for b, v in zip(benchmarks, values, strict=True) if v is None]
+                cells[AVG] = Cell(note=f"not printed by the source, and not computable: no published "
+                                       f"{', '.join(missing)}")
+        rows.append(Row(r.method, "published", cells, attributes=dict(r.match), note=r.note))
+    return rows
+
+
+AVG_COMPUTED = "mean of the eight published cells"
 
 
 def _arrange(published: list[Row], reproduced: list[Row]) -> list[Row]:
-    """Each reproduced row right after the published row it is compared with; the others at the end."""
+    """Each reproduced row right after the published row it is compared with, then the runs of a different setting
+    that sit beside it; the others at the end."""
     rows: list[Row] = []
     for pub in published:
         rows.append(pub)
         rows += [r for r in reproduced if r.compared_to == pub.method]
-    return rows + [r for r in reproduced if r.compared_to is None]
+        rows += [r for r in reproduced if r.compared_to is None and r.beside == pub.method]
+    return rows + [r for r in reproduced if r.compared_to is None and r.beside is None]
 
 
 def build_table(spec: TableSpec, reproduced: list[Reproduced], benchmarks: list[str]) -> Table:
     """One accuracy/TFLOPs table (all but Table 9)."""
     rows = [_reproduced_row(spec, rep, benchmarks) for rep in reproduced if _member(spec, rep)]
-    return Table(spec.id, spec.title, spec.columns, _arrange(_published_rows(spec), rows), spec.note)
+    return Table(spec.id, spec.title, spec.columns, _arrange(_published_rows(spec, benchmarks), rows), spec.note)
 
 
 def latency_figures(figures: dict) -> tuple[float | None, int | None]:
@@ -312,21 +347,42 @@ def latency_figures(figures: dict) -> tuple[float | None, int | None]:
     return value, tokens if isinstance(tokens, int) else None
 
 
+def median_ttft(figures: dict) -> float | None:
+    """Median TTFT per sample in ms from one model's `stf-bench latency` figures, or None."""
+    per_sample = figures.get("ttft_per_sample_ms")
+    value = per_sample.get("median") if isinstance(per_sample, dict) else None
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) and value > 0 else None
+
+
 def build_latency_table(spec: TableSpec, store: Store | None) -> Table:
-    """Table 9: published TTFTs and, per measurement, each model's TTFT and the speedup measured beside it."""
+    """Table 9: published TTFTs and, per measurement, each model's TTFT and the speedup measured beside it (the
+    ratio of means, as the paper's "average latency", and the ratio of medians beside it, with a row note when the
+    two disagree). Each reproduced row names its model, device, dtype and batch."""
+    from stf_bench.profile.formatting import speedup_disagreement
+
     reproduced: list[Row] = []
-    for rec in store.latency() if store is not None else []:
+    records = store.latency() if store is not None else []
+    for rec in records:
         ttft, tokens = latency_figures(rec["figures"])
         name, args = split_label(rec["model"])
         attrs = run_attributes(name, args)
         top = rec["payload"]
         dtype = f", {top['dtype']}" if top.get("dtype") else ""
-        batch = f", batch {top['batch_size']}" if top.get("batch_size") else ""
-        cells = {LATENCY: Cell(ttft, source=f"latency #{rec['id']}"), SPEEDUP: Cell()}
+        batch = f", batch {top['batch_size']}" if top.get("batch_size") else ", batch unknown"
+        cells = {LATENCY: Cell(ttft, source=f"latency #{rec['id']}"), SPEEDUP: Cell(), SPEEDUP_MEDIAN: Cell()}
         baseline = top.get("baseline")
+        row_note = ""
         if baseline and baseline != rec["model"] and isinstance(top.get("speedup"), int | float):
-            cells[SPEEDUP] = Cell(float(top["speedup"]), note=f"vs {baseline}, same run",
+            base = next((r for r in records if r["measurement"] == rec["measurement"] and r["model"] == baseline),
+                        None)
+            mine, theirs = median_ttft(rec["figures"]), median_ttft(base["figures"]) if base else None
+            median = theirs / mine if mine and theirs else None
+            cells[SPEEDUP] = Cell(float(top["speedup"]), note=f"vs {baseline}, same run; ratio of mean TTFTs",
                                   source=f"latency #{rec['id']}")
+            cells[SPEEDUP_MEDIAN] = Cell(median, source=f"latency #{rec['id']}" if median else "",
+                                         note=f"vs {baseline}, same run; ratio of median TTFTs" if median else
+                                         "no median TTFTs recorded")
+            row_note = speedup_disagreement(float(top["speedup"]), median) if median else ""
         target = _counterpart(spec, attrs)
         if target is not None:
             for c, cell in cells.items():
@@ -336,7 +392,8 @@ def build_latency_table(spec: TableSpec, store: Store | None) -> Table:
                     cell.verdict = verdict(c, cell.delta, pub, None)
         reproduced.append(Row(f"{rec['model']} ({rec['device'] or 'unknown device'}{dtype}{batch})", "reproduced",
                               cells, target.method if target else None, None, [],
-                              {**attrs, "visual_tokens": tokens, "device": rec["device"] or "unknown device"}))
+                              {**attrs, "visual_tokens": tokens, "device": rec["device"] or "unknown device",
+                               "batch_size": top.get("batch_size")}, note=row_note))
     return Table(spec.id, spec.title, spec.columns, _arrange(_published_rows(spec), reproduced), spec.note)
 
 

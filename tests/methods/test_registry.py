@@ -91,3 +91,18 @@ def test_a_broken_plugin_is_skipped_with_a_warning(fresh_registry, caplog):
     fresh_registry(EntryPoint("broken", "no_such_module_xyz:Thing", registry.ENTRY_POINT_GROUP))
     assert "broken" not in [m.name for m in list_methods()]
     assert "failed to load" in caplog.text
+
+
+def test_a_training_free_method_imported_before_the_registry_does_not_break_it():
+    """`import stf_bench.methods.fastv` first registers FastV (its `k` has no config field) before the projectors;
+    the config-field check compares projectors only, so STF's `k` (stored in `stf_k`) still registers and later
+    model loads work. A fresh interpreter: the order of imports is the point."""
+    import subprocess
+    import sys
+
+    code = ("import stf_bench.methods.fastv\n"
+            "from stf_bench.methods import get_method, list_methods\n"
+            "print(get_method('stf').name, get_method('fastv').name, len(list_methods('projector')))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["stf", "fastv", "7"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -74,3 +75,20 @@ def test_result_is_recorded_in_the_store(capsys: pytest.CaptureFixture, tmp_path
     with open_store(db) as store:
         (row,) = store.flops()
     assert row["model"] == "llava-1.5-7b" and row["convention"] == "paper" and row["visual_tokens"] == 576
+
+
+def test_a_tiny_preset_is_shown_in_a_unit_that_fits(capsys: pytest.CaptureFixture) -> None:
+    """stf-tiny's paper-convention count is some MFLOPs: never printed as 0.0000 TFLOPs; the unit is always named."""
+    code, out, _ = run_cli(capsys, "--model", "stf-tiny", "--no-store")
+    assert code == 0 and "0.0000" not in out
+    (header,) = [line for line in out.splitlines() if line.lstrip().startswith("component")]
+    unit = header.split()[-1]
+    assert unit in ("GFLOPs", "MFLOPs", "kFLOPs")
+    code, out, _ = run_cli(capsys, "--model", "stf-7b", "--no-store")
+    assert code == 0 and "TFLOPs" in out and "1.8760" in out  # full-size presets stay in the paper's unit
+
+
+def test_prefill_text_tokens_are_not_confused_with_the_vocabulary(capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = run_cli(capsys, "--model", "stf-tiny", "--convention", "prefill", "--no-store")
+    (line,) = [line for line in out.splitlines() if "text tokens:" in line]
+    assert code == 0 and "vocabulary of" in line and not re.search(r"\d tokens", line.split("(", 1)[1])

@@ -93,6 +93,10 @@ def test_table_output_names_device_and_speedup(capsys: pytest.CaptureFixture) ->
     assert code == 0
     assert "|  | stf-tiny (baseline) | stf-tiny | speedup |" in out
     assert "TTFT per sample, mean (ms)" in out and "device: " in out and "prompts: vqav2_val" in out
+    # a tiny model's FLOPs in a unit that fits (never 0.000 TFLOPs); the tokenizer's size called a vocabulary
+    (flops,) = [line for line in out.splitlines() if line.startswith("| prefill FLOPs per batch")]
+    assert "0.000" not in flops and "FLOPs" in flops.split("|")[2]
+    assert "text tokens counted by" in out and "vocabulary of" in out
 
 
 @pytest.mark.parametrize("argv,message", [

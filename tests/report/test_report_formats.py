@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 
@@ -11,7 +12,7 @@ from conftest import results_file
 
 from stf_bench.cli import main
 from stf_bench.published import load_published
-from stf_bench.report.formats import EXTENSIONS, FORMATS, render, to_latex
+from stf_bench.report.formats import EXTENSIONS, FORMATS, PLOT_TITLES, render, to_latex
 from stf_bench.report.tables import build_tables
 
 TABLES = ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "zoo", "benchmarks"]
@@ -47,7 +48,7 @@ def test_report_all_tables_all_formats(filled_store, db_path, tmp_path, capsys):
     stc = [r for r in rows if r["table"] == "2" and r["method"] == "STC (ours)" and r["column"] == "VisWiz"]
     assert stc[0]["value"] == "51.1" and "Table 2" in stc[0]["cell_source"]
     md = (out / "table_2.md").read_text()
-    assert "| FastV | published | 1.9 | 60.3 | - |" in md  # the paper's dash
+    assert "| FastV [2] | published | 1.9 | 60.3 | - |" in md  # the paper's dash; [2]: its note
     assert "| — |" in md  # a missing reproduced cell
     assert "Δ vs STC (ours) | difference | -0.024 (match)" in md.replace("+", "")
 
@@ -134,10 +135,15 @@ def test_html_pages_embed_their_plots_and_need_no_other_file(tmp_path, capsys):
     for name, plots in expected.items():
         page = (tmp_path / "o" / name).read_text()
         images = re.findall(r'<img alt="([^"]+)" src="data:image/svg\+xml;base64,([^"]+)">', page)
-        assert {alt for alt, _ in images} == plots, name
+        stem = {html.escape(title): stem for stem, title in PLOT_TITLES.items()}
+        assert {stem[alt] for alt, _ in images} == plots, name
         for alt, data in images:  # the plot itself, not a link to plots/*.svg
-            assert base64.b64decode(data) == (tmp_path / "o" / "plots" / f"{alt}.svg").read_bytes()
+            assert base64.b64decode(data) == (tmp_path / "o" / "plots" / f"{stem[alt]}.svg").read_bytes()
         assert "plots/" not in page
+        # captioned with the plots' titles, never their raw ids
+        captions = re.findall(r"<figcaption>([^<]+)</figcaption>", page)
+        assert sorted(captions) == sorted(html.escape(PLOT_TITLES[p]) for p in plots), name
+        assert not any("_" in c for c in captions)
 
 
 def test_latex_shows_the_cis_docs_report_md_promises():

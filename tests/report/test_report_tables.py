@@ -154,3 +154,60 @@ def test_a_sample_data_run_stays_out_of_the_paper_tables_unless_asked_for(tmp_pa
     row = _row(asked["2"], label)
     assert row.compared_to == "STC (ours)" and row.cells["SQA"].verdict.startswith("not comparable: scored on the "
                                                                                   "sample data")
+
+
+def test_a_published_avg_the_source_does_not_print_is_computed_and_marked():
+    (zoo,) = build_tables(PUB, None, ["zoo"])
+    (row,) = zoo.rows
+    assert "Avg." not in PUB.tables["zoo"].rows[0].cells  # the model zoo prints no average ...
+    assert row.cells["Avg."].value == pytest.approx(np.mean([62.0, 66.8, 58.2, 85.9, 64.3, 58.3, 78.5, 50.0]))
+    assert "computed" in row.cells["Avg."].source and row.cells["Avg."].note  # ... so it is computed, and says so
+    from stf_bench.report.formats import to_markdown
+
+    assert "| 65.5 [1] |" in to_markdown([zoo]) and "[1] LLaVA-1.5-7B, Avg.: mean of the eight" in to_markdown([zoo])
+
+
+def test_the_legend_explains_only_what_a_table_shows(filled_store):
+    from stf_bench.report.formats import legend, to_markdown
+
+    (published_only,) = build_tables(PUB, None, ["zoo"])
+    text = legend(published_only) + to_markdown([published_only])
+    assert "bootstrap CI" not in text and "Δ" not in text and "'-'" not in text
+    tables = _tables(filled_store, ["2", "9"])
+    assert "bootstrap CI" in legend(tables["2"]) and "Δ" in legend(tables["2"]) and "'-'" in legend(tables["2"])
+    assert "bootstrap CI" not in legend(tables["9"])
+
+
+def _latency_store(db_path, batch, means, medians):
+    from stf_bench.store.db import open_store
+
+    store = open_store(db_path)
+    store.record_latency({"kind": "latency", "device": {"type": "cpu", "name": "test-cpu"}, "dtype": "float32",
+                          "batch_size": batch, "baseline": "llava-tiny",
+                          "models": {name: {"visual_tokens": tokens, "ttft_per_sample_ms": {"mean": mean,
+                                                                                          "median": median}}
+                                     for name, tokens, mean, median in zip(("llava-tiny", "stf-tiny"), (576, 144),
+                                                                           means, medians, strict=True)},
+                          "speedup": means[0] / means[1]})
+    return store
+
+
+def test_table9_names_each_rows_batch_and_shows_when_mean_and_median_speedups_disagree(db_path):
+    from stf_bench.report.formats import to_markdown
+
+    with _latency_store(db_path, 2, (11.9, 10.0), (8.4, 10.0)) as store:  # mean 1.19x, median 0.84x
+        (t9,) = build_tables(PUB, store, ["9"])
+    assert "batch 16" not in t9.title.replace("one A100, batch 16", "")  # only the published rows ran at 16
+    stf = _row(t9, "stf-tiny (test-cpu, float32, batch 2)")
+    assert stf.cells["Speedup"].value == pytest.approx(1.19) and stf.cells["Speedup (median)"].value == pytest.approx(0.84)
+    assert "1.19x from the means, 0.84x from the medians" in stf.note and "disagree" in stf.note
+    md = to_markdown([t9])
+    assert "0.84x from the medians" in md and "batch 2" in md and "| 1.19 [" not in md
+    assert "| stf-tiny (test-cpu, float32, batch 2) [1] | reproduced | 10.00 | 1.19 | 0.84 |" in md
+
+
+def test_table9_says_nothing_when_mean_and_median_agree(tmp_path):
+    with _latency_store(tmp_path / "db.sqlite", 16, (40.0, 10.0), (41.0, 10.0)) as store:
+        (t9,) = build_tables(PUB, store, ["9"])
+    stf = _row(t9, "stf-tiny (test-cpu, float32, batch 16)")
+    assert stf.note == "" and stf.cells["Speedup (median)"].value == pytest.approx(4.1)

@@ -31,10 +31,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-# Model arguments a command reads itself, besides the model's config fields and load options: `run`'s are the
-# lmms-eval adapter's own (stf_bench.eval.adapter.StfBenchLmms; tests/test_errors.py keeps the two in step).
+# The commands whose --model/--model-args are checked before any work, and the model arguments each reads itself
+# besides the model's config fields and load options: `run`'s are the lmms-eval adapter's own
+# (stf_bench.eval.adapter.StfBenchLmms; tests/test_errors.py keeps the two in step).
 COMMAND_MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
     "run": ("random_weights", "cache_dir", "visual_cache", "fast_paths", "max_batch_size"),
+    "flops": (),
+    "latency": (),
 }
 
 # lmms-eval's spellings that are not just `--our-flag` with underscores (those are read as the dashed flag).
@@ -87,11 +90,11 @@ def unknown_flag_message(flag: str, parser: argparse.ArgumentParser) -> str:
 
 
 def check_model_before_work(command: str, args: argparse.Namespace) -> None:
-    """The checks the README promises "before any work", for every command with `--model` and `--model-args`:
+    """The checks the README promises "before any work", for `run`, `flops` and `latency`:
     the model's name, its arguments' names, and on a preset their values (an impossible k/e, a bad method argument,
     FastV's k beyond the LLM). They read the preset and method declarations only, so a mistake is one line in well
     under a second instead of after torch, transformers and lmms-eval have loaded (11-16 s before)."""
-    if not getattr(args, "model", None) or not hasattr(args, "model_args"):
+    if command not in COMMAND_MODEL_OPTIONS or not getattr(args, "model", None):
         return
     from stf_bench.args import parse_model_args
     from stf_bench.methods.options import merge_method_args

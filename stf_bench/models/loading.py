@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, CLIPVisionConfig, GenerationConfig, LlamaConfig
 
+from stf_bench.compat import from_pretrained_kwargs
 from stf_bench.errors import StfBenchError
 from stf_bench.models.modeling import StfLlavaConfig, StfLlavaForConditionalGeneration
 from stf_bench.models.presets import (
@@ -539,7 +540,7 @@ def _from_pretrained(directory: Path, config: StfLlavaConfig, device: torch.devi
         model, info = StfLlavaForConditionalGeneration.from_pretrained(
             directory, config=config, key_mapping=LLAVA_HF_KEY_MAPPING, output_loading_info=True, dtype=dtype,
             device_map={"": device}, ignore_mismatched_sizes=True, local_files_only=True, weights_only=True,
-            trust_remote_code=False, generation_config=GenerationConfig())
+            trust_remote_code=False, generation_config=GenerationConfig(), **from_pretrained_kwargs())
     except pickle.UnpicklingError as exc:
         raise StfBenchError(f"a *.bin weight file in {directory} is not a weights-only PyTorch file ({exc}); "
                             f"stf-bench never unpickles code; convert it to safetensors") from None

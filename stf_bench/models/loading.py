@@ -524,10 +524,11 @@ def _from_pretrained(directory: Path, config: StfLlavaConfig, device: torch.devi
     """Load a transformers-format or stf_llava checkpoint with transformers' own loader, then refuse it if any key
     is missing, unexpected or of the wrong shape.
 
-    Relies on `PreTrainedModel.from_pretrained` of transformers 5.x (5.24.0 installed): `config=` (ours, overrides
+    Relies on `PreTrainedModel.from_pretrained` of transformers 5.x (5.24 and 5.25 tested): `config=` (ours, overrides
     applied), `key_mapping=`, `dtype=`, `device_map=` (`meta` included), `ignore_mismatched_sizes=True` with
     `output_loading_info=True` (mismatches reported, not raised, so that the message names the shapes),
-    `local_files_only=True` (the directory is local: no hub call) and `weights_only=True`. The caller has checked
+    `local_files_only=True` (the directory is local: no hub call), `weights_only=True` and no hub kernels
+    (`compat.from_pretrained_kwargs`: 5.25 kernelizes by default and refuses `meta`). The caller has checked
     the weight files (`_check_transformers_weights`)."""
     from transformers.utils import logging as hf_logging
 

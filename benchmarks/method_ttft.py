@@ -2,7 +2,8 @@
 
 The methods and their settings are those of the published rows in baselines/tables.yaml (FastV and PruMerge+ of
 Table 2, VisionZip of Table 4); `--set NAME:k=v,...` overrides one (the tiny twins' LLM has 2 layers, so FastV
-needs k=1 there). Each method is timed interleaved with the base model in its own `latency` run.
+needs k=1 there). The base model is built once; each method is timed interleaved with it in its own `latency`
+report.
 
     .venv/bin/python benchmarks/method_ttft.py --threads 1 --set fastv:k=1,r=0.75      # CPU, llava-tiny
     .venv/bin/python benchmarks/method_ttft.py --gpu                                    # llava-1.5-7b, bf16
@@ -11,7 +12,10 @@ needs k=1 there). Each method is timed interleaved with the base model in its ow
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -22,6 +26,9 @@ from stf_bench.profile.flops import count_paper
 from stf_bench.profile.latency import latency_report, load_subject, measure
 from stf_bench.profile.prompts import vqav2_requests
 from stf_bench.published import load_published
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latency import rebatch  # noqa: E402  (benchmarks/latency.py)
 
 
 def published_settings() -> dict[str, dict]:
@@ -34,6 +41,49 @@ def published_settings() -> dict[str, dict]:
                 out[match["method"]] = {k[len(METHOD_ARG_PREFIX):]: v for k, v in match.items()
                                         if k.startswith(METHOD_ARG_PREFIX)}
     return out
+
+
+def with_overrides(settings: dict[str, dict], specs: list[str]) -> dict[str, dict]:
+    """`settings` with each `NAME:k=v,...` of `specs` replacing that method's arguments."""
+    settings = dict(settings)
+    for spec in specs:
+        name, _, text = spec.partition(":")
+        settings[name] = parse_model_args(text)
+    return settings
+
+
+HEADER = ("| method ({base}, batch {batch}, {dtype}) | visual tokens | TTFT per sample, mean (ms): base / method | "
+          "TTFT ratio | prefill FLOPs ratio | paper FLOPs ratio |\n|---|---|---|---|---|---|")
+
+
+def time_methods(base: str, settings: dict[str, dict], device: torch.device, dtype: str, batch_size: int,
+                 warmup: int, iters: int, random_weights: bool) -> Iterator[dict]:
+    """Each method against the base model, one at a time: its figures and Markdown row, yielded as soon as it is
+    measured (so that a caller can keep what finished). The base model is built once and timed afresh, interleaved,
+    beside each method; a method's model is freed before the next one is built."""
+    requests, source = vqav2_requests(batch_size, "samples", None)
+    base_subject = load_subject(base, {}, requests, device, dtype, random_weights)
+    for name, method_args in settings.items():
+        subjects = [rebatch(base_subject, batch_size),
+                    load_subject(base, method_model_args(name, method_args), requests, device, dtype, random_weights)]
+        measure(subjects, device, warmup, iters)
+        report = latency_report(subjects, device, next(subjects[0].model.parameters()).dtype, warmup, iters,
+                                source, None)
+        a, b = (report["models"][s.label] for s in subjects)
+        paper = count_paper(subjects[0].model)["llm"] / count_paper(subjects[1].model)["llm"]
+        ttft = a["ttft_per_sample_ms"]["mean"], b["ttft_per_sample_ms"]["mean"]
+        prefill = a["prefill_tflops_per_batch"] / b["prefill_tflops_per_batch"]
+        schedule = subjects[1].model.config.token_schedule
+        tokens = f"{schedule[0]} -> {schedule[-1]}" if len(set(schedule)) > 1 else str(schedule[0])
+        row = (f"| {subjects[1].label} | {tokens} | {ttft[0]:.1f} / {ttft[1]:.1f} | {ttft[0] / ttft[1]:.2f}x | "
+               f"{prefill:.2f}x | {paper:.2f}x |")
+        yield {"method": name, "args": method_args, "label": subjects[1].label, "visual_tokens": tokens,
+               "ttft_ratio": ttft[0] / ttft[1], "prefill_flops_ratio": prefill, "paper_flops_ratio": paper,
+               "markdown_row": row, "report": report}
+        del subjects, report, a, b
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,33 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     base = "llava-1.5-7b" if args.gpu else "llava-tiny"
     device = resolve_device("cuda" if args.gpu else "cpu")
     dtype = "bfloat16" if args.gpu else "float32"
-    settings = published_settings()
-    for spec in args.set:
-        name, _, text = spec.partition(":")
-        settings[name] = parse_model_args(text)
-    requests, source = vqav2_requests(args.batch_size, "samples", None)
-    print(f"| method ({base}, batch {args.batch_size}, {dtype}) | visual tokens | TTFT per sample, mean (ms): "
-          f"base / method | TTFT ratio | prefill FLOPs ratio | paper FLOPs ratio |")
-    print("|---|---|---|---|---|---|")
-    for name, method_args in settings.items():
-        overrides = method_model_args(name, method_args)
-        subjects = [load_subject(base, {}, requests, device, dtype, args.gpu),
-                    load_subject(base, overrides, requests, device, dtype, args.gpu)]
-        measure(subjects, device, args.warmup, args.iters)
-        report = latency_report(subjects, device, next(subjects[0].model.parameters()).dtype, args.warmup, args.iters,
-                                source, None)
-        a, b = (report["models"][s.label] for s in subjects)
-        paper = count_paper(subjects[0].model)["llm"] / count_paper(subjects[1].model)["llm"]
-        ttft = a["ttft_per_sample_ms"]["mean"], b["ttft_per_sample_ms"]["mean"]
-        prefill = a["prefill_tflops_per_batch"] / b["prefill_tflops_per_batch"]
-        schedule = subjects[1].model.config.token_schedule
-        tokens = f"{schedule[0]} -> {schedule[-1]}" if len(set(schedule)) > 1 else str(schedule[0])
-        print(f"| {subjects[1].label} | {tokens} | {ttft[0]:.1f} / {ttft[1]:.1f} | {ttft[0] / ttft[1]:.2f}x | "
-              f"{prefill:.2f}x | {paper:.2f}x |")
-        sys.stdout.flush()
-    print(f"\ndevice: {report['device']}; prompts: {source}")
+    settings = with_overrides(published_settings(), args.set)
+    print(HEADER.format(base=base, batch=args.batch_size, dtype=dtype))
+    for result in time_methods(base, settings, device, dtype, args.batch_size, args.warmup, args.iters, args.gpu):
+        print(result["markdown_row"], flush=True)
+    print(f"\ndevice: {result['report']['device']}; prompts: {result['report']['prompts_source']}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

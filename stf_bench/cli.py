@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "latency": ("stf_bench.profile.latency_cli", "time to first token at batch 16"),
     "lmms-tasks": ("stf_bench.eval.lmms_tasks_cli", "task files for lmms-eval's own CLI, on the sample or local data"),
     "score": ("stf_bench.eval.score_cli", "re-score a run's saved predictions with today's scorers (no model)"),
+    "train": ("stf_bench.train.cli", "train a preset with LLaVA-1.5's two-stage recipe (pretrain, finetune)"),
     "ingest": ("stf_bench.store.cli", "import lmms-eval output into the results store"),
     "report": ("stf_bench.report.cli", "the paper's tables, published next to reproduced"),
     "compare": ("stf_bench.report.compare_cli", "paired bootstrap: do two models differ?"),
@@ -129,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _resume_note(args: argparse.Namespace) -> str:
-    """What an interrupted `run` kept and how to go on; empty for the other commands."""
+    """What an interrupted `run` or `train` kept and how to go on; empty for the other commands."""
+    if args.command == "train" and getattr(args, "output_dir", None):
+        return (f"; the checkpoints saved so far (every --save-steps) are in {args.output_dir}: the same command with "
+                f"--resume continues from the last one")
     if args.command != "run":
         return ""
     if getattr(args, "no_resume", False):

@@ -52,11 +52,24 @@ def write_tiny_clip(folder: Path, seed: int = 0) -> tuple[Path, CLIPVisionModel]
     return folder, vision
 
 
-def write_liuhaotian_checkpoint(folder: Path, seed: int = 0) -> tuple[Path, LlamaForCausalLM, dict]:
-    """Write the checkpoint; returns (folder, the LLM, the projector tensors) for reference computations."""
+def write_liuhaotian_checkpoint(folder: Path, seed: int = 0, tokenizer_model: Path | None = None,
+                                model_type: str = "llava", legacy: bool | None = False,
+                                ) -> tuple[Path, LlamaForCausalLM, dict]:
+    """Write the checkpoint; returns (folder, the LLM, the projector tensors) for reference computations.
+
+    `tokenizer_model`: a sentencepiece model to ship instead of the tiny trained one (e.g. the real LLaMA one in
+    tests/data/llama; the LLM's vocabulary follows it); `model_type`: `llava` (2023) or `llava_llama`; `legacy`:
+    what tokenizer_config.json says (None: the key left out)."""
     folder.mkdir(parents=True, exist_ok=True)
+    if tokenizer_model is not None:
+        (folder / "tokenizer.model").write_bytes(tokenizer_model.read_bytes())
+    else:
+        train_sentencepiece(folder / "tokenizer.model")
+    import sentencepiece as spm
+
+    text = {**TEXT, "vocab_size": spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model")).vocab_size()}
     torch.manual_seed(seed)
-    llm = LlamaForCausalLM(LlamaConfig(**TEXT)).eval()
+    llm = LlamaForCausalLM(LlamaConfig(**text)).eval()
     with torch.no_grad():  # the release is float16: round here so that the returned LLM is what the files hold
         for param in llm.parameters():
             param.copy_(param.half().float())
@@ -84,22 +97,21 @@ def write_liuhaotian_checkpoint(folder: Path, seed: int = 0) -> tuple[Path, Llam
     (folder / "training_args.bin").write_bytes(pickle.dumps(_TrainingArguments()))
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": 1}))
     config = {"_name_or_path": "./checkpoints/vicuna-7b-v1-5", "architectures": ["LlavaLlamaForCausalLM"],
-              **TEXT, "freeze_mm_mlp_adapter": False, "hidden_act": "silu", "image_aspect_ratio": "pad",
+              **text, "freeze_mm_mlp_adapter": False, "hidden_act": "silu", "image_aspect_ratio": "pad",
               "initializer_range": 0.02, "max_length": 4096, "mm_hidden_size": c, "mm_projector_type": "mlp2x_gelu",
               "mm_use_im_patch_token": False, "mm_use_im_start_end": False, "mm_vision_select_feature": "patch",
               "mm_vision_select_layer": -2, "mm_vision_tower": "openai/clip-vit-large-patch14-336",
-              "model_type": "llava", "pretraining_tp": 1, "rope_scaling": None, "tie_word_embeddings": False,
+              "model_type": model_type, "pretraining_tp": 1, "rope_scaling": None, "tie_word_embeddings": False,
               "torch_dtype": "float16", "transformers_version": "4.31.0", "tune_mm_mlp_adapter": False,
               "tune_mm_vision_resampler": False, "unfreeze_mm_vision_tower": False, "use_cache": True,
               "use_mm_proj": True}
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "generation_config.json").write_text(json.dumps(
         {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "max_length": 4096}))
-    train_sentencepiece(folder / "tokenizer.model")
     (folder / "tokenizer_config.json").write_text(json.dumps({
         "add_bos_token": True, "add_eos_token": False, "bos_token": {**_ADDED, "content": "<s>"},
-        "clean_up_tokenization_spaces": False, "eos_token": {**_ADDED, "content": "</s>"}, "legacy": False,
-        "model_max_length": 2048, "pad_token": None, "padding_side": "right", "sp_model_kwargs": {},
+        "clean_up_tokenization_spaces": False, "eos_token": {**_ADDED, "content": "</s>"},
+        **({} if legacy is None else {"legacy": legacy}), "model_max_length": 2048, "pad_token": None, "padding_side": "right", "sp_model_kwargs": {},
         "tokenizer_class": "LlamaTokenizer", "unk_token": {**_ADDED, "content": "<unk>"}}, indent=2))
     (folder / "special_tokens_map.json").write_text(json.dumps(
         {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<unk>", "unk_token": "<unk>"}))

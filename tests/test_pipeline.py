@@ -66,9 +66,16 @@ def test_report_shows_lmms_evals_own_numbers(lmms_output, tmp_path, capsys):
     assert main(["ingest", str(out_dir), "--db", db]) == 0  # twice: nothing new
     again = capsys.readouterr().out
     assert "already in the store" in again and "added" not in again
+    # lmms-eval ran on the embedded sample data: ingested as such, kept out of the paper's tables unless asked for
     assert main(["report", "--db", db, "--table", "2,8", "--format", "json", "--stdout", "--no-plots",
-                 "--output-dir", str(tmp_path / "rep")]) == 0
+                 "--output-dir", str(tmp_path / "rep0")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert not [r for t in report["tables"] for r in t["rows"] if r["source"] == "reproduced"]
+    assert main(["report", "--db", db, "--table", "2,8", "--format", "json", "--stdout", "--no-plots",
+                 "--output-dir", str(tmp_path / "rep"), "--include-sample-data"]) == 0
     report = json.loads(capsys.readouterr().out)  # stdout holds the JSON alone
+    assert {r["method"] for t in report["tables"] for r in t["rows"] if r["source"] == "reproduced"} == {
+        "noisy-oracle (data=samples) [llava]"}
     tables = {t["table"]: t for t in report["tables"]}
     cells = {}
     for table in tables.values():

@@ -337,9 +337,10 @@ class StfBenchLmms(lmms):
         return scores
 
     def _continuation_length(self, prompt: str, continuation: str) -> int:
-        """Tokens of `continuation` after `prompt`, tokenising the whole string (robust at the word boundary)."""
-        ids_prompt = self.tokenizer(prompt)["input_ids"]
-        ids_full = self.tokenizer(prompt + continuation)["input_ids"]
+        """Tokens of `continuation` after `prompt`, the whole string tokenized as the model gets it (`prompt_ids`;
+        robust at the word boundary)."""
+        ids_prompt = self.processor.prompt_ids(prompt)
+        ids_full = self.processor.prompt_ids(prompt + continuation)
         common = 0
         for a, b in zip(ids_prompt, ids_full):
             if a != b:
@@ -402,10 +403,10 @@ class StfBenchLmms(lmms):
 
     # ---- model inputs ----
     def _inputs(self, prompts: list[str], images: list[Image.Image]) -> dict:
-        """Model inputs, left-padded: token ids and mask plus the images (`_image_inputs`)."""
+        """Model inputs, left-padded: the official token ids (`StfLlavaProcessor.text_inputs`) and mask plus the
+        images (`_image_inputs`)."""
         self._check_tags(prompts, images)
-        proc = self.processor
-        batch = proc.tokenizer([proc.expand_prompt(p) for p in prompts], return_tensors="pt", padding=True)
+        batch = self.processor.text_inputs(prompts)
         return {**{k: v.to(self._device) for k, v in batch.items()}, **self._image_inputs(images)}
 
     def _check_tags(self, prompts: list[str], images: list[Image.Image]) -> None:

@@ -75,17 +75,60 @@ def metric_unit(benchmark: str) -> str:
     return BENCHMARKS[benchmark].unit if benchmark in BENCHMARKS else "%"
 
 
+POPE_SPLITS = ("adversarial", "popular", "random")  # the llava protocol's F1 is the mean of one F1 per split
+DATA_NAMES = {"samples": "samples (the embedded sample rows, not the benchmarks: not comparable with the paper)",
+              "hub": "hub (the real datasets)"}
+
+
+def partial_tasks(results: dict) -> dict[str, str]:
+    """lmms-eval tasks scored on fewer rows than their full set -> 'N of M rows' (as the store's task_rows says)."""
+    out = {}
+    for task, counts in (results.get("n-samples") or {}).items():
+        scored, full = counts.get("effective"), counts.get("original")
+        if isinstance(scored, int) and isinstance(full, int) and scored < full:
+            out[task] = f"{scored} of {full} rows"
+    return out
+
+
+def run_description(results: dict) -> list[tuple[str, str]]:
+    """What the scores below are of: model, method, protocol, data source and whether the run is partial."""
+    from stf_bench.methods.options import method_suffix, split_method_args
+
+    meta = results.get("stf_bench") or {}
+    args = dict(meta.get("model_args") or {})
+    rest, _, _ = split_method_args(args)
+    model = str(meta.get("model")) + (f" ({', '.join(f'{k}={v}' for k, v in rest.items())})" if rest else "")
+    data = meta.get("data") or "unknown"
+    where = f"local ({meta['data_dir']})" if data == "local" and meta.get("data_dir") else DATA_NAMES.get(data, data)
+    partial = partial_tasks(results)
+    limit = f" (--limit {meta['limit']:g})" if meta.get("limit") is not None else ""
+    return [("model", model), ("method", method_suffix(args).removeprefix(" + ") or "none"),
+            ("protocol", str(meta.get("protocol"))), ("data", where),
+            ("partial", "; ".join(f"{t} {why}" for t, why in partial.items()) + limit if partial else "no")]
+
+
+def _metric_name(benchmark: str, metric: str, metrics: dict) -> str:
+    """The metric's name in the table; POPE's split-mean F1 says so when fewer than three splits were scored."""
+    if benchmark == "pope" and metric == "f1" and any(f"f1_{s}" in metrics for s in POPE_SPLITS):
+        splits = [s for s in POPE_SPLITS if f"f1_{s}" in metrics]
+        if len(splits) < len(POPE_SPLITS):
+            return f"f1 (mean of {len(splits)} of {len(POPE_SPLITS)} splits: {', '.join(splits)})"
+    return metric
+
+
 def format_table(outcome) -> str:
-    """Plain-text table: benchmark, metric, value and its unit (paper units), rows scored, skipped rows."""
+    """What was run (model, method, protocol, data, partial), then a plain-text table: benchmark, metric, value and
+    its unit (paper units), rows scored, skipped rows."""
     rows = []
     for task, metrics in outcome.headline.items():
         skipped = outcome.skipped_by_benchmark.get(task, 0)
         scored = outcome.rows.get(task)
         for metric, value in metrics.items():
-            rows.append((task, metric, f"{value:.2f}", metric_unit(task), "" if scored is None else str(scored),
-                         str(skipped) if skipped else ""))
+            rows.append((task, _metric_name(task, metric, metrics), f"{value:.2f}", metric_unit(task),
+                         "" if scored is None else str(scored), str(skipped) if skipped else ""))
     table = text_table(["benchmark", "metric", "value", "unit", "rows", "skipped"], rows)
-    return f"{table}\n\nresults: {outcome.results_path}"
+    header = "\n".join(f"{name + ':':<10}{value}" for name, value in run_description(outcome.results))
+    return f"{header}\n\n{table}\n\nresults: {outcome.results_path}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -46,7 +46,8 @@ def write_task_files(out_dir: Path, benchmarks: list[str], data: str = "samples"
     from stf_bench.eval.data_sources import locate
     from stf_bench.eval.tasks import lmms_name
 
-    files = locate(benchmarks, data, data_dir)
+    # absolute paths: lmms-eval records them in its results, and `stf-bench score` finds the data there from any folder
+    files = locate(benchmarks, data, None if data_dir is None else Path(data_dir).expanduser().resolve())
     out_dir.mkdir(parents=True, exist_ok=True)
     gqa_images = files["gqa"].image_files if "gqa" in files else []
     (out_dir / f"{HOOKS_MODULE}.py").write_text(hooks_source(gqa_images))

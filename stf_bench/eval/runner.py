@@ -43,6 +43,7 @@ class RunSpec:
     device: str | None = None
     dtype: str | None = None
     output_dir: str = "results"
+    model_dir: str | None = None  # folder under output_dir the files go in; None: the model's name ("": output_dir)
     resume: bool = True
     show_progress: bool = True
     verbosity: str = "WARNING"
@@ -199,6 +200,7 @@ def _save(tracker, results: dict, samples: dict, datetime_str: str, output_dir: 
     # simple_evaluate logs the model object itself as `model_source`, which the tracker deep-copies (`asdict`) when
     # it saves: a second copy of every weight (a 7B bf16 run went past 24 GB). Name the adapter instead.
     tracker.general_config_tracker.model_source = "stf_bench"
+    tracker.general_config_tracker.model_name_sanitized = model_dir  # the folder it writes into (spec.model_dir)
     tracker.save_results_aggregated(results=results, samples=samples, datetime_str=datetime_str)
     for task_name in results["configs"]:
         if task_name in samples:
@@ -244,7 +246,7 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     lm.skipped = {}
 
     model_args = model_args_string(spec)
-    model_dir = sanitize_model_name(spec.model)
+    model_dir = sanitize_model_name(spec.model) if spec.model_dir is None else spec.model_dir
     datetime_str = _datetime_str(output_dir, model_dir)
     tracker = EvaluationTracker(output_path=str(output_dir))
     # what lmms-eval and its tasks read from its CLI namespace (submission files go under output_path/submissions)
@@ -274,6 +276,7 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
         "n_skipped": {t: len(rows) for t, rows in skipped.items()},
         "world_size": lm.world_size, "resumed_answers": 0 if lm.answer_cache is None else lm.answer_cache.hits,
         "scorer_versions": scorer_versions.for_tasks(list(setup.lmms_names.values())),
+        "lmms_eval_version": _package_version("lmms_eval"),
     }
     method = getattr(getattr(getattr(lm, "model", None), "model", None), "token_method", None)
     summary = method.run_summary() if method is not None else None
@@ -284,6 +287,16 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     by_benchmark = skipped_by_benchmark(skipped, setup.lmms_names, groups)
     return RunOutcome(headline, results, skipped, results_path, sample_paths, names, by_benchmark,
                       rows_by_benchmark(results.get("n-samples", {}), setup.lmms_names, groups))
+
+
+def _package_version(name: str) -> str | None:
+    """An installed package's version (lmms-eval's own results record only `git describe` of its working folder)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def rows_by_benchmark(n_samples: dict[str, dict], lmms_names: dict[str, str], groups: dict[str, list]

@@ -465,18 +465,24 @@ def samples_dirname() -> str:
 
 def ensure_samples(root: Path | None = None) -> Path:
     """The sample data directory, generated on first use; concurrent callers never see a half-written one."""
-    target = (root or cache_root()) / samples_dirname()
-    if (target / _MARKER).exists():
+    return build_once((root or cache_root()) / samples_dirname(), write_samples, _MARKER,
+                      f"stf-bench samples v{SAMPLES_VERSION}\n")
+
+
+def build_once(target: Path, write: Callable[[Path], object], marker: str, marker_text: str) -> Path:
+    """`target`, written by `write(folder)` into a staging folder and renamed into place with a `marker` file, unless
+    already complete; concurrent callers never see a half-written one (the evaluation and training samples)."""
+    if (target / marker).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".samples-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        write_samples(staging)
-        (staging / _MARKER).write_text(f"stf-bench samples v{SAMPLES_VERSION}\n")
+        write(staging)
+        (staging / marker).write_text(marker_text)
         try:
             staging.rename(target)
         except OSError:  # another process finished first (target exists and is non-empty): use theirs
-            if not (target / _MARKER).exists():
+            if not (target / marker).exists():
                 raise
     finally:
         if staging.exists():

@@ -2,10 +2,12 @@
 
 PATH is what a run's `--output-dir` was given, one model folder inside it, or one samples JSONL (stf-bench's own,
 or lmms-eval's `--log_samples` output for the same tasks). The newest run found is used: its predictions are
-replayed through lmms-eval (a stand-in model answers each request with the saved answer for its task and doc id,
-so rows are joined to the dataset by doc id), the results are written in lmms-eval's layout beside the originals
-and recorded in the store with the current scorer versions. A protocol is prompts and scoring together: a saved
-prediction whose prompt is not the one the protocol asks for is refused.
+replayed through lmms-eval (a stand-in model answers each request with the saved answer for its task and doc id).
+Rows are joined by doc id to the data the predictions were made on, which the run's own task config names
+(lmms-eval writes it into the results JSON): the same files, found where the run read them, or nothing is scored.
+The results are written in lmms-eval's layout in the folder holding the predictions and recorded in the store
+with the current scorer versions, under the run's model (not the adapter's name). A protocol is prompts and
+scoring together: a saved prediction whose prompt is not the one the protocol asks for is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from lmms_eval.api.model import lmms
 
+from stf_bench.benchmarks import BENCHMARKS
 from stf_bench.errors import StfBenchError
 from stf_bench.store.cli import add_store_arguments
 
@@ -121,6 +124,73 @@ class ReplayLM(lmms):
         raise StfBenchError("multi-round tasks cannot be re-scored from saved predictions")
 
 
+def run_identity(results: dict) -> tuple[str, dict, str]:
+    """(model name, model arguments, identity JSON) of a recorded run: what `stf-bench run` wrote, else what
+    lmms-eval's config says (`preset=`/`pretrained=` in its model_args, as `stf-bench ingest` reads it), never the
+    lmms-eval model's name (`stf_bench`, the adapter)."""
+    from stf_bench.store.ingest import model_name, parse_model_args
+
+    meta = results.get("stf_bench") or {}
+    if meta.get("model"):
+        return meta["model"], dict(meta.get("model_args") or {}), meta.get("model_identity") or json.dumps(
+            {"model": meta["model"], "weights": None})
+    config = results.get("config") or {}
+    args = parse_model_args(config.get("model_args"))
+    name = model_name(results, config, args)
+    return name, args, json.dumps({"model": name, "weights": None})
+
+
+def _absolute(files) -> set[Path]:
+    return {Path(f).expanduser().resolve() for f in files}
+
+
+def rescore_data(results: dict, results_path: Path, benchmarks: list[str]) -> tuple[str, str | None]:
+    """(data, data_dir) of the rows the run's predictions were made on, read from its task configs; a StfBenchError
+    naming what is missing when they cannot be found, or when what is there now is not the same files."""
+    from stf_bench.eval.data_sources import locate
+    from stf_bench.eval.samples import samples_dirname
+    from stf_bench.store.ingest import HUB, SAMPLES, data_origins
+
+    origins = data_origins(results)
+    unknown = [b for b in benchmarks if b not in origins or origins[b].data is None]
+    if unknown:
+        raise StfBenchError(f"{results_path}: its task config does not name the data {unknown[0]} was predicted on "
+                            f"(local files or a hub dataset), so it cannot be re-scored: joining it to other data by "
+                            f"doc id would score answers against other questions")
+    sources = {(origins[b].data, origins[b].root) for b in benchmarks}
+    if len(sources) > 1:
+        raise StfBenchError(f"{results_path}: the run read its benchmarks from different data "
+                            f"({'; '.join(f'{b}: {origins[b].root or origins[b].data}' for b in benchmarks)}); "
+                            f"re-score each task's samples file on its own")
+    data, root = sources.pop()
+    if data == HUB:
+        wrong = [b for b in benchmarks if origins[b].repo and origins[b].repo != BENCHMARKS[b].source.repo]
+        if wrong:
+            raise StfBenchError(f"{wrong[0]}: the run read the hub dataset {origins[wrong[0]].repo}, not "
+                                f"{BENCHMARKS[wrong[0]].source.repo} which stf-bench scores; it cannot be re-scored")
+        return HUB, None
+    missing = [(b, f) for b in benchmarks for f in origins[b].files if not Path(f).expanduser().is_file()]
+    if missing and data == SAMPLES and root and Path(root).name == samples_dirname():
+        return SAMPLES, None  # the same version of the embedded sample data, generated here (deterministic)
+    if missing:
+        bench, file = missing[0]
+        where = "" if Path(file).is_absolute() else (" (a relative path, as lmms-eval was given it: run "
+                                                     "`stf-bench score` in the folder lmms-eval ran in)")
+        raise StfBenchError(f"{bench}: the data its predictions were made on, {file}, cannot be found{where}; "
+                            f"restore it there to re-score (other data is never used in its place)")
+    if root is None:
+        bench = benchmarks[0]
+        raise StfBenchError(f"{bench}: the run read {origins[bench].files[0]}, which is not inside a data dir laid "
+                            f"out as docs/protocols.md says (DIR/{BENCHMARKS[bench].source.folder}/...); it cannot "
+                            f"be re-scored")
+    located = locate(benchmarks, data_dir=root)
+    for bench in benchmarks:
+        if _absolute(located[bench].files) != _absolute(origins[bench].files):
+            raise StfBenchError(f"{bench}: {root} now holds other files for it ({', '.join(located[bench].files)}) "
+                                f"than the run read ({', '.join(origins[bench].files)}); it cannot be re-scored")
+    return data, root
+
+
 def rescore_spec(results: dict, results_path: Path, tasks: list[str], protocol: str | None):
     """The RunSpec that replays a recorded run: its model, arguments, data and limit, written beside it."""
     from stf_bench.benchmarks import of_task
@@ -136,11 +206,25 @@ def rescore_spec(results: dict, results_path: Path, tasks: list[str], protocol: 
     if meta.get("tasks") and set(tasks) >= {task_registry.lmms_name(b, recorded) for b in meta["tasks"]}:
         benchmarks = list(meta["tasks"])
     config = results.get("config") or {}
-    return RunSpec(model=meta.get("model") or config.get("model") or "unknown-model",
-                   model_args=dict(meta.get("model_args") or {}), tasks=",".join(benchmarks), protocol=protocol,
-                   data=meta.get("data") or "samples", data_dir=meta.get("data_dir"),
-                   limit=meta.get("limit", config.get("limit")), output_dir=str(results_path.parent.parent),
-                   resume=False, show_progress=False), recorded
+    model, model_args, _ = run_identity(results)
+    data, data_dir = rescore_data(results, results_path, benchmarks)
+    return RunSpec(model=model, model_args=model_args, tasks=",".join(benchmarks), protocol=protocol,
+                   data=data, data_dir=data_dir, limit=meta.get("limit", config.get("limit")),
+                   output_dir=str(results_path.parent), model_dir="", resume=False, show_progress=False), recorded
+
+
+def check_targets(predictions: dict[str, dict[int, dict]], sample_paths: list[Path]) -> str | None:
+    """The first doc whose target in the re-scored samples is not the one saved with its prediction (the data
+    changed under the same file names), or None."""
+    for path in sample_paths:
+        task = SAMPLES.match(path.name)["task"]
+        for line in path.read_text().splitlines():
+            row = json.loads(line) if line.strip() else None
+            saved = predictions.get(task, {}).get(int(row["doc_id"])) if row else None
+            if saved is not None and "target" in saved and saved["target"] != row.get("target"):
+                return (f"{task} doc {row['doc_id']}: the data gives the target {row.get('target')!r}, the "
+                        f"prediction was made for {saved['target']!r}")
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,8 +243,13 @@ def run(args: argparse.Namespace) -> int:
         raise StfBenchError(f"the predictions in {results_path.parent} were made under the {recorded} protocol; a "
                             f"protocol is prompts and scoring together, so they cannot be scored under "
                             f"{spec.protocol}: rerun the model with --protocol {spec.protocol}")
-    identity = (results.get("stf_bench") or {}).get("model_identity") or json.dumps({"model": spec.model,
-                                                                                     "weights": None})
+    _, _, identity = run_identity(results)
     outcome = evaluate(spec, lm=ReplayLM(predictions, identity, spec.protocol))
+    mismatch = check_targets(predictions, outcome.sample_paths)
+    if mismatch:
+        for written in (outcome.results_path, *outcome.sample_paths):
+            written.unlink(missing_ok=True)
+        raise StfBenchError(f"{results_path}: not the data its predictions were made on ({mismatch}); nothing "
+                            f"was re-scored")
     print(f"re-scored {results_path} -> {outcome.results_path}", file=sys.stderr)
     return record_and_print(outcome, spec, args, "score")

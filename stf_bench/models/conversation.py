@@ -9,8 +9,9 @@ SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
-# Part of every answer-cache key: change it whenever the wrapping below changes, so stale answers are not reused.
-TEMPLATE_ID = "vicuna_v1/1"
+# Part of every answer-cache key: change it whenever the wrapping below, or how its text becomes input ids
+# (stf_bench.models.input_ids), changes, so stale answers are not reused. 2: LLaVA's tokenizer_image_token ids.
+TEMPLATE_ID = "vicuna_v1/2"
 
 
 def vicuna_v1(prompt: str, n_images: int = 1) -> str:

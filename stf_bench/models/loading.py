@@ -29,6 +29,7 @@ from transformers import AutoTokenizer, CLIPVisionConfig, GenerationConfig, Llam
 
 from stf_bench.compat import from_pretrained_kwargs
 from stf_bench.errors import StfBenchError
+from stf_bench.models.input_ids import SlowLlamaTokenizer
 from stf_bench.models.modeling import StfLlavaConfig, StfLlavaForConditionalGeneration
 from stf_bench.models.presets import (
     CLIP_L_336,
@@ -67,9 +68,9 @@ def load_model(name_or_path: str | os.PathLike, *, random_weights: bool = False,
             config = preset_config(name, **config_overrides)
             _set_attn(config, options)
             model = build_random(config, device=device, dtype=dtype, seed=options.get("seed", 0))
-            tokenizer = build_tiny_tokenizer() if preset.tiny else _cached_tokenizer(
+            tokenizer, slow = (build_tiny_tokenizer(), None) if preset.tiny else _cached_tokenizer(
                 preset.weights or LLM_TOKENIZERS[preset.llm], config.image_token_index)
-            processor = _processor(config, tokenizer)
+            processor = _processor(config, tokenizer, slow)
         else:
             if preset.weights is None:
                 raise StfBenchError(f"preset {name!r} has no released weights; pass random_weights=True "
@@ -132,26 +133,29 @@ def build_random(config: StfLlavaConfig, *, device: torch.device, dtype: torch.d
         return StfLlavaForConditionalGeneration(config)
 
 
-def _processor(config: StfLlavaConfig, tokenizer) -> StfLlavaProcessor:
+def _processor(config: StfLlavaConfig, tokenizer, slow: SlowLlamaTokenizer | None = None) -> StfLlavaProcessor:
+    """The processor of `config`; `slow`: the checkpoint's `tokenizer.model` as LLaVA's slow tokenizer reads it
+    (`SlowLlamaTokenizer.from_directory`), which then builds every input id."""
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     return StfLlavaProcessor(tokenizer, clip_image_processor(config.vision_config.image_size), config.num_visual_tokens,
-                             pad_to_square=config.image_aspect_ratio == "pad")
+                             pad_to_square=config.image_aspect_ratio == "pad", slow_tokenizer=slow)
 
 
 def _cached_tokenizer(repo: str | None, image_token_index: int | None = None):
-    """The real tokenizer if its repo is in the local hub cache; else the byte-level one (random-weight runs only),
-    its `<image>` at the config's `image_token_index` so that prompts and model agree."""
+    """(tokenizer, slow tokenizer or None): the real ones if the repo is in the local hub cache; else the
+    byte-level one (random-weight runs only), its `<image>` at the config's `image_token_index` so that prompts and
+    model agree."""
     if repo:
         repo_id, sub = _split_repo(repo)
         try:
             from huggingface_hub import snapshot_download
             path = Path(snapshot_download(repo_id, local_files_only=True)) / sub
-            return _add_image_token(AutoTokenizer.from_pretrained(path))
+            return _add_image_token(AutoTokenizer.from_pretrained(path)), SlowLlamaTokenizer.from_directory(path)
         except Exception:  # not cached: fall through, with a note
             pass
     log.info("no cached tokenizer for %s: using the byte-level tokenizer (text token counts will differ)", repo)
-    return build_tiny_tokenizer(image_token_index)
+    return build_tiny_tokenizer(image_token_index), None
 
 
 def _add_image_token(tokenizer):
@@ -290,7 +294,8 @@ def load_checkpoint(directory: Path, *, device: torch.device, dtype: torch.dtype
         _original_vision_tower_source(raw, options)
         config, state = _from_original_llava(raw, read_state_dict(directory), tokenizer, options, config_overrides)
         _set_attn(config, options)
-        return _materialise(config, state, device, dtype, directory), _processor(config, tokenizer)
+        return (_materialise(config, state, device, dtype, directory),
+                _processor(config, tokenizer, SlowLlamaTokenizer.from_directory(directory)))
     _check_transformers_weights(directory)  # missing or truncated weights are named before the config is built
     if kind == "stf_llava":
         config = StfLlavaConfig.from_pretrained(directory, **config_overrides)
@@ -302,7 +307,8 @@ def load_checkpoint(directory: Path, *, device: torch.device, dtype: torch.dtype
         processor = StfLlavaProcessor.from_pretrained(directory)
         processor.num_visual_tokens = config.num_visual_tokens
     else:
-        processor = _processor(config, _add_image_token(_load_tokenizer(directory)))
+        processor = _processor(config, _add_image_token(_load_tokenizer(directory)),
+                               SlowLlamaTokenizer.from_directory(directory))
     return model, processor
 
 
@@ -619,6 +625,16 @@ def check_state_dict(model: torch.nn.Module, state: dict, source: Path | str) ->
                             f"({getattr(model.config, 'projector_type', type(model).__name__)}) has no place for; {len(extra)} such keys in all")
 
 
+STAGE1_PREFIX = "model.mm_projector."  # where LLaVA's train.py saves a projector's keys in `mm_projector.bin`
+
+
+def stage1_keys(projector_method) -> dict[str, str]:
+    """Stage-1 file key prefix -> key prefix inside the projector: the projector's declared original layout
+    (`checkpoint_keys["original"]`), else its own keys under `model.mm_projector.` (what LLaVA's trainer writes for
+    a projector module called mm_projector; `stf-bench train` writes that for projectors without a release)."""
+    return projector_method.checkpoint_keys.get("original") or {STAGE1_PREFIX: ""}
+
+
 def load_projector_weights(model: StfLlavaForConditionalGeneration, path: str | os.PathLike) -> None:
     """Load a stage-1 projector file (`mm_projector.bin` of the release, or safetensors) into the model's projector."""
     path = Path(path)
@@ -629,11 +645,7 @@ def load_projector_weights(model: StfLlavaForConditionalGeneration, path: str | 
         raw = load_file(path)
     else:
         raw = _torch_load(path)
-    projector_method = model.config.projector_method
-    prefix_map = projector_method.checkpoint_keys.get("original")
-    if not prefix_map:
-        raise StfBenchError(f"projector {projector_method.name!r} declares no stage-1 file layout "
-                            f"(checkpoint_keys['original']); projector_weights= loads only those that do")
+    prefix_map = stage1_keys(model.config.projector_method)
     state = {}
     for key, value in raw.items():
         for old, new in prefix_map.items():

@@ -1,5 +1,6 @@
-"""Turn (images, prompts) into model inputs: square padding, CLIP preprocessing, and exactly as many `<image>`
-placeholders as the model variant produces visual tokens (576 for LLaVA-1.5, 144 for STF k=2 E=1, ...)."""
+"""Turn (images, prompts) into model inputs: square padding, CLIP preprocessing, and the ids LLaVA-1.5's official
+code builds (`stf_bench.models.input_ids`), each image expanded to exactly as many `<image>` placeholders as the model
+variant produces visual tokens (576 for LLaVA-1.5, 144 for STF k=2 E=1, ...)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
 from transformers.models.clip import CLIPImageProcessorPil
+
+from stf_bench.models.input_ids import TOKENIZER_MODEL, SlowLlamaTokenizer, expand_images, image_prompt_ids
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -93,16 +96,23 @@ def clip_pixels(image_processor: CLIPImageProcessorPil, images: list[Image.Image
 
 
 class StfLlavaProcessor:
-    """Tokenizer + image processor for one model variant; `__call__` mirrors transformers' LlavaProcessor."""
+    """Tokenizer + image processor for one model variant; `__call__` mirrors transformers' LlavaProcessor.
+
+    Every prompt becomes ids through `prompt_ids` (LLaVA's `tokenizer_image_token`); each text chunk is tokenized
+    by `slow_tokenizer` (transformers 4.37.2's slow LlamaTokenizer, rebuilt from the checkpoint's `tokenizer.model`)
+    where the checkpoint has one, else by `tokenizer` (tokenizer.json, the tiny presets' byte-level tokenizer).
+    `tokenizer` also decodes and pads."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, image_processor: CLIPImageProcessorPil,
-                 num_visual_tokens: int, image_token: str = "<image>", pad_to_square: bool = True):
+                 num_visual_tokens: int, image_token: str = "<image>", pad_to_square: bool = True,
+                 slow_tokenizer: SlowLlamaTokenizer | None = None):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.num_visual_tokens = num_visual_tokens
         self.image_token = image_token
         self.pad_to_square = pad_to_square
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
+        self.slow_tokenizer = slow_tokenizer
 
     def preprocess_images(self, images: list[Image.Image]) -> torch.Tensor:
         """PIL images -> pixel_values (B, 3, S, S), padded to square with the CLIP mean colour first if configured."""
@@ -112,20 +122,48 @@ class StfLlavaProcessor:
             images = [expand2square(im, mean) for im in images]
         return clip_pixels(self.image_processor, images)
 
-    def expand_prompt(self, text: str) -> str:
-        """Replace each `<image>` with `num_visual_tokens` placeholders."""
-        return text.replace(self.image_token, self.image_token * self.num_visual_tokens)
+    def encode_chunk(self, text: str) -> list[int]:
+        """`tokenizer(text).input_ids` of the tokenizer LLaVA's official code uses (BOS included): one piece of a
+        prompt between images."""
+        if self.slow_tokenizer is not None:
+            return self.slow_tokenizer(text)
+        return list(self.tokenizer(text)["input_ids"])
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The official ids of `prompt`, each `<image>` one `IMAGE_INDEX` (-200) position (`image_prompt_ids`):
+        what training builds labels on."""
+        bos = self.slow_tokenizer.bos_token_id if self.slow_tokenizer is not None else self.tokenizer.bos_token_id
+        return image_prompt_ids(prompt, self.encode_chunk, bos, self.image_token)
 
     def token_ids(self, prompts: list[str]) -> list[list[int]]:
-        """Unpadded token ids of `prompts`, each `<image>` expanded: the ids `__call__` makes (special tokens split
-        the text the same way), without tokenising hundreds of placeholder strings per prompt."""
-        n = self.num_visual_tokens
-        return [[t for i in ids for t in ([i] * n if i == self.image_token_id else [i])]
-                for ids in self.tokenizer(prompts)["input_ids"]]
+        """Unpadded ids the model takes: `prompt_ids`, each image expanded to `num_visual_tokens` placeholders."""
+        return [expand_images(self.prompt_ids(p), self.image_token_id, self.num_visual_tokens) for p in prompts]
+
+    def text_inputs(self, prompts: list[str], return_tensors: str | None = "pt") -> dict:
+        """input_ids and attention_mask of `prompts` (`token_ids`), padded to the longest on the tokenizer's
+        padding side with its pad id."""
+        return self._padded(self.token_ids(prompts), return_tensors)
+
+    def _padded(self, rows: list[list[int]], return_tensors: str | None) -> dict:
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        pad = 0 if pad is None else pad
+        left = self.tokenizer.padding_side == "left"
+        ids, mask = [], []
+        for r in rows:
+            fill = width - len(r)
+            ids.append([pad] * fill + r if left else r + [pad] * fill)
+            mask.append([0] * fill + [1] * len(r) if left else [1] * len(r) + [0] * fill)
+        if return_tensors is None:
+            return {"input_ids": ids, "attention_mask": mask}
+        if return_tensors != "pt":
+            raise ValueError(f"return_tensors={return_tensors!r}: only 'pt' or None")
+        return {"input_ids": torch.tensor(ids, dtype=torch.long), "attention_mask": torch.tensor(mask, dtype=torch.long)}
 
     def __call__(self, images: Image.Image | list[Image.Image] | None = None, text: str | list[str] | None = None,
-                 return_tensors: str = "pt", padding: bool | str = True, **tokenizer_kwargs) -> BatchFeature:
-        """Tokenise prompts (each `<image>` expanded) and preprocess images; images match `<image>`s in order."""
+                 return_tensors: str | None = "pt", padding: bool | str = True) -> BatchFeature:
+        """Tokenise prompts (`text_inputs`: official ids, each `<image>` expanded, padded to the longest) and
+        preprocess images; images match `<image>`s in order."""
         data: dict = {}
         if text is not None:
             texts = [text] if isinstance(text, str) else list(text)
@@ -134,8 +172,10 @@ class StfLlavaProcessor:
             if n_tags != n_images:
                 raise ValueError(f"the prompts hold {n_tags} '{self.image_token}' tags for {n_images} images; "
                                  f"put one '{self.image_token}' in the prompt per image")
-            data.update(self.tokenizer([self.expand_prompt(t) for t in texts], return_tensors=return_tensors,
-                                       padding=padding, **tokenizer_kwargs))
+            rows = self.token_ids(texts)
+            if not padding and len({len(r) for r in rows}) > 1:
+                raise ValueError("prompts of different lengths need padding=True")
+            data.update(self._padded(rows, return_tensors))
         if images is not None:
             data["pixel_values"] = self.preprocess_images([images] if isinstance(images, Image.Image) else images)
         return BatchFeature(data)
@@ -147,12 +187,16 @@ class StfLlavaProcessor:
         return self.tokenizer.decode(*args, **kwargs)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write tokenizer files, preprocessor_config.json and our own settings."""
+        """Write tokenizer files, preprocessor_config.json and our own settings; with a slow tokenizer, its
+        `tokenizer.model` and settings too, so that the saved checkpoint builds the same ids."""
         directory = Path(directory)
         self.tokenizer.save_pretrained(directory)
         self.image_processor.save_pretrained(directory)
         settings = {"num_visual_tokens": self.num_visual_tokens, "image_token": self.image_token,
                     "pad_to_square": self.pad_to_square}
+        if self.slow_tokenizer is not None:
+            (directory / TOKENIZER_MODEL).write_bytes(self.slow_tokenizer.model)
+            settings["slow_tokenizer"] = self.slow_tokenizer.settings()
         (directory / PROCESSOR_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
     @classmethod
@@ -162,4 +206,9 @@ class StfLlavaProcessor:
         settings = json.loads((directory / PROCESSOR_FILE).read_text())
         tokenizer = AutoTokenizer.from_pretrained(directory)
         image_processor = CLIPImageProcessorPil.from_pretrained(directory)
-        return cls(tokenizer, image_processor, **settings)
+        slow = settings.pop("slow_tokenizer", None)
+        if slow is not None and (directory / TOKENIZER_MODEL).is_file():
+            slow = SlowLlamaTokenizer.from_settings((directory / TOKENIZER_MODEL).read_bytes(), slow)
+        else:
+            slow = SlowLlamaTokenizer.from_directory(directory)
+        return cls(tokenizer, image_processor, **settings, slow_tokenizer=slow)

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-partial", action="store_true",
                         help="also show partial runs (--limit, fewer rows than the task's full set) on rows of their "
                              "own, marked and unranked; they never replace a full run's cell")
+    parser.add_argument("--include-sample-data", action="store_true",
+                        help="also show runs on the embedded sample data (data=samples) in the paper's tables; they "
+                             "are not benchmark scores (the every-benchmark table always shows them)")
     parser.add_argument("--stdout", action="store_true", help="also print the rendered tables (single format)")
 
 
@@ -78,9 +81,10 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.redirect_stdout(sys.stderr):  # lmms-eval's MMBench scorer prints; stdout stays ours
             reproduced = collect_reproduced(store, iters=args.bootstrap_iters, seed=args.seed,
                                             include_partial=args.include_partial) if store else []
-        tables = build_tables(published, store, ids, reproduced=reproduced)
+        tables = build_tables(published, store, ids, reproduced=reproduced, include_samples=args.include_sample_data)
         plot_ids = [] if args.no_plots else [t for t in PLOT_TABLES if t in published.tables and t not in ids]
-        plot_tables = {t.id: t for t in [*tables, *build_tables(published, store, plot_ids, reproduced=reproduced)]}
+        plot_tables = {t.id: t for t in [*tables, *build_tables(published, store, plot_ids, reproduced=reproduced,
+                                                                include_samples=args.include_sample_data)]}
     finally:
         if store is not None:
             store.close()

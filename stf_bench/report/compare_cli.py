@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from stf_bench.errors import StfBenchError
 from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED
-from stf_bench.report.compare import Comparison, compare
+from stf_bench.report.compare import Comparison, compare_sides
 from stf_bench.store.cli import add_db_argument
 from stf_bench.store.db import Store, resolve_db_path
 from stf_bench.tabular import LEFT, RIGHT, text_table
@@ -25,11 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed")
     parser.add_argument("--level", type=float, default=0.95, help="confidence level of the interval")
     parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--allow-different", action="store_true",
+                        help="compare sides scored under different protocols or on different data (refused by "
+                             "default: the difference would not be the models')")
 
 
 def format_table(results: list[Comparison], a: str, b: str, level: float, iters: int) -> str:
-    """Which side is which, then one line per benchmark: both scores on the shared samples, A - B, its CI, p and a
-    verdict."""
+    """Which side is which (`a`, `b`: each side's description), then one line per benchmark: both scores on the
+    shared samples, A - B, its CI, p and a verdict."""
     headers = ["benchmark", "unit", "n", "A", "B", "A-B", f"{level:.0%} CI", "p", "verdict"]
     rows = [[c.column, c.unit, str(c.n_shared), f"{c.a:.2f}", f"{c.b:.2f}", f"{c.diff:+.2f}",
              f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]", f"{c.p_value:.4f}",
@@ -47,10 +50,14 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         raise StfBenchError(f"no results store at {path}; record runs first (`stf-bench run` or `stf-bench ingest`)")
     with Store(path) as store:
-        results = compare(store, args.a, args.b, task=args.task, iters=args.iters, seed=args.seed, level=args.level)
+        results, side_a, side_b = compare_sides(store, args.a, args.b, task=args.task, iters=args.iters,
+                                                seed=args.seed, level=args.level,
+                                                allow_different=args.allow_different)
     if args.format == "json":
-        print(json.dumps({"a": args.a, "b": args.b, "level": args.level, "iters": args.iters,
+        print(json.dumps({"a": args.a, "b": args.b, "sides": {"a": asdict(side_a), "b": asdict(side_b)},
+                          "level": args.level, "iters": args.iters,
                           "comparisons": [asdict(c) for c in results]}, indent=2))
     else:
-        print(format_table(results, args.a, args.b, args.level, args.iters))
+        print(format_table(results, f"{args.a}: {side_a.describe()}", f"{args.b}: {side_b.describe()}", args.level,
+                           args.iters))
     return 0

@@ -373,16 +373,21 @@ def table_ids(choice: str, published: Published) -> list[str]:
 
 def build_tables(published: Published, store: Store | None, ids: list[str], *, iters: int = DEFAULT_ITERS,
                  seed: int = DEFAULT_SEED, reproduced: list[Reproduced] | None = None,
-                 include_partial: bool = False) -> list[Table]:
-    """The chosen tables; reproduced rows from `store` (None: published numbers only), or precomputed ones."""
+                 include_partial: bool = False, include_samples: bool = False) -> list[Table]:
+    """The chosen tables; reproduced rows from `store` (None: published numbers only), or precomputed ones.
+
+    A model scored on the embedded sample data (`data=samples`, from `run`, `ingest` or `score`) is not a
+    benchmark score: it joins the paper's tables only with `include_samples`, and the every-benchmark table always
+    (its label says `data=samples`)."""
     if reproduced is None:
         reproduced = collect_reproduced(store, iters=iters, seed=seed,
                                         include_partial=include_partial) if store is not None else []
+    benchmark_data = [r for r in reproduced if include_samples or r.attributes.get("data") != SAMPLE_DATA]
     benchmarks = published.benchmarks or [BENCHMARKS[b].column for b in paper8()]
     specs = table_specs(published)
     out = []
     for tid in ids:
         spec = specs[tid]
         out.append(build_latency_table(spec, store) if LATENCY in spec.columns else
-                   build_table(spec, reproduced, benchmarks))
+                   build_table(spec, reproduced if tid == EVERY_BENCHMARK else benchmark_data, benchmarks))
     return out

@@ -48,7 +48,11 @@ from stf_bench.store.ingest import (
 
 DB_ENV = "STF_BENCH_DB"
 APP_ID = "stf-bench results store"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# schema 2 (stf-bench after issue 24): runs.lmms_eval_version holds lmms-eval's package version (schema 1 stored the
+# `git describe` lmms-eval wrote, stf-bench's own commit for `stf-bench run`), and a run ingested from the embedded
+# sample data is marked (model_args data=samples). A schema-1 store is migrated in place when opened (`_migrate_1`).
+READABLE_SCHEMAS = ("1", SCHEMA_VERSION)
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_S = 120.0
 LIBRARIES = ("torch", "transformers", "lmms_eval", "stf-bench", "accelerate", "datasets", "calflops")
@@ -306,11 +310,14 @@ class Store:
                 meta = dict(cur.execute("SELECT key, value FROM meta").fetchall())
                 if meta.get("app") != APP_ID:
                     raise StfBenchError(f"{self.path}: an SQLite database but not a stf-bench results store")
-                if meta.get("schema_version") != SCHEMA_VERSION:
+                if meta.get("schema_version") not in READABLE_SCHEMAS:
                     raise StfBenchError(f"{self.path}: results store schema {meta.get('schema_version')}, this "
-                                        f"stf-bench reads schema {SCHEMA_VERSION}; use a new --db")
+                                        f"stf-bench reads schema {', '.join(READABLE_SCHEMAS)}; use a new --db")
             for statement in filter(str.strip, SCHEMA.split(";")):
                 cur.execute(statement)
+            if "meta" in tables and meta.get("schema_version") == "1":
+                _migrate_1(cur)
+                cur.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
             cur.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?), ('schema_version', ?)", (APP_ID, SCHEMA_VERSION))
 
     @contextlib.contextmanager
@@ -393,8 +400,9 @@ class Store:
                     model_config: dict | None, scorer_versions: dict[str, str] | None = None) -> list[RecordResult]:
         if environment is None:
             environment = {"source": "ingest", "lmms_eval_version": run.lmms_eval_version,
-                           "git_hash": run.git_hash, "device": run.config.get("device"),
-                           "ingested_with": collect_environment()}
+                           "lmms_eval_describe": run.lmms_eval_describe, "git_hash": run.git_hash,
+                           "device": run.config.get("device"), "ingested_with": collect_environment()}
+        version = run.lmms_eval_version or _library_version(environment, "lmms_eval")
         protocol = protocol or run.model_args.get("protocol") or infer_protocol(run.tasks)
         checkpoint_fingerprint = checkpoint_fingerprint or run.checkpoint_fingerprint
         cur.execute(
@@ -402,7 +410,7 @@ class Store:
             "environment, source_path, lmms_eval_version, results_date, config, created_at) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(content_hash) DO NOTHING",
             (run.content_hash, run.model, _json(run.model_args), None if model_config is None else _json(model_config),
-             checkpoint_fingerprint, protocol, _json(environment), str(run.path), run.lmms_eval_version, run.date,
+             checkpoint_fingerprint, protocol, _json(environment), str(run.path), version, run.date,
              _json(run.config), now_utc()))
         added = cur.rowcount == 1
         run_id, stored_model = cur.execute("SELECT id, model FROM runs WHERE content_hash = ?",
@@ -521,6 +529,40 @@ class Store:
         """Row counts per table (for tests and `ingest` summaries)."""
         return {t: self._query(f"SELECT COUNT(*) FROM {t}")[0][0]
                 for t in ("runs", "scores", "sample_files", "samples", "flops", "latency", "task_rows")}
+
+
+def _library_version(environment: dict | None, library: str) -> str | None:
+    """A library's version in an environment `collect_environment()` made (what `stf-bench run` records), or None
+    (an ingested run: the versions there are the ingesting machine's, not the run's)."""
+    if not isinstance(environment, dict) or environment.get("source") == "ingest":
+        return None
+    libraries = environment.get("libraries")
+    value = libraries.get(library) if isinstance(libraries, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _migrate_1(cur: sqlite3.Cursor) -> None:
+    """Schema 1 -> 2 in place (one transaction with the caller's): each run's lmms_eval_version becomes lmms-eval's
+    package version where the run recorded it (`stf-bench run` keeps every library's version in its environment),
+    else NULL (schema 1 stored `git describe` of lmms-eval's working directory, kept in the environment); a run
+    ingested from the embedded sample data gets data=samples when its results file is still there to say so."""
+    from stf_bench.store.ingest import SAMPLES, run_data
+
+    rows = cur.execute("SELECT id, model_args, environment, source_path, lmms_eval_version FROM runs").fetchall()
+    for run_id, args_text, env_text, source_path, old in rows:
+        args, environment = json.loads(args_text), json.loads(env_text)
+        if old is not None and isinstance(environment, dict) and "lmms_eval_describe" not in environment:
+            environment["lmms_eval_describe"] = old
+        version = _library_version(environment, "lmms_eval")
+        if "data" not in args and environment.get("source") == "ingest" and source_path:
+            try:
+                results = json.loads(Path(source_path).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                results = None
+            if isinstance(results, dict) and run_data(results) == SAMPLES:
+                args["data"] = SAMPLES
+        cur.execute("UPDATE runs SET lmms_eval_version = ?, model_args = ?, environment = ? WHERE id = ?",
+                    (version, _json(args), _json(environment), run_id))
 
 
 def recorded_scorer_versions(results_path: str | os.PathLike) -> dict[str, str]:

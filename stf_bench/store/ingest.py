@@ -79,6 +79,7 @@ class ParsedRun:
     samples: list[ParsedSamples] = field(default_factory=list)
     rows: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # task -> (scored, full set)
     checkpoint_fingerprint: str | None = None  # from the file itself (stf-bench's own output), else None
+    lmms_eval_describe: str | None = None  # the file's `lmms_eval_version` field: git describe of lmms-eval's cwd
 
 
 def sha256_file(path: Path) -> str:
@@ -198,10 +199,13 @@ def _parse_results_data(path: Path, data: Any, samples_paths: list[Path] | None,
         args, name, fingerprint = _own_identity(own)
     else:
         args = parse_model_args(model_args if model_args is not None else config.get("model_args"))
-        name, fingerprint = model or _model_name(data, config, args), None
+        name, fingerprint = model or model_name(data, config, args), None
+    if "data" not in args and run_data(data) == SAMPLES:  # e.g. lmms-eval on `stf-bench lmms-tasks` files
+        args["data"] = SAMPLES
     run = ParsedRun(path, sha256_file(path), name, args, config, scores, tasks,
-                    _str(data.get("lmms_eval_version")), _str(data.get("date")), _str(data.get("git_hash")),
-                    rows=task_rows, checkpoint_fingerprint=fingerprint)
+                    lmms_eval_version(own), _str(data.get("date")), _str(data.get("git_hash")),
+                    rows=task_rows, checkpoint_fingerprint=fingerprint,
+                    lmms_eval_describe=_str(data.get("lmms_eval_version")))
     if samples_paths is None:
         samples_paths = sibling_samples(path)
     metric_names = {t: _metric_names(data, t) for t in tasks}
@@ -226,11 +230,22 @@ def _own_identity(meta: dict) -> tuple[dict, str, str | None]:
     return args, str(meta.get("model") or "unknown-model"), fingerprint if isinstance(fingerprint, str) else None
 
 
+def lmms_eval_version(own: dict | None) -> str | None:
+    """lmms-eval's package version for a results file: what stf-bench recorded (`stf_bench.lmms_eval_version`),
+    else None. lmms-eval's own `lmms_eval_version` field is `branch@commit` of `git describe` in the folder it ran
+    in (lmms_eval/utils.py, get_lmms_eval_version_string, 0.7.3): stf-bench's checkout for `stf-bench run`, any
+    project's for a foreign run, so it is kept apart (ParsedRun.lmms_eval_describe), never taken for a version."""
+    value = own.get("lmms_eval_version") if own else None
+    return value if isinstance(value, str) and value else None
+
+
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _model_name(data: dict, config: dict, args: dict) -> str:
+def model_name(data: dict, config: dict, args: dict) -> str:
+    """The model a foreign results file evaluated: its model_args' `preset=`, `pretrained=`, ... (not lmms-eval's
+    model class name, e.g. `stf_bench` for stf-bench's adapter), else its model_name, else config.model."""
     for key in MODEL_NAME_KEYS:
         if isinstance(args.get(key), str) and args[key]:
             return args[key]
@@ -310,6 +325,91 @@ def parse_samples(path: Path, task: str, metric_names: set[str]) -> ParsedSample
     if not records:
         raise StfBenchError(f"{path}: no sample records; expected one JSON object per line")
     return ParsedSamples(task, path, sha256_file(path), records)
+
+
+# ---------------------------------------------------------------------------------------------- data origin
+# `stf_bench.eval.samples.samples_dirname()`: the folder the embedded sample data is generated into
+SAMPLES_FOLDER = re.compile(r"^samples-v\d+-[0-9a-f]{8}$")
+SAMPLES, LOCAL, HUB = "samples", "local", "hub"
+LOCAL_BUILDERS = {"parquet", "json", "csv", "arrow"}
+
+
+@dataclass(frozen=True)
+class DataOrigin:
+    """Where one benchmark's rows came from in a run, read from the task config lmms-eval wrote into its results.
+
+    `data`: samples (the embedded sample data), local (a `--data-dir`), hub (a hub dataset or its cache) or None
+    (not known); `root`: the data dir holding one folder per dataset (samples, local); `files`: the data files the
+    config names, as written (lmms-eval keeps relative paths relative to the folder it ran in); `repo`: the hub
+    dataset a config names instead of files."""
+
+    benchmark: str
+    data: str | None
+    root: str | None = None
+    files: tuple[str, ...] = ()
+    repo: str | None = None
+
+
+def _flat_files(data_files: Any) -> list[str]:
+    if isinstance(data_files, str):
+        return [data_files]
+    if isinstance(data_files, dict):
+        return [f for v in data_files.values() for f in _flat_files(v)]
+    if isinstance(data_files, list | tuple):
+        return [f for v in data_files for f in _flat_files(v)]
+    return []
+
+
+def _origin_of_files(benchmark: str, folder: str, files: list[str]) -> DataOrigin:
+    path = Path(files[0])
+    if any(part.startswith("datasets--") for part in path.parts):  # the huggingface_hub cache
+        return DataOrigin(benchmark, HUB, None, tuple(files))
+    parents = [p for p in path.parents if p.name == folder]
+    root = parents[0].parent if parents else None
+    if root is not None and SAMPLES_FOLDER.match(root.name):
+        return DataOrigin(benchmark, SAMPLES, str(root), tuple(files))
+    return DataOrigin(benchmark, LOCAL, None if root is None else str(root), tuple(files))
+
+
+def data_origins(results: dict) -> dict[str, DataOrigin]:
+    """{benchmark: DataOrigin} of an lmms-eval results JSON, from its own task configs (`configs`); benchmarks
+    stf-bench does not declare are left out."""
+    from stf_bench.benchmarks import of_task
+
+    configs = results.get("configs") if isinstance(results.get("configs"), dict) else {}
+    groups = results.get("group_subtasks") if isinstance(results.get("group_subtasks"), dict) else {}
+    parent = {sub: group for group, subs in groups.items() if isinstance(subs, list) for sub in subs}
+    out: dict[str, DataOrigin] = {}
+    for task, config in configs.items():
+        bench = of_task(task) or (of_task(parent[task]) if task in parent else None)
+        if bench is None or not isinstance(config, dict):
+            continue
+        path = config.get("dataset_path")
+        kwargs = config.get("dataset_kwargs") if isinstance(config.get("dataset_kwargs"), dict) else {}
+        files = _flat_files(kwargs.get("data_files"))
+        if path in LOCAL_BUILDERS and files:
+            origin = _origin_of_files(bench.name, bench.source.folder, files)
+        elif isinstance(path, str) and path and path not in LOCAL_BUILDERS and not files:
+            origin = DataOrigin(bench.name, HUB, repo=path)
+        else:
+            origin = DataOrigin(bench.name, None)
+        have = out.get(bench.name)
+        if have is not None and have.data == origin.data and have.root == origin.root and have.repo == origin.repo:
+            origin = DataOrigin(bench.name, origin.data, origin.root, tuple(dict.fromkeys(have.files + origin.files)),
+                                origin.repo)
+        elif have is not None:  # a group's subtasks on different data: say nothing certain
+            origin = DataOrigin(bench.name, None)
+        out[bench.name] = origin
+    return out
+
+
+def run_data(results: dict) -> str | None:
+    """`samples` when any benchmark of the run was scored on the embedded sample data (such a run is not a
+    benchmark score), else the one source every benchmark shares (local, hub), else None."""
+    kinds = {o.data for o in data_origins(results).values()}
+    if SAMPLES in kinds:
+        return SAMPLES
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 # ---------------------------------------------------------------------------------------------- FLOPs / latency

@@ -1,7 +1,6 @@
 """The adapter throughput benchmark's own argument checks (the benchmark itself runs outside the suite)."""
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,15 +8,8 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "adapter_throughput.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("adapter_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_counts_must_be_positive():
-    positive = _module().positive
+def test_counts_must_be_positive(load_benchmark):
+    positive = load_benchmark("adapter_throughput").positive
     assert positive("3") == 3
     for bad in ("0", "-2"):
         with pytest.raises(argparse.ArgumentTypeError, match="not a positive integer"):
@@ -49,7 +41,7 @@ def test_gpu_wheels_take_every_version_from_the_lock():
     assert "decord==" + _pins((root / "pyproject.toml").read_text())["decord"] in listed.stdout
 
 
-def test_missing_decord_exits_with_the_install_command(monkeypatch):
+def test_missing_decord_exits_with_the_install_command(monkeypatch, load_benchmark):
     """llava_hf imports decord at module level: without it the benchmark stops with the command that installs it,
     not a traceback."""
     import sys
@@ -57,4 +49,48 @@ def test_missing_decord_exits_with_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "decord", None)  # `import decord` now fails as if it were not installed
     monkeypatch.delitem(sys.modules, "lmms_eval.models.simple.llava_hf", raising=False)
     with pytest.raises(SystemExit, match=r"pip install decord==0\.6\.0"):
-        _module().llava_hf_class()
+        load_benchmark("adapter_throughput").llava_hf_class()
+
+
+def test_generate_errors_are_recorded_and_still_raised(load_benchmark):
+    """llava_hf catches a failing generate() and answers '' (a 7B export without the image token's embedding row did
+    that): the benchmark records every such error, so that it stops instead of timing a failure."""
+    import torch
+
+    module = load_benchmark("adapter_throughput")
+
+    class Failing(torch.nn.Module):
+        def generate(self, ids):
+            if ids < 0:
+                raise IndexError("index out of range in self")
+            return ids
+
+    model = Failing()
+    errors = module.record_errors(model)
+    assert model.generate(3) == 3 and errors == []
+    with pytest.raises(IndexError):
+        model.generate(-1)
+    assert [str(e) for e in errors] == ["index out of range in self"]
+
+
+def test_the_image_token_gets_a_zero_embedding_row_and_no_argmax_changes(load_benchmark):
+    """Full-size presets put <image> at id 32000, outside the 32000-token vocabulary, which transformers' LlavaModel
+    cannot embed; the export is padded to 32064 rows (as llava-hf's) with zero rows that change no argmax."""
+    import torch
+
+    from stf_bench.models import presets
+    from stf_bench.models.loading import build_random
+
+    module = load_benchmark("adapter_throughput")
+    config = presets.preset_config("llava-tiny")
+    vocab = config.image_token_id = config.text_config.vocab_size  # where the full-size presets put <image>
+    model = build_random(config, device=torch.device("cpu"), dtype=torch.float32)
+    hidden = torch.randn(1, 3, config.text_config.hidden_size)
+    before = model.lm_head(hidden)
+    module.pad_vocab_to_image_token(model)
+    rows = -(-(vocab + 1) // 64) * 64
+    assert model.get_input_embeddings().weight.shape[0] == rows == model.config.text_config.vocab_size > vocab
+    assert model.get_input_embeddings().weight[config.image_token_id].abs().sum() == 0
+    after = model.lm_head(hidden)
+    torch.testing.assert_close(after[..., :vocab], before, rtol=0, atol=1e-6)  # a wider matmul may round apart
+    assert not after[..., vocab:].any() and torch.equal(after.argmax(-1), before.argmax(-1))

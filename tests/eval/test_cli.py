@@ -88,7 +88,10 @@ def test_table_output(tmp_path, tiny_tasks, monkeypatch, capsys):
     monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(rows=3, bad_rows=(1,)), raising=False)
     assert main(["run", "--output-dir", str(tmp_path), "--no-store", "--no-progress"]) == 0
     captured = capsys.readouterr()
-    lines = captured.out.splitlines()
+    header, table, _ = captured.out.split("\n\n")
+    assert header.splitlines()[0].split() == ["model:", "stf-tiny"]
+    assert "data:     samples (the embedded sample rows" in header and "partial:  no" in header
+    lines = table.splitlines()
     assert lines[0].split() == ["benchmark", "metric", "value", "unit", "rows", "skipped"]
     assert any(line.startswith("stfb_tiny_a") and line.split()[-3:] == ["%", "3", "1"] for line in lines), lines
     assert "1 row(s) skipped" in captured.err
@@ -192,10 +195,34 @@ def test_table_names_units_and_rows_per_benchmark():
     from types import SimpleNamespace
 
     outcome = SimpleNamespace(headline={"pope": {"f1": 80.0}, "ocrbench": {"points": 412.0}},
-                              skipped_by_benchmark={}, rows={"pope": 9, "ocrbench": 3}, results_path="r.json")
-    lines = run_cli.format_table(outcome).splitlines()
+                              skipped_by_benchmark={}, rows={"pope": 9, "ocrbench": 3}, results_path="r.json",
+                              results={"stf_bench": {"model": "stf-tiny", "protocol": "llava", "data": "hub"}})
+    lines = run_cli.format_table(outcome).split("\n\n")[1].splitlines()
     assert lines[2].split() == ["pope", "f1", "80.00", "%", "9"]
     assert lines[3].split() == ["ocrbench", "points", "412.00", "points/1000", "3"]
+
+
+def test_table_names_model_method_protocol_data_and_partial():
+    from types import SimpleNamespace
+
+    results = {"stf_bench": {"model": "llava-tiny", "model_args": {"k": 4, "method": "fastv", "method.k": 2},
+                             "protocol": "llava", "data": "samples", "limit": 3},
+               "n-samples": {"stf_pope": {"effective": 3, "original": 36}}}
+    outcome = SimpleNamespace(headline={"pope": {"f1": 50.0, "f1_adversarial": 50.0, "accuracy": 66.7}},
+                              skipped_by_benchmark={}, rows={"pope": 3}, results_path="r.json", results=results)
+    header, table, _ = run_cli.format_table(outcome).split("\n\n")
+    described = dict(line.split(":", 1) for line in header.splitlines())
+    assert {k: v.strip() for k, v in described.items()} == {
+        "model": "llava-tiny (k=4)", "method": "fastv(k=2)", "protocol": "llava",
+        "data": "samples (the embedded sample rows, not the benchmarks: not comparable with the paper)",
+        "partial": "stf_pope 3 of 36 rows (--limit 3)"}
+    assert "f1 (mean of 1 of 3 splits: adversarial)" in table.splitlines()[2]
+    results["stf_bench"].update(data="local", data_dir="/d", limit=None, model_args={})
+    results["n-samples"] = {"stf_pope": {"effective": 36, "original": 36}}
+    outcome.headline = {"pope": {"f1": 1.0, "f1_adversarial": 1.0, "f1_popular": 1.0, "f1_random": 1.0}}
+    header, table, _ = run_cli.format_table(outcome).split("\n\n")
+    assert header.splitlines()[1:] == ["method:   none", "protocol: llava", "data:     local (/d)", "partial:  no"]
+    assert table.splitlines()[2].split()[:3] == ["pope", "f1", "1.00"]
 
 
 @pytest.mark.parametrize("extra, expected", [

@@ -57,3 +57,13 @@ def test_task_files_include_the_project_s_and_read_local_parquet(tmp_path):
     hooks = (tmp_path / "stf_bench_data.py").read_text()
     compile(hooks, "stf_bench_data.py", "exec")
     assert "def gqa_process_docs" in hooks and "mmbench_process_docs = mmbench_int_index" in hooks
+
+
+def test_a_relative_data_dir_is_written_as_an_absolute_path(tmp_path, monkeypatch):
+    """lmms-eval copies the task's data files into its results; `stf-bench score` must find them from any folder."""
+    from stf_bench.eval.samples import ensure_samples
+
+    monkeypatch.chdir(ensure_samples().parent)
+    lmms_tasks.write_task_files(tmp_path, ["pope"], data_dir=ensure_samples().name)
+    (file,) = yaml.safe_load((tmp_path / "stf_pope.yaml").read_text())["dataset_kwargs"]["data_files"]["test"]
+    assert Path(file).is_absolute() and Path(file).is_file()

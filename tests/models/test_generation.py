@@ -37,7 +37,7 @@ def _solo(model, processor, i: int, max_new: int, eos: int) -> list[int]:
 
 
 def _ids(processor, prompts=PROMPTS) -> list[list[int]]:
-    return processor.tokenizer([processor.expand_prompt(p) for p in prompts])["input_ids"]
+    return processor.token_ids(prompts)
 
 
 def _generate(model, processor, max_new, image_ids=(0, 1, 2), prompts=PROMPTS, cached=False, **kwargs):

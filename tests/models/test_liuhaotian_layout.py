@@ -67,8 +67,7 @@ def test_loads_with_the_shards_and_matches_a_reference_forward(release):
     assert processor.tokenizer(text)["input_ids"] == [1, *sp.encode(text)]  # tokenizer.model, read as Llama does
     image_id = processor.image_token_id
     assert image_id == llm.config.vocab_size  # <image> added after the sentencepiece vocab
-    prompt = processor.expand_prompt("USER: <image>\nIs there a dog in the image? ASSISTANT:")
-    ids = processor.tokenizer([prompt], return_tensors="pt")["input_ids"]
+    ids = processor.text_inputs(["USER: <image>\nIs there a dog in the image? ASSISTANT:"])["input_ids"]
     assert int((ids == image_id).sum()) == 576
     pixels = torch.randn(1, 3, 336, 336, generator=torch.Generator().manual_seed(3))
     w1, b1 = projector["model.mm_projector.0.weight"], projector["model.mm_projector.0.bias"]

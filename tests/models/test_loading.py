@@ -33,7 +33,7 @@ def _pixels(seed: int = 0, batch: int = 2) -> torch.Tensor:
 
 def _text_ids(processor, n_visual: int, batch: int) -> torch.Tensor:
     prompt = "USER: <image>\nWhat is shown? ASSISTANT:"
-    inputs = processor.tokenizer([processor.expand_prompt(prompt)] * batch, return_tensors="pt")
+    inputs = processor.text_inputs([prompt] * batch)
     assert int((inputs["input_ids"] == processor.image_token_id).sum()) == n_visual * batch
     return inputs["input_ids"]
 

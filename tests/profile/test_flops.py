@@ -78,8 +78,7 @@ def test_calflops_and_flop_counter_agree_on_matmuls(name: str, monkeypatch: pyte
         if attr.endswith("_flops_compute") and attr not in MATMUL_KINDS:
             monkeypatch.setattr(pytorch_ops, attr, _zero)  # keep matrix products only: what FlopCounterMode counts
     model, processor = load_model(name, random_weights=True, device="meta")
-    ids = processor.tokenizer([processor.expand_prompt("USER: <image>\nWhat is it? ASSISTANT:")],
-                              return_tensors="pt")["input_ids"]
+    ids = processor.text_inputs(["USER: <image>\nWhat is it? ASSISTANT:"])["input_ids"]
     ours = sum(count_prefill(model, ids).values())
     twin = counting_twin(model)
     size = twin.config.vision_config.image_size
@@ -116,8 +115,7 @@ def test_patches_are_undone_when_the_forward_raises() -> None:
 
 def test_prefill_components_and_total() -> None:
     model, processor = load_model("stf-7b", random_weights=True, device="meta")
-    ids = processor.tokenizer([processor.expand_prompt("USER: <image>\nWhat color is the bus? ASSISTANT:")],
-                              return_tensors="pt")["input_ids"]
+    ids = processor.text_inputs(["USER: <image>\nWhat color is the bus? ASSISTANT:"])["input_ids"]
     flops = count_prefill(model, ids)
     assert list(flops) == ["vision_tower", "mbtf", "stf", "llm", "lm_head"]
     assert flops["lm_head"] == 2 * 4096 * 32000  # one position only: the first generated token
@@ -126,8 +124,7 @@ def test_prefill_components_and_total() -> None:
     assert flops["stf"] == 2 * 144 * (4096 * 16384 + 16384 * 4096) + gelu * 144 * 16384
     assert flops["llm"] > count_paper(model)["llm"]  # visual + text tokens
     llava, llava_processor = load_model("llava-1.5-7b", random_weights=True, device="meta")
-    llava_ids = llava_processor.tokenizer([llava_processor.expand_prompt("USER: <image>\nWhat? ASSISTANT:")],
-                                          return_tensors="pt")["input_ids"]
+    llava_ids = llava_processor.text_inputs(["USER: <image>\nWhat? ASSISTANT:"])["input_ids"]
     baseline = count_prefill(llava, llava_ids)
     assert list(baseline) == ["vision_tower", "projector", "llm", "lm_head"]
     assert baseline["projector"] == 2 * 576 * (1024 * 4096 + 4096 * 4096) + gelu * 576 * 4096

@@ -32,7 +32,7 @@ def filled_store(db_path, lmms_out):
 
     with open_store(db_path) as store:
         ingest_paths(store, [lmms_out / "oracle-b"])
-        store.record_lmms_eval(results_file(lmms_out, "oracle-a"), model="stf-tiny", model_args="data=samples",
+        store.record_lmms_eval(results_file(lmms_out, "oracle-a"), model="stf-tiny", model_args="data=hub",
                                protocol="llava", checkpoint_fingerprint="sha256:0123456789abcdef")
         store.record_flops({"model": "stf-tiny", "convention": "paper", "visual_tokens": 144, "tflops": 2.5e-5})
         store.record_flops({"model": "stf-7b", "convention": "paper", "visual_tokens": 144, "tflops": 1.876})

@@ -88,3 +88,51 @@ def test_benchmarks_in_paper_order_with_units(two_runs, db_path, capsys):
     assert "unit" in next(line for line in lines if line.startswith("benchmark"))
     assert [line.split()[:2] for line in lines if line.split()[:1] in (["SQA"], ["POPE"], ["MMB"], ["ChartQA"])] == [
         ["SQA", "%"], ["POPE", "%"], ["MMB", "%"], ["ChartQA", "%"]]
+
+
+def test_each_side_is_labelled_model_method_protocol_data_partial(two_runs, db_path, capsys):
+    assert main(["compare", "oracle-a", "oracle-b", "--db", str(db_path), "--iters", "50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "A = oracle-a: oracle-a; method none; protocol lmms-eval; data unknown; partial no (run #1)"
+    assert lines[1] == "B = oracle-b: oracle-b; method none; protocol lmms-eval; data unknown; partial no (run #2)"
+    assert main(["compare", "1", "2", "--db", str(db_path), "--iters", "50", "--format", "json"]) == 0
+    sides = json.loads(capsys.readouterr().out)["sides"]
+    assert sides["b"] == {"model": "oracle-b", "method": "none", "protocol": "lmms-eval", "data": "unknown",
+                          "partial": "no", "runs": [2]}
+
+
+@pytest.mark.parametrize("args_a, args_b, protocol_b, why", [
+    ("data=hub", "data=hub", "llava", "under the lmms-eval protocol, B under llava"),
+    ("data=samples", "data=hub", "lmms-eval", "on samples data, B on hub"),
+])
+def test_different_protocols_or_data_are_refused_unless_allowed(db_path, lmms_out, capsys, args_a, args_b,
+                                                                protocol_b, why):
+    with open_store(db_path) as store:
+        store.record_lmms_eval(results_file(lmms_out, "oracle-a"), model="tiny-a", model_args=args_a,
+                               protocol="lmms-eval")
+        store.record_lmms_eval(results_file(lmms_out, "oracle-b"), model="tiny-b", model_args=args_b,
+                               protocol=protocol_b)
+    argv = ["compare", "tiny-a", "tiny-b", "--db", str(db_path), "--iters", "50"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert why in err and "--allow-different" in err
+    assert main([*argv, "--allow-different"]) == 0
+    out = capsys.readouterr().out
+    assert f"protocol {protocol_b}; data {args_b.split('=')[1]}" in out.splitlines()[1]
+
+
+def test_a_partial_side_says_so(db_path, lmms_out, tmp_path, capsys):
+    import shutil
+
+    src = results_file(lmms_out, "oracle-a")
+    copy = tmp_path / "p" / src.name
+    copy.parent.mkdir()
+    data = json.loads(src.read_text())
+    data["n-samples"]["pope"]["original"] = 30  # 24 of 30 rows: a --limit run
+    copy.write_text(json.dumps(data))
+    for sample in src.parent.glob(src.name.replace("_results.json", "_samples_*.jsonl")):
+        shutil.copy(sample, copy.parent / sample.name)
+    with open_store(db_path) as store:
+        ingest_paths(store, [copy, results_file(lmms_out, "oracle-b")])
+    assert main(["compare", "1", "2", "--db", str(db_path), "--iters", "50", "--task", "POPE"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("partial pope 24 of 30 rows (run #1)")

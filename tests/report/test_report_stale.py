@@ -10,7 +10,7 @@ from stf_bench.report.formats import ranks, render
 from stf_bench.report.tables import STALE, build_tables, table_ids
 
 PUB = load_published()
-TINY = "stf-tiny (data=samples) [llava] @01234567"
+TINY = "stf-tiny (data=hub) [llava] @01234567"
 
 
 def _table2(store):
@@ -66,7 +66,7 @@ def test_recorded_current_versions_are_not_stale(filled_store, lmms_out, monkeyp
     copy.write_text(json.dumps(data))
     for sample in src.parent.glob(src.name.replace("_results.json", "_samples_*.jsonl")):
         shutil.copy(sample, copy.parent / sample.name)
-    filled_store.record_lmms_eval(copy, model="stf-tiny", model_args="data=samples,run=c", protocol="llava")
+    filled_store.record_lmms_eval(copy, model="stf-tiny", model_args="data=hub,run=c", protocol="llava")
     run = filled_store.runs()[-1]
     assert filled_store.scorer_versions(run.id) == {"scienceqa_img": "2"}
     monkeypatch.setitem(scorer_versions.SCORER_VERSIONS, "scienceqa_img", "2")

@@ -21,7 +21,7 @@ from stf_bench.report.tables import (
 )
 
 PUB = load_published()
-TINY = "stf-tiny (data=samples) [llava] @01234567"
+TINY = "stf-tiny (data=hub) [llava] @01234567"
 
 
 def _tables(store, ids=("all",)):
@@ -136,3 +136,21 @@ def test_no_ci_when_the_results_file_disagrees_with_its_samples(tmp_path, lmms_o
     assert rep.cells["POPE"].value == 50.0 and rep.cells["POPE"].ci is None
     assert "the results file 50.0000" in rep.cells["POPE"].note
     assert rep.cells["SQA"].ci is not None
+
+
+def test_a_sample_data_run_stays_out_of_the_paper_tables_unless_asked_for(tmp_path, lmms_out):
+    """A run on the embedded sample data (data=samples) is not a benchmark score: only the every-benchmark table
+    shows it, marked in its label, unless the paper's tables are asked to include it."""
+    from stf_bench.store.db import open_store
+
+    with open_store(tmp_path / "r.sqlite") as store:
+        store.record_lmms_eval(results_file(lmms_out, "oracle-a"), model="stf-7b", model_args="data=samples",
+                               protocol="llava")
+        label = "stf-7b (data=samples) [llava]"
+        default = {t.id: t for t in build_tables(PUB, store, ["2", "5", EVERY_BENCHMARK], iters=20)}
+        asked = {t.id: t for t in build_tables(PUB, store, ["2", "5"], iters=20, include_samples=True)}
+    assert not [r for r in default["2"].rows + default["5"].rows if r.source == "reproduced"]
+    assert _row(default[EVERY_BENCHMARK], label).cells["SQA"].value is not None
+    row = _row(asked["2"], label)
+    assert row.compared_to == "STC (ours)" and row.cells["SQA"].verdict.startswith("not comparable: scored on the "
+                                                                                  "sample data")

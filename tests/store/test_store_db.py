@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from stf_bench.errors import StfBenchError
-from stf_bench.store.db import DB_ENV, Store, default_db_path, open_store, resolve_db_path
+from stf_bench.store.db import DB_ENV, Store, default_db_path, ingest_paths, open_store, resolve_db_path
 from stf_bench.store.ingest import parse_paths
 
 
@@ -102,3 +102,46 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path, lmms_out):
         assert len(models) == 80 and len(set(models)) == 80
         counts = store.counts()
         assert counts["runs"] == 2 and counts["sample_files"] == 8 and counts["samples"] == 8 * 24
+
+
+def test_a_run_s_lmms_eval_version_is_lmms_eval_s_not_a_git_commit(tmp_path, lmms_out):
+    """lmms-eval's results say `git describe` of the folder it ran in (stf-bench's checkout for `stf-bench run`)."""
+    import importlib.metadata
+    import json
+
+    from stf_bench.store.db import collect_environment
+
+    results = next((lmms_out / "oracle-a").glob("*_results.json"))
+    assert json.loads(results.read_text())["lmms_eval_version"] != importlib.metadata.version("lmms_eval")
+    with open_store(tmp_path / "r.sqlite") as store:
+        store.record_lmms_eval(results, environment={**collect_environment(), "source": "stf-bench run"})
+        (run,) = store.runs()
+    assert run.lmms_eval_version == importlib.metadata.version("lmms_eval")
+
+
+def test_a_schema_1_store_is_migrated_when_opened(tmp_path, lmms_out):
+    """Schema 1 kept lmms-eval's `git describe` as the run's lmms-eval version and did not mark ingested sample-data
+    runs; opened now, it reads as schema 2 with both fixed, and nothing else changed."""
+    from lmms_tasks_run import lmms_eval_pope
+
+    from stf_bench.store.db import collect_environment
+
+    sample_run = lmms_eval_pope(tmp_path / "samples", "Yes")
+    path = tmp_path / "old.sqlite"
+    with open_store(path) as store:  # what a schema-1 stf-bench wrote: same tables, other values
+        store.record_lmms_eval(next((lmms_out / "oracle-a").glob("*_results.json")),
+                               environment={**collect_environment(), "source": "stf-bench run"})
+        ingest_paths(store, [sample_run])
+        store.conn.execute("UPDATE runs SET lmms_eval_version = 'main@0123abcd'")
+        store.conn.execute("UPDATE runs SET model_args = '{\"device\": \"cpu\", \"preset\": \"llava-tiny\"}' "
+                           "WHERE model = 'llava-tiny'")
+        store.conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        before = store.counts()
+    with open_store(path) as store:
+        assert store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        ran, ingested = store.runs()
+        assert store.counts() == before
+    assert ran.lmms_eval_version == collect_environment()["libraries"]["lmms_eval"]
+    assert ran.environment["lmms_eval_describe"] == "main@0123abcd"
+    assert ingested.lmms_eval_version is None and ingested.model_args["data"] == "samples"
+    assert ingested.model_args["preset"] == "llava-tiny" and ingested.model == "llava-tiny"

@@ -29,7 +29,10 @@ def test_ingest_folder_records_every_number_of_the_results_file(store, lmms_out)
                     if split_metric_key(k) and split_metric_key(k)[2] is None and isinstance(v, float | int)}
         assert expected and {k: s.value for k, s in stored.items()} == expected
         assert all(s.n == 24 for s in stored.values())
-        assert run.protocol == "lmms-eval" and run.lmms_eval_version == data["lmms_eval_version"]
+        assert run.protocol == "lmms-eval"
+        # lmms-eval's `lmms_eval_version` is `git describe` of the folder it ran in (here stf-bench's checkout), not
+        # its version: kept as such, and the run's lmms-eval version stays unknown (a foreign file does not say it)
+        assert run.lmms_eval_version is None and run.environment["lmms_eval_describe"] == data["lmms_eval_version"]
         assert run.model_args == {"pretrained": run.model}
         assert store.sample_tasks(run.id) == sorted(data["results"])
         pope = store.samples(run.id, "pope")
@@ -65,7 +68,7 @@ def test_record_lmms_eval_keeps_what_the_caller_knows(store, lmms_out):
 def test_default_environment_names_versions_and_source(store, lmms_out):
     ingest_paths(store, [_results(lmms_out, "oracle-a")])
     env = store.runs()[0].environment
-    assert env["source"] == "ingest" and env["lmms_eval_version"]
+    assert env["source"] == "ingest" and env["lmms_eval_describe"] and env["lmms_eval_version"] is None
     assert "torch" in env["ingested_with"]["libraries"] and env["ingested_with"]["python"]
 
 
@@ -207,3 +210,17 @@ def test_failed_ingest_creates_no_store_file(lmms_out, tmp_path, capsys):
     assert main(["ingest", str(path), "--db", str(db)]) == 2
     assert "has no numeric metric" in capsys.readouterr().err
     assert not db.exists()
+
+
+@pytest.mark.parametrize("where", ["samples", "data dir"])
+def test_lmms_eval_on_the_sample_data_is_ingested_as_sample_data(where, tmp_path, store):
+    """lmms-eval on `stf-bench lmms-tasks` files: the task config it wrote names the data, and a run on the
+    embedded sample data is recorded as data=samples (a data dir's is not)."""
+    from lmms_tasks_run import lmms_eval_pope, pope_data_dir
+
+    data = pope_data_dir(tmp_path / "D", "no") if where == "data dir" else None
+    out = lmms_eval_pope(tmp_path, "Yes", data)
+    ingest_paths(store, [out])
+    (run,) = store.runs()
+    assert run.model == "llava-tiny"
+    assert run.model_args.get("data") == ("samples" if where == "samples" else None)

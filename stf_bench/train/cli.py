@@ -1,0 +1,186 @@
+"""`stf-bench train`: one stage of LLaVA-1.5's recipe (pretrain: the projector; finetune: LLM + projector) on a preset.
+
+Everything that can be refused is checked before a model is built: the stage, the recipe values, DeepSpeed, the
+model name, every data row and image, the output directory. `--dump-examples FILE` writes the labels of every row
+and stops, without loading any weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from stf_bench.errors import StfBenchError
+from stf_bench.train.data import STAGES
+from stf_bench.train.recipe import add_recipe_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `stf-bench train`."""
+    parser.add_argument("--stage", default=None, help="pretrain (stage 1: projector) or finetune (stage 2: LLM + "
+                                                      "projector); required")
+    parser.add_argument("--model", default="stf-tiny", help="preset to train (default stf-tiny; `stf-bench models`)")
+    parser.add_argument("--model-args", default="", help="k=v,... preset overrides, e.g. k=4,e=8,mbtf_blocks=16")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="start a full-size preset from random weights (wiring runs; tiny presets always are)")
+    parser.add_argument("--projector", default=None,
+                        help="finetune: the stage-1 output directory (or its mm_projector.bin) to start from")
+    parser.add_argument("--data", default="samples", help="samples (default: small built-in sets) or hub "
+                                                          "(LLaVA-Pretrain / LLaVA-Instruct)")
+    parser.add_argument("--data-path", default=None, help="a LLaVA-format JSON file (overrides --data)")
+    parser.add_argument("--image-folder", default=None, help="the folder the rows' `image` paths are relative to")
+    parser.add_argument("--skip-missing-images", action="store_true",
+                        help="skip (and count) rows whose image file is missing instead of stopping")
+    parser.add_argument("--output-dir", default=None, help="where the checkpoint goes; required unless "
+                                                           "--dump-examples")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last "
+                                                              "checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="start over in an --output-dir that holds a run")
+    parser.add_argument("--dump-examples", default=None, metavar="FILE",
+                        help="write one JSON line per row ({id, input_ids, labels}; image = -200, ignored = -100) "
+                             "and stop; no weights are loaded")
+    add_recipe_arguments(parser)
+
+
+def _check_model(args: argparse.Namespace) -> dict:
+    """The preset overrides; a StfBenchError for a model train cannot start from."""
+    from stf_bench.args import parse_model_args
+    from stf_bench.models.presets import PRESETS, check_model_name, get_preset, split_overrides
+
+    check_model_name(args.model)
+    if args.model not in PRESETS:
+        raise StfBenchError(f"--model {args.model}: stf-bench train starts from a preset (`stf-bench models`); "
+                            f"continuing from a checkpoint directory is not supported yet")
+    if not get_preset(args.model).tiny and not args.random_weights:
+        raise StfBenchError(f"--model {args.model}: starting a full-size preset from Vicuna-1.5 and CLIP weights is "
+                            f"not implemented yet; pass --random-weights for a wiring run, or train a -tiny preset")
+    overrides = parse_model_args(args.model_args)
+    split_overrides(overrides)  # unknown keys named now
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from stf_bench.train.data import load, resolve
+    from stf_bench.train.recipe import resolve_recipe
+
+    if args.stage not in STAGES:
+        raise StfBenchError(f"unknown or missing --stage {args.stage!r}; use --stage pretrain or --stage finetune")
+    recipe = resolve_recipe(args)
+    overrides = _check_model(args)
+    if args.projector is not None and args.stage != "finetune":
+        raise StfBenchError("--projector is the stage-1 result a finetune starts from; drop it for --stage pretrain")
+    json_path, image_folder, source = resolve(args.stage, args.data, args.data_path, args.image_folder)
+    data = load(recipe.template, json_path, image_folder, source, args.skip_missing_images)
+    if args.dump_examples is None and args.output_dir is None:
+        raise StfBenchError("--output-dir is required (where the checkpoint goes), unless --dump-examples FILE")
+    if args.dump_examples is not None:
+        return _dump(args, recipe, data, overrides)
+    return _train(args, recipe, data, overrides)
+
+
+def _tokenization_note(processor) -> str:
+    """What built the ids, for the dump's message and training.json."""
+    if processor.slow_tokenizer is not None:
+        return (f"official: LLaVA's tokenizer_image_token with transformers 4.37.2's slow LlamaTokenizer on the "
+                f"checkpoint's tokenizer.model (legacy={processor.slow_tokenizer.legacy})")
+    return "official rule (LLaVA's tokenizer_image_token) on the preset's byte-level tokenizer (no tokenizer.model)"
+
+
+def _examples(data, recipe, processor):
+    from stf_bench.train.labels import build_example, tokenization
+
+    tok = tokenization(processor, recipe.model_max_length)
+    return [build_example(row, recipe.template, tok) for row in data.rows], tok
+
+
+def _dump(args, recipe, data, overrides: dict) -> int:
+    """`--dump-examples`: the processor of a model on `meta` (no weights), the labels, one JSON line per row."""
+    from stf_bench.models import load_model
+
+    _, processor = load_model(args.model, random_weights=True, device="meta", **overrides)
+    examples, _ = _examples(data, recipe, processor)
+    out = Path(args.dump_examples).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as fh:
+        for ex in examples:
+            fh.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
+    masked = sum(ex.masked for ex in examples)
+    print(f"wrote {len(examples)} rows to {out} ({recipe.template} template, {masked} masked entirely by the "
+          f"tokenization-mismatch rule, {len(data.skipped)} skipped for missing images); ids before image "
+          f"expansion, as LLaVA's preprocess() returns them (image rows are cut to --model-max-length only by the "
+          f"collator); tokenization: {_tokenization_note(processor)}")
+    return 0
+
+
+def _train(args, recipe, data, overrides: dict) -> int:
+    import torch
+
+    from stf_bench import __version__
+    from stf_bench.errors import writable_dir
+    from stf_bench.models import load_model
+    from stf_bench.models.loading import load_projector_weights
+    from stf_bench.train.batches import Collator, LlavaRows
+    from stf_bench.train.outputs import prepare_output_dir, projector_file, save_model, save_projector, write_provenance
+    from stf_bench.train.recipe import training_arguments
+    from stf_bench.train.trainer import StageTrainer, TrainingForward, set_trainable
+
+    out = Path(args.output_dir).expanduser()
+    resume_from = prepare_output_dir(out, args.resume, args.overwrite)
+    projector = projector_file(args.projector) if args.projector is not None else None
+    model, processor = load_model(args.model, random_weights=True, seed=recipe.seed, **overrides)
+    if projector is not None:
+        load_projector_weights(model, projector)  # a mismatch names the key and both shapes
+    elif args.stage == "finetune" and _rank_zero():
+        print("note: finetuning without a stage-1 projector (--projector): the projector starts from random weights",
+              file=sys.stderr)
+    writable_dir(out)
+    examples, tok = _examples(data, recipe, processor)
+    masked = sum(ex.masked for ex in examples)
+    set_trainable(model, args.stage)
+    model.config.use_cache = False
+    if recipe.gradient_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    dataset = LlavaRows(data.rows, examples, data.image_folder, processor, recipe.image_aspect_ratio == "pad")
+    trainer = StageTrainer(
+        model=TrainingForward(model, tok.pad_id, recipe.model_max_length), args=training_arguments(recipe, out),
+        train_dataset=dataset, data_collator=Collator(tok.pad_id, recipe.model_max_length),
+        group_by_modality=recipe.group_by_modality)
+    main = trainer.is_world_process_zero()  # with several processes, the first one alone writes and reports
+    if main:
+        print(f"stf-bench train: {args.stage} {args.model} on {data.source}: {len(examples)} rows ({masked} masked "
+              f"entirely by the tokenization-mismatch rule, {len(data.skipped)} skipped); {recipe.batch_line()}; "
+              f"lr {recipe.learning_rate}; {trainable:,} trainable parameters", file=sys.stderr)
+    torch.manual_seed(recipe.seed)
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    model.config.image_aspect_ratio = "pad" if recipe.image_aspect_ratio == "pad" else "square"
+    processor.pad_to_square = recipe.image_aspect_ratio == "pad"
+    model.config.use_cache = True
+    if not main:
+        return 0
+    if args.stage == "pretrain":
+        written = save_projector(model, out)
+    else:
+        if recipe.gradient_checkpointing:
+            model.activation_checkpointing_disable()
+        save_model(model, processor, out)
+        written = out
+    trainer.save_state()
+    write_provenance(out, {
+        "stage": args.stage, "preset": args.model, "model_args": overrides, "projector": str(projector or ""),
+        "recipe": recipe.to_json(), "data": {"source": data.source, "rows": len(examples), "masked_rows": masked,
+                                             "skipped_rows": len(data.skipped)},
+        "steps": trainer.state.global_step, "train_loss": result.training_loss, "stf_bench_version": __version__,
+        "tokenization": _tokenization_note(processor), "command": sys.argv})
+    print(f"stf-bench train: {trainer.state.global_step} steps, loss {result.training_loss:.4f}; wrote {written} "
+          f"(provenance in {out / 'training.json'}); {masked} rows masked entirely, {len(data.skipped)} skipped",
+          file=sys.stderr)
+    return 0
+
+
+def _rank_zero() -> bool:
+    """Whether this is the first process of the run (or the only one), before the Trainer says so."""
+    return os.environ.get("RANK", "0") == "0"

@@ -1,0 +1,85 @@
+"""What each stage trains, how images enter the sequence, and LLaVA-1.5's per-micro-batch loss averaging."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stf_bench.models import load_model
+from stf_bench.train.labels import IGNORE, IMAGE_INDEX
+from stf_bench.train.trainer import StageTrainer, TrainingForward, set_trainable
+
+
+@pytest.fixture(scope="module")
+def llava():
+    model, _ = load_model("llava-tiny")
+    return model
+
+
+def _trainable(model) -> set[str]:
+    return {n.split(".")[1] if n.startswith("model.") else n.split(".")[0]
+            for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_stage_1_trains_the_projector_alone_and_stage_2_never_the_vision_tower(llava):
+    set_trainable(llava, "pretrain")
+    assert _trainable(llava) == {"multi_modal_projector"}
+    set_trainable(llava, "finetune")
+    assert _trainable(llava) == {"multi_modal_projector", "language_model", "lm_head"}
+
+
+def test_visual_tokens_replace_the_image_index_and_are_never_labels(llava):
+    forward = TrainingForward(llava, pad_id=0, max_length=2048)
+    n, h = llava.num_visual_tokens, llava.config.text_config.hidden_size
+    visual = torch.randn(1, n, h)
+    ids = torch.tensor([[1, 9, IMAGE_INDEX, 10, 11], [1, 12, 13, 0, 0]])
+    labels = torch.tensor([[IGNORE, IGNORE, IGNORE, 10, 11], [IGNORE, 12, 13, IGNORE, IGNORE]])
+    embeds, mask, out = forward.splice(ids, labels, visual, torch.tensor([0]))
+    assert embeds.shape == (2, 4 + n, h)
+    assert torch.equal(embeds[0, 2:2 + n], visual[0])
+    assert out[0].tolist() == [IGNORE, IGNORE] + [IGNORE] * n + [10, 11]
+    assert mask[1].tolist() == [1, 1, 1] + [0] * (1 + n)  # padding stripped, then the row padded on the right
+    embed = llava.get_input_embeddings()
+    assert torch.equal(embeds[1, :3], embed(torch.tensor([1, 12, 13])))
+    cut, _, cut_labels = TrainingForward(llava, pad_id=0, max_length=5).splice(ids, labels, visual, torch.tensor([0]))
+    assert cut.shape[1] == 5 and cut_labels[0].tolist() == [IGNORE] * 5  # cut inside the image, as LLaVA does
+
+
+def test_each_row_keeps_its_own_image_when_another_row_lost_its_index(llava):
+    """Row 0's -200 was cut off by the collator; row 1's image must still be row 1's, not row 0's."""
+    forward = TrainingForward(llava, pad_id=0, max_length=2048)
+    n, h = llava.num_visual_tokens, llava.config.text_config.hidden_size
+    visual = torch.randn(2, n, h)
+    ids = torch.tensor([[1, 9, 10], [1, IMAGE_INDEX, 11]])
+    labels = torch.tensor([[IGNORE, 9, 10], [IGNORE, IGNORE, 11]])
+    embeds, _, _ = forward.splice(ids, labels, visual, torch.tensor([0, 1]))
+    assert torch.equal(embeds[1, 1:1 + n], visual[1])
+
+
+def test_loss_is_each_micro_batch_mean_divided_by_the_accumulation_steps(llava, tmp_path):
+    """transformers 5 would divide the summed token losses by the accumulated batch's label count
+    (num_items_in_batch); LLaVA-1.5 (transformers 4.37) averaged each micro-batch, then divided by the steps."""
+    from transformers import TrainingArguments
+
+    set_trainable(llava, "finetune")
+    forward = TrainingForward(llava, pad_id=0, max_length=2048)
+    args = TrainingArguments(output_dir=str(tmp_path), gradient_accumulation_steps=2, report_to=[], use_cpu=True,
+                             average_tokens_across_devices=False)
+    trainer = StageTrainer(model=forward, args=args, train_dataset=[])
+    trainer.current_gradient_accumulation_steps = 2
+    batch = {"input_ids": torch.tensor([[1, 20, 21, 22, 23]]), "labels": torch.tensor([[IGNORE, IGNORE, 21, 22, 23]])}
+    with torch.no_grad():
+        mean = forward(**batch).loss
+    step_loss = trainer.training_step(forward, dict(batch), num_items_in_batch=torch.tensor(100))
+    assert torch.allclose(step_loss, mean / 2)
+    llava.zero_grad(set_to_none=True)
+
+
+def test_a_micro_batch_of_masked_rows_gives_a_zero_loss_not_nan(llava):
+    """LLaVA's mean over no label token is NaN, which would poison every weight through the optimizer."""
+    forward = TrainingForward(llava, pad_id=0, max_length=2048)
+    out = forward(torch.tensor([[1, 20, 21]]), torch.tensor([[IGNORE, IGNORE, IGNORE]]))
+    assert out.loss.item() == 0.0
+    out.loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in llava.parameters())
+    llava.zero_grad(set_to_none=True)

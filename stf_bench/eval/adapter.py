@@ -404,9 +404,11 @@ class StfBenchLmms(lmms):
     # ---- model inputs ----
     def _inputs(self, prompts: list[str], images: list[Image.Image]) -> dict:
         """Model inputs, left-padded: the official token ids (`StfLlavaProcessor.text_inputs`) and mask plus the
-        images (`_image_inputs`)."""
+        images (`_image_inputs`), and for a method that reads the question, its ids and the image sizes
+        (`StfLlavaProcessor.question_inputs`)."""
         self._check_tags(prompts, images)
         batch = self.processor.text_inputs(prompts)
+        batch.update(self.processor.question_inputs(prompts, images, self.model.config.token_method))
         return {**{k: v.to(self._device) for k, v in batch.items()}, **self._image_inputs(images)}
 
     def _check_tags(self, prompts: list[str], images: list[Image.Image]) -> None:

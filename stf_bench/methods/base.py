@@ -8,7 +8,9 @@ paths are safe. Three kinds:
 - `ProjectorMethod` (`acts_on = "projector"`): trained, part of a checkpoint; builds the vision-to-LLM module and
   says how each checkpoint format names its weights.
 - `TokenMethod` (`acts_on = "vision"`): training-free; selects or merges the vision tower's tokens before a
-  token-wise projector (`reduce`).
+  token-wise projector (`reduce`), or, declaring `after_projector`, the projector's outputs; declaring
+  `reads_question`, it also receives the question's token ids and embeddings and the images' pad-to-square padding
+  (`VisionContext`).
 - `LlmMethod` (`acts_on = "llm"`): changes the sequence inside the LLM; its `token_schedule` varies by layer.
 """
 
@@ -147,6 +149,38 @@ class VisionContext:
     hidden: torch.Tensor | None = None
     queries: torch.Tensor | None = None
     block: int = 0
+    # Filled for a `TokenMethod` that declares `after_projector`: `features` are the projector's inputs (B, N, C) while
+    # `reduce` receives its outputs (B, N, H); `projector` is the projector module.
+    features: torch.Tensor | None = None
+    projector: nn.Module | None = None
+    # Filled for a `TokenMethod` that declares `reads_question`, one entry per image: the question's token ids (T_b,)
+    # as the method's `question_words` made them (no BOS), their rows of the LLM's embedding table (T_b, H), and the
+    # patch indices (row-major in the G x G grid) that are pad-to-square padding (`padding_patches`; empty when the
+    # model does not pad to square or the image size is unknown).
+    question_ids: list[torch.Tensor] | None = None
+    question_embeds: list[torch.Tensor] | None = None
+    padding: list[list[int]] | None = None
+
+
+def padding_patches(width: int, height: int, image_size: int, patch_size: int) -> list[int]:
+    """Patch indices (row-major, `image_size // patch_size` per side) lying wholly in the padding that LLaVA-1.5's
+    pad-to-square (`image_aspect_ratio: pad`) adds around a `width` x `height` image; [] for a square image.
+
+    The geometry of MMTok's `calculate_padding_patch_indices(..., include_overlap=False)` (Ironieser/MMTok @
+    d1522cd, mmtok/llava/patch_llava.py): the long side is scaled to `image_size`, the short one rounded, the
+    padding split evenly (the extra pixel after), and only patches entirely inside it counted."""
+    side = image_size // patch_size
+    if width == height:
+        return []
+    scaled = int(round(min(width, height) * image_size / max(width, height)))
+    if scaled == image_size:
+        return []
+    before = (image_size - scaled) // 2
+    after = image_size - scaled - before
+    lines = list(range(before // patch_size)) + list(range(side - after // patch_size, side))
+    if width > height:  # padding above and below: whole rows
+        return [row * side + col for row in lines for col in range(side)]
+    return [row * side + col for col in lines for row in range(side)]  # left and right: whole columns
 
 
 class Method:
@@ -202,8 +236,8 @@ class Method:
     def fast_paths(cls) -> FastPaths:
         """The fast paths this method's declarations allow (see `FastPaths`)."""
         in_llm = cls.acts_on == "llm"
-        return FastPaths(visual_cache=not cls.text_conditioned,
-                         shared_prefill=not cls.text_conditioned and not in_llm, lean_decode=not in_llm)
+        question = cls.text_conditioned or getattr(cls, "reads_question", False)
+        return FastPaths(visual_cache=not question, shared_prefill=not question and not in_llm, lean_decode=not in_llm)
 
     @classmethod
     def describe(cls) -> dict:
@@ -211,7 +245,8 @@ class Method:
         return {"name": cls.name, "acts_on": cls.acts_on, "text_conditioned": cls.text_conditioned,
                 "trainable": cls.trainable, "needs_attention": cls.needs_attention,
                 "params": [p.to_dict() for p in cls.params], "aliases": list(cls.aliases), "summary": cls.summary,
-                "source": cls.source}
+                "source": cls.source, "reads_question": getattr(cls, "reads_question", False),
+                "after_projector": getattr(cls, "after_projector", False)}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.args.items())})"
@@ -264,10 +299,19 @@ class TokenMethod(Method):
     """A training-free method that selects or merges visual tokens between the vision tower and the projector."""
 
     acts_on = "vision"
+    after_projector: ClassVar[bool] = False  # reduce the projector's outputs (ctx.features: its inputs)
+    reads_question: ClassVar[bool] = False  # receive the question and the images' padding (VisionContext)
 
     def reduce(self, features: torch.Tensor, ctx: VisionContext) -> torch.Tensor:
-        """(B, N, C) vision features -> (B, tokens_out(N), C)."""
+        """(B, N, C) vision features -> (B, tokens_out(N), C) (C: the LLM width when `after_projector`)."""
         raise NotImplementedError
+
+    @classmethod
+    def question_words(cls, question: str) -> list[str]:
+        """For a method that `reads_question`: the pieces of the user's question (the text after the image tag,
+        before the assistant's turn) that are tokenized one by one, without BOS, into `VisionContext.question_ids`.
+        Default: the whole question as one piece."""
+        return [question]
 
 
 class LlmMethod(Method):

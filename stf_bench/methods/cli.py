@@ -9,7 +9,8 @@ import sys
 from stf_bench.methods.registry import list_methods
 from stf_bench.tabular import text_table
 
-COLUMNS = ["name", "acts_on", "text_conditioned", "trainable", "needs_attention", "params", "source"]
+COLUMNS = ["name", "acts_on", "text_conditioned", "reads_question", "after_projector", "trainable", "needs_attention",
+           "params", "source"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "stf_bench.methods"
 # one module per built-in method, imported on first use of the registry
 BUILTIN_MODULES = ("llava_mlp", "avgpool", "token_concat", "qformer", "mbtf", "stf", "mbtf_stf", "fastv", "visionzip",
-                   "prumerge_plus")
+                   "prumerge_plus", "mmtok")
 
 _REGISTRY: dict[str, type[Method]] = {}
 _loaded = False
@@ -69,6 +69,11 @@ def _load() -> None:
     _loaded = True
     for module in BUILTIN_MODULES:
         importlib.import_module(f"stf_bench.methods.{module}")
+    # built-ins in BUILTIN_MODULES order, whichever of their modules was imported first
+    order = {f"stf_bench.methods.{module}": i for i, module in enumerate(BUILTIN_MODULES)}
+    ranked = sorted(_REGISTRY.items(), key=lambda item: order.get(item[1].__module__, len(order)))
+    _REGISTRY.clear()
+    _REGISTRY.update(ranked)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         _register_entry_point(ep)
 

@@ -12,6 +12,7 @@ SYSTEM = (
 # Part of every answer-cache key: change it whenever the wrapping below, or how its text becomes input ids
 # (stf_bench.models.input_ids), changes, so stale answers are not reused. 2: LLaVA's tokenizer_image_token ids.
 TEMPLATE_ID = "vicuna_v1/2"
+ASSISTANT = "ASSISTANT:"  # opens the assistant's turn: a prompt's question ends before it
 
 
 def vicuna_v1(prompt: str, n_images: int = 1) -> str:
@@ -20,7 +21,7 @@ def vicuna_v1(prompt: str, n_images: int = 1) -> str:
         user = prompt
     else:
         user = "".join(f"{IMAGE_TOKEN}\n" for _ in range(n_images)) + prompt
-    return f"{SYSTEM} USER: {user} ASSISTANT:"
+    return f"{SYSTEM} USER: {user} {ASSISTANT}"
 
 # The same conversation as a Jinja chat template, for tools that format prompts themselves: `export_llava_hf` writes
 # it into the exported processor, so lmms-eval's `llava_hf` (chat mode: `processor.apply_chat_template`; simple mode:

@@ -8,6 +8,8 @@ lives in its registry entry (`stf_bench.methods`); nothing here tests a method's
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from huggingface_hub.dataclasses import strict
 from torch import nn
@@ -17,6 +19,7 @@ from transformers.models.llava.modeling_llava import LlavaModelOutputWithPast, L
 from stf_bench import compat
 from stf_bench.errors import StfBenchError
 from stf_bench.methods import FastPaths, Method, ModelShape, ProjectorMethod, VisionContext, get_projector
+from stf_bench.methods.base import padding_patches
 from stf_bench.methods.registry import get_training_free
 
 
@@ -198,19 +201,44 @@ class StfLlavaModel(LlavaModel):
                     tower.encoder.layers[layers[0]], context.hidden)
         return torch.cat([states[i][:, 1:] for i in layers], dim=-1)
 
-    def visual_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """What the LLM sees: (B, num_visual_tokens, H)."""
+    def visual_tokens(self, pixel_values: torch.Tensor, question_ids: list[torch.Tensor] | None = None,
+                      image_sizes: torch.Tensor | None = None) -> torch.Tensor:
+        """What the LLM sees: (B, num_visual_tokens, H). `question_ids` (one per image) and `image_sizes` ((B, 2)
+        original width, height) reach a method that declares `reads_question`."""
         dtype = self.vision_tower.get_input_embeddings().weight.dtype
         method = self.token_method
         if method is None or method.acts_on != "vision":
             return self.multi_modal_projector(self.vision_features(pixel_values.to(dtype)))
         context = VisionContext(grid=self.config.grid, block=method.attention_block)
         features = self.vision_features(pixel_values.to(dtype), context if method.needs_attention else None)
-        return self.multi_modal_projector(self.token_reduction(features, context))  # (B, N', C) -> (B, N', H)
+        if getattr(method, "reads_question", False):
+            self._question_context(context, pixel_values.shape[0], question_ids, image_sizes)
+        if not getattr(method, "after_projector", False):
+            return self.multi_modal_projector(self.token_reduction(features, context))  # (B, N', C) -> (B, N', H)
+        context.features, context.projector = features, self.multi_modal_projector
+        return self.token_reduction(self.multi_modal_projector(features), context)  # (B, N, H) -> (B, N', H)
 
-    def get_image_features(self, pixel_values: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        """transformers' hook name for `visual_tokens`."""
-        return self.visual_tokens(pixel_values)
+    def _question_context(self, context: VisionContext, n_images: int, question_ids: list[torch.Tensor] | None,
+                          image_sizes: torch.Tensor | None) -> None:
+        """Fill the question's ids and embeddings (LLM embedding table) and each image's padding patches."""
+        if question_ids is None:
+            question_ids = [torch.zeros(0, dtype=torch.long)] * n_images
+        if len(question_ids) != n_images:
+            raise StfBenchError(f"{self.token_method.name} reads one question per image; got {len(question_ids)} "
+                                f"questions for {n_images} images (one image per prompt)")
+        table = self.get_input_embeddings()
+        context.question_ids = [ids.to(table.weight.device) for ids in question_ids]
+        context.question_embeds = [table(ids) for ids in context.question_ids]
+        context.padding = [[] for _ in range(n_images)]
+        if image_sizes is not None and self.config.image_aspect_ratio == "pad":
+            vision = self.config.vision_config
+            context.padding = [padding_patches(int(w), int(h), vision.image_size, vision.patch_size)
+                               for w, h in image_sizes.tolist()]
+
+    def get_image_features(self, pixel_values: torch.Tensor, *args, question_ids: torch.Tensor | None = None,
+                           image_sizes: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """transformers' hook name for `visual_tokens` (generate passes the arguments it names from its own)."""
+        return self.visual_tokens(pixel_values, _question_ids(question_ids), image_sizes)
 
     def forward(
         self,
@@ -225,7 +253,8 @@ class StfLlavaModel(LlavaModel):
         # generate() pre-encodes images with get_image_features and passes them here instead of pixel_values
         encoded = (kwargs.pop("mm_encoder_outputs", None) or {}).get("image")
         past_key_values = compat.pop_cache(kwargs, past_key_values)  # `cache=` from transformers >= 5.24
-        for unused in ("vision_feature_layer", "vision_feature_select_strategy", "image_sizes"):
+        question_ids, image_sizes = _question_ids(kwargs.pop("question_ids", None)), kwargs.pop("image_sizes", None)
+        for unused in ("vision_feature_layer", "vision_feature_select_strategy"):
             kwargs.pop(unused, None)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
@@ -239,7 +268,8 @@ class StfLlavaModel(LlavaModel):
         if pixel_values is not None or encoded is not None:
             if image_mask is None:
                 raise ValueError("pixel_values need input_ids to locate the image placeholders")
-            image_features = self.visual_tokens(pixel_values) if pixel_values is not None else encoded  # (B_img, N, H)
+            image_features = self.visual_tokens(pixel_values, question_ids, image_sizes) \
+                if pixel_values is not None else encoded  # (B_img, N, H)
             if not inputs_embeds.is_meta:
                 n_placeholders = int(image_mask.sum())
                 if n_placeholders != image_features.shape[0] * image_features.shape[1]:
@@ -275,6 +305,21 @@ class StfLlavaModel(LlavaModel):
         )
 
 
+def _question_ids(padded: torch.Tensor | None) -> list[torch.Tensor] | None:
+    """The processor's `question_ids` (B, T), padded with -1, as one unpadded row per image."""
+    if padded is None:
+        return None
+    return [row[row >= 0] for row in padded]
+
+
+def _with_question_ids(function) -> inspect.Signature:
+    """`function`'s signature with a keyword-only `question_ids` before its `**kwargs`."""
+    params = list(inspect.signature(function).parameters.values())
+    extra = inspect.Parameter("question_ids", inspect.Parameter.KEYWORD_ONLY, default=None)
+    tail = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+    return inspect.Signature([p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD] + [extra] + tail)
+
+
 class StfLlavaForConditionalGeneration(LlavaForConditionalGeneration):
     """The whole family: every registered projector (LLaVA-1.5's MLP, AvgPool, TokenConcat, Q-Former, MBTF, STF,
     MBTF+STF, ...) by `config.projector_type`, and optionally a training-free `config.method` on top."""
@@ -287,6 +332,15 @@ class StfLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         self.post_init()
         self.generation_config = self.default_generation_config()
+
+    def forward(self, *args, question_ids: torch.Tensor | None = None, **kwargs):
+        """LlavaForConditionalGeneration's forward; `question_ids` (the processor's `question_inputs`) is named so
+        that generate accepts it and hands it, with `image_sizes`, to `get_image_features`."""
+        if question_ids is not None:
+            kwargs["question_ids"] = question_ids
+        return super().forward(*args, **kwargs)
+
+    forward.__signature__ = _with_question_ids(LlavaForConditionalGeneration.forward)  # what generate inspects
 
     def default_generation_config(self) -> GenerationConfig:
         """transformers' generation defaults for this config, without the KV cache when a method recomputes its prefill

@@ -15,6 +15,8 @@ from PIL import Image
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
 from transformers.models.clip import CLIPImageProcessorPil
 
+from stf_bench.errors import StfBenchError
+from stf_bench.models.conversation import ASSISTANT
 from stf_bench.models.input_ids import TOKENIZER_MODEL, SlowLlamaTokenizer, expand_images, image_prompt_ids
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -132,8 +134,7 @@ class StfLlavaProcessor:
     def prompt_ids(self, prompt: str) -> list[int]:
         """The official ids of `prompt`, each `<image>` one `IMAGE_INDEX` (-200) position (`image_prompt_ids`):
         what training builds labels on."""
-        bos = self.slow_tokenizer.bos_token_id if self.slow_tokenizer is not None else self.tokenizer.bos_token_id
-        return image_prompt_ids(prompt, self.encode_chunk, bos, self.image_token)
+        return image_prompt_ids(prompt, self.encode_chunk, self._bos_id(), self.image_token)
 
     def token_ids(self, prompts: list[str]) -> list[list[int]]:
         """Unpadded ids the model takes: `prompt_ids`, each image expanded to `num_visual_tokens` placeholders."""
@@ -143,6 +144,33 @@ class StfLlavaProcessor:
         """input_ids and attention_mask of `prompts` (`token_ids`), padded to the longest on the tokenizer's
         padding side with its pad id."""
         return self._padded(self.token_ids(prompts), return_tensors)
+
+    def question_inputs(self, prompts: list[str], images: list[Image.Image], method) -> dict:
+        """For a `method` that `reads_question`: `question_ids` (B, T) padded with -1, each row the ids of the
+        method's `question_words` of the prompt's question (its text after the last image tag, before the assistant's
+        turn), each word tokenized alone without BOS; and `image_sizes` (B, 2), the original width and height (what
+        the padding geometry is computed from), one row per image. {} for any other method or without images."""
+        if method is None or not getattr(method, "reads_question", False) or not images:
+            return {}
+        if any(p.count(self.image_token) > 1 for p in prompts):
+            raise StfBenchError(f"{method.name} reads one question per image; give one image per prompt")
+        prompts = [p for p in prompts if self.image_token in p]  # images match the prompts that hold a tag
+        rows = []
+        for prompt in prompts:
+            question = prompt.rsplit(self.image_token, 1)[-1].lstrip("\n")
+            question = question.rsplit(f" {ASSISTANT}", 1)[0] if question.endswith(ASSISTANT) else question
+            ids = []
+            for word in type(method).question_words(question):
+                chunk = self.encode_chunk(word)
+                ids.extend(chunk[1:] if chunk and chunk[0] == self._bos_id() else chunk)
+            rows.append(ids)
+        width = max(1, max(len(r) for r in rows))
+        return {"question_ids": torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long),
+                "image_sizes": torch.tensor([list(im.size) for im in images], dtype=torch.long)}
+
+    def _bos_id(self) -> int | None:
+        """BOS of the tokenizer that `encode_chunk` uses."""
+        return self.slow_tokenizer.bos_token_id if self.slow_tokenizer is not None else self.tokenizer.bos_token_id
 
     def _padded(self, rows: list[list[int]], return_tensors: str | None) -> dict:
         width = max(len(r) for r in rows)

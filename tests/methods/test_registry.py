@@ -106,3 +106,17 @@ def test_a_training_free_method_imported_before_the_registry_does_not_break_it()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["stf", "fastv", "7"]
+
+
+
+def test_builtins_list_in_registry_order_whichever_module_was_imported_first(monkeypatch):
+    """A test module importing `stf_bench.methods.mmtok` before anything lists the registry registers mmtok first;
+    the listing must still follow BUILTIN_MODULES."""
+    registry.list_methods()
+    builtins = {n: c for n, c in registry._REGISTRY.items() if c.source == "built-in"}
+    first = {"mmtok": builtins.pop("mmtok"), **builtins}  # as when mmtok.py was imported before `_load`
+    monkeypatch.setattr(registry, "_REGISTRY", first)
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])
+    names = [cls.name for cls in registry.list_methods()]
+    assert names[:2] == ["mlp2x_gelu", "avgpool"] and names[-1] == "mmtok"

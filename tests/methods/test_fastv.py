@@ -224,7 +224,7 @@ def test_the_evaluation_adapter_decodes_fastv_from_its_cache_not_the_whole_promp
                           **{"method.k": 1, "method.r": 0.75})
         lm.show_progress = False
         lm.task_dict = {"t": {"test": [{"image": image}]}}
-        gen = {"until": ["ASSISTANT:"], "max_new_tokens": 4, "min_new_tokens": 4, "temperature": 0}
+        gen = {"until": ["ASSISTANT:"], "max_new_tokens": 4, "temperature": 0}
         request = Instance("generate_until", ("What is this?", gen, lambda d: [d["image"]], 0, "t", "test"), idx=0,
                            metadata={"task": "t", "doc_id": 0, "repeats": 1})
         seen: list[int] = []

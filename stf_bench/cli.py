@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import importlib
 import os
 import sys
@@ -29,6 +30,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("stf_bench.report.compare_cli", "paired bootstrap: do two models differ?"),
 }
 
+
+# The commands whose --model/--model-args are checked before any work, and the model arguments each reads itself
+# besides the model's config fields and load options: `run`'s are the lmms-eval adapter's own
+# (stf_bench.eval.adapter.StfBenchLmms; tests/test_errors.py keeps the two in step).
+COMMAND_MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "run": ("random_weights", "cache_dir", "visual_cache", "fast_paths", "max_batch_size"),
+    "flops": (),
+    "latency": (),
+}
 
 # lmms-eval's spellings that are not just `--our-flag` with underscores (those are read as the dashed flag).
 LMMS_ALIASES: dict[str, str] = {"--output_path": "--output-dir"}
@@ -79,6 +89,26 @@ def unknown_flag_message(flag: str, parser: argparse.ArgumentParser) -> str:
     return f"unrecognized argument {flag}" + (f"; did you mean {close[0]}?" if close else "")
 
 
+def check_model_before_work(command: str, args: argparse.Namespace) -> None:
+    """The checks the README promises "before any work", for `run`, `flops` and `latency`:
+    the model's name, its arguments' names, and on a preset their values (an impossible k/e, a bad method argument,
+    FastV's k beyond the LLM). They read the preset and method declarations only, so a mistake is one line in well
+    under a second instead of after torch, transformers and lmms-eval have loaded (11-16 s before)."""
+    if command not in COMMAND_MODEL_OPTIONS or not getattr(args, "model", None):
+        return
+    from stf_bench.args import parse_model_args
+    from stf_bench.methods.options import merge_method_args
+    from stf_bench.models.presets import check_model_args, check_model_name
+
+    own = COMMAND_MODEL_OPTIONS.get(command, ())
+    models = [(args.model, merge_method_args(parse_model_args(args.model_args), args))]
+    if getattr(args, "baseline", None):
+        models.append((args.baseline, parse_model_args(getattr(args, "baseline_args", ""))))
+    for name, model_args in models:
+        check_model_name(name)
+        check_model_args(name, {k: v for k, v in model_args.items() if k not in own})
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """Build the parser; only the chosen sub-command's module is imported."""
     parser = argparse.ArgumentParser(
@@ -116,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        check_model_before_work(args.command, args)
         code = int(importlib.import_module(args._module).run(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return code
@@ -123,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         return _stdout_closed()
     except StfBenchError as exc:
         print(f"stf-bench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = Path(exc.filename).parent if exc.filename else "the device"
+        print(f"stf-bench {args.command}: error: no space left on {where}; free some space and run the same "
+              f"command again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"stf-bench {args.command}: interrupted{_resume_note(args)}", file=sys.stderr)

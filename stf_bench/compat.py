@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import threading
 from collections.abc import Iterator
 from functools import cache
 from importlib.metadata import version
@@ -28,6 +29,11 @@ def library(name: str) -> str:
 #    whose `pooler_output` holds the projected image features) and a deprecated `image_hidden_states` property.
 # 3. The cache layers (`transformers.cache_utils`): `Cache(layers=[...])`, `DynamicLayer` with `keys`, `values`,
 #    `is_initialized`, `update(k, v)` and `batch_select_indices`; `generation.ReservedLayer` subclasses it.
+# 10. Hub kernels. transformers 5.25 kernelizes every model `from_pretrained` loads (`use_kernels` defaults to True
+#    and 5.25 requires the `kernels` package; 5.24 defaulted to False): layers' forwards may be replaced by code
+#    fetched from the hub, and `kernelize` refuses the `meta` device (`ValueError: Unsupported device type 'meta'`).
+#    stf-bench passes `use_kernels=False` (5.24's default, accepted by both): the model it evaluates and counts is
+#    the one its own code defines, on every device, offline, and no code comes from the hub.
 
 
 @cache
@@ -79,6 +85,11 @@ def llava_model_output(*, last_hidden_state, cache_obj, hidden_states, attention
     return LlavaModelOutputWithPast(**{k: v for k, v in values.items() if k in declared})
 
 
+def from_pretrained_kwargs() -> dict[str, Any]:
+    """Keywords for every `PreTrainedModel.from_pretrained` stf-bench makes: no hub kernels (10)."""
+    return {"use_kernels": False}
+
+
 def cache_classes():
     """(Cache, DynamicLayer) from transformers.cache_utils: the layered KV cache that greedy decoding fills."""
     from transformers.cache_utils import Cache, DynamicLayer
@@ -89,15 +100,19 @@ def cache_classes():
 # ---------------------------------------------------------------- lmms-eval 0.7.3
 # 4. `lmms_eval.evaluator.simple_evaluate` calls the module-level `_enable_reentrant_filelocks()`, which patches
 #    `filelock._api.FileLockMeta` so that nested `load_dataset` calls cannot deadlock. filelock >= 4.3 has no
-#    `filelock._api`, so the call raises ModuleNotFoundError. stf-bench never nests `load_dataset` (every task it
-#    builds reads local parquet files in one call; GQA's image join is done by our own process_docs), so the need is
-#    dropped: the evaluator's name is pointed at a no-op for the duration of a run (`lmms_evaluator_patched`), and
-#    for good once our adapter is built inside lmms-eval's own CLI (`drop_lmms_filelock_patch`), which builds the
-#    model before it makes that call. filelock >= 4.3 raises on a nested lock in one thread instead of hanging.
+#    `filelock._api`, and the call then fails for every model, so pyproject pins filelock below 4.3 (lmms-eval's
+#    own CLI must work for any model, not only ours). stf-bench's own runs still skip that process-wide patch of
+#    filelock's metaclass, which they do not need: stf-bench never nests `load_dataset` (every task it builds
+#    reads local parquet files in one call; GQA's image join is done by our own process_docs). The evaluator's
+#    name is pointed at a no-op for the duration of a run (`lmms_evaluator_patched`), and for good once our
+#    adapter is built inside lmms-eval's own CLI (`drop_lmms_filelock_patch`), which builds the model before it
+#    makes that call; so stf-bench keeps working if the pin is lifted before lmms-eval stops importing `_api`.
 # 5. `simple_evaluate` looks up `get_task_dict` in its own module globals: pointing it at a prebuilt dict makes it
 #    reuse the tasks `runner.load_tasks` loaded (and checked) instead of loading every dataset twice.
 # 6. `lmms_eval.tasks.ocrbench.utils.OCRBench_score` is a module-global dict of per-category totals that
 #    `ocrbench_aggregate_accuracy` adds to on every call (a second evaluation in one process doubles the score).
+#    Shared by every thread too (lmms-eval 0.7.3 scores in 4 threads, `process_docs_parallel`): an aggregate runs
+#    inside `fresh_ocrbench_totals`, which zeroes them and holds a lock until the block ends.
 
 
 def _require(module: Any, name: str, lib: str) -> None:
@@ -152,6 +167,18 @@ def reset_ocrbench_totals() -> None:
                            f"totals any more; update stf_bench/compat.py")
     for key in totals:
         totals[key] = 0
+
+
+_OCRBENCH_TOTALS = threading.Lock()
+
+
+@contextlib.contextmanager
+def fresh_ocrbench_totals() -> Iterator[None]:
+    """lmms-eval's OCRBench totals (6), zeroed and owned by this thread for the block: two aggregates in two
+    threads cannot zero or add to each other's totals."""
+    with _OCRBENCH_TOTALS:
+        reset_ocrbench_totals()
+        yield
 
 
 # ---------------------------------------------------------------- datasets

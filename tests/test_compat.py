@@ -6,6 +6,8 @@ A failure here means a new release of the named library changed what stf-bench l
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from dataclasses import fields
 
 import pytest
@@ -124,3 +126,25 @@ def test_calflops_counts_the_extra_function_and_every_patch_is_undone():
         counted = get_module_flops(module)
     assert counted == 7, f"{compat.library('calflops')}: a function wrapped with pytorch_ops.wrapFunc was not counted"
     assert torch.bmm is bmm and torch.nn.functional.linear is linear
+
+
+def test_lmms_eval_s_own_filelock_patch_runs_in_this_environment():
+    """Item 4's pin: lmms-eval's CLI calls `_enable_reentrant_filelocks` for every model but ours (which drops
+    it); with filelock >= 4.3 (no `filelock._api`) it raises and lmms-eval writes nothing. A subprocess: the
+    patch replaces filelock's metaclass call for the whole process."""
+    code = "import lmms_eval.evaluator as e; e._enable_reentrant_filelocks(); print(e._enable_reentrant_filelocks._patched)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("True"), \
+        f"{compat.library('filelock')} breaks {compat.library('lmms-eval')}: {proc.stderr.strip()[-500:]}"
+
+
+def test_from_pretrained_loads_on_meta_without_hub_kernels(tmp_path):
+    """Item 10: transformers 5.25 kernelizes by default and `kernelize` refuses `meta`; our keywords turn it off."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                 vocab_size=32)).save_pretrained(tmp_path)
+    model = LlamaForCausalLM.from_pretrained(tmp_path, device_map={"": "meta"}, **compat.from_pretrained_kwargs())
+    assert next(model.parameters()).is_meta, f"{compat.library('transformers')}: from_pretrained ignored meta"
+    assert not getattr(model, "use_kernels", False), \
+        f"{compat.library('transformers')}: from_pretrained kernelized despite use_kernels=False"

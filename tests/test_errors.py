@@ -226,3 +226,85 @@ def test_an_unknown_model_fails_before_any_heavy_import(command, tmp_path):
     assert "unknown model preset 'no-such-model'" in proc.stderr
     assert proc.stdout.split() == ["none", "2"], proc.stdout  # imported: none of HEAVY; exit 2
     assert not (tmp_path / "cache").exists() and not (tmp_path / "r").exists()  # no sample data, no output
+
+
+# ---------------------------------------------------------------- issue 24 item 6: faults and bad input
+
+def test_report_on_a_corrupt_store_creates_nothing(capsys, tmp_path):
+    """Today the output folder was created before the store was found corrupt."""
+    bad = tmp_path / "corrupt.sqlite"
+    bad.write_text("garbage " * 100)
+    code, out, err = _cli(capsys, "report", "--db", str(bad), "--output-dir", str(tmp_path / "reports"))
+    assert code == 2 and out == "" and "not an SQLite file" in _one_error_line(err)
+    assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "flops", "report"])
+def test_a_db_path_too_long_for_the_file_system_is_one_line(command, capsys, tmp_path):
+    """A raw `OSError: [Errno 36] File name too long` traceback today."""
+    db = tmp_path / ("a" * 300) / "store.sqlite"
+    extra = {"run": ["--tasks", "pope", "--output-dir", str(tmp_path / "out")], "flops": [],
+             "report": ["--output-dir", str(tmp_path / "reports")]}[command]
+    code, out, err = _cli(capsys, command, "--db", str(db), *extra)
+    line = _one_error_line(err)
+    assert code == 2 and out == "" and "File name too long" in line and "shorter --db" in line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "reports").exists()
+
+
+def test_a_full_disk_anywhere_is_one_line_not_a_traceback(capsys, monkeypatch, tmp_path):
+    """With 0 bytes free a run died with a raw OSError traceback (ENOSPC outside the results writer)."""
+    import errno
+
+    from stf_bench.models import cli as models_cli
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cache" / "file"))
+
+    monkeypatch.setattr(models_cli, "run", full)
+    code, out, err = _cli(capsys, "models")
+    assert code == 2 and out == "" and f"no space left on {tmp_path / 'cache'}" in _one_error_line(err)
+
+
+BEFORE_WORK = {  # argv -> what the one line names; each was found after 11-16 s of heavy imports before
+    "bad model-args key": (["run", "--model-args", "kk=2"], "unknown model argument 'kk'"),
+    "impossible k": (["run", "--model-args", "k=5"], "k=5 does not divide"),
+    "impossible e": (["flops", "--model", "stf-7b", "--model-args", "e=3"], "e=3 does not divide"),
+    "bad method argument": (["run", "--method", "fastv", "--method-args", "zz=1"], "has no argument 'zz'"),
+    "fastv k beyond the LLM": (["run", "--model", "llava-tiny", "--method", "fastv", "--method-args", "k=2"],
+                               "valid: k in 1..1"),
+    "another projector's argument": (["latency", "--model", "llava-tiny", "--model-args", "k=3"],
+                                     "does not apply to llava-tiny"),
+}
+
+
+@pytest.mark.parametrize("case", list(BEFORE_WORK))
+def test_model_and_method_arguments_are_checked_before_any_heavy_import(case, tmp_path):
+    """The checks the README calls "before any work" run on the declarations alone: a fresh interpreter reports
+    that the refusal imported none of torch, transformers, lmms-eval or pyarrow, and wrote nothing."""
+    import os
+    import subprocess
+    import sys
+
+    argv, message = BEFORE_WORK[case]
+    extra = ["--output-dir", str(tmp_path / "r")] if argv[0] == "run" else []
+    code = ("import sys; from stf_bench.cli import main; rc = main(sys.argv[1:]); "
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules) or 'none', rc)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "STF_BENCH_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", code, *argv, *extra, "--no-store"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stdout.split() == ["none", "2"], proc.stdout
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "r").exists()
+
+
+def test_the_run_options_the_cli_lets_through_are_the_adapters():
+    """`run --model-args` may also carry the lmms-eval adapter's own options; the early check knows them by name."""
+    import inspect
+
+    from stf_bench.cli import COMMAND_MODEL_OPTIONS
+    from stf_bench.eval.adapter import StfBenchLmms
+
+    own = set(inspect.signature(StfBenchLmms.__init__).parameters) - {"self", "overrides"}
+    flags = {"preset", "pretrained", "device", "dtype", "batch_size"}  # set by `run`'s own flags
+    assert set(COMMAND_MODEL_OPTIONS["run"]) == own - flags

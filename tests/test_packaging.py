@@ -58,7 +58,7 @@ def test_the_lock_is_generated_and_holds_no_torch_and_no_cuda_packages():
 def test_pyproject_lower_bounds_are_the_lock_s_versions():
     lock = _lock()
     project = (ROOT / "pyproject.toml").read_text().split("[project]")[1].split("[project.scripts]")[0]
-    bounds = re.findall(r'"([A-Za-z0-9_.\-]+)>=([0-9][^"]*)"', project)
+    bounds = re.findall(r'"([A-Za-z0-9_.\-]+)>=([0-9][^",]*)[,"]', project)  # an upper bound may follow
     wrong = [(n, v, lock.get(re.sub(r"[-_.]+", "-", n).lower())) for n, v in bounds
              if n != "torch" and lock.get(re.sub(r"[-_.]+", "-", n).lower()) != v]
     assert bounds and not wrong, f"lower bounds that are not the lock's versions (name, bound, lock): {wrong}"

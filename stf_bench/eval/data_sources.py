@@ -20,6 +20,23 @@ from stf_bench.errors import StfBenchError
 
 DATA_MODES = ("samples", "hub")
 
+# The columns the task files of either protocol read, per benchmark (those of its images config under "images"):
+# a dataset folder without one of them is refused before any work, not with a KeyError after the whole run.
+# A benchmark not listed here is not checked.
+_MMBENCH = ("image", "index", "question", "hint", "answer", "A", "B", "category", "L2-category", "source", "split")
+COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
+    "gqa": {"main": ("imageId", "question", "answer"), "images": ("id", "image")},
+    "scienceqa_img": {"main": ("image", "question", "choices", "answer", "hint")},
+    "textvqa_val": {"main": ("image", "question", "answers", "question_id")},
+    "pope": {"main": ("image", "question", "answer", "category", "question_id")},
+    "mmbench_en_dev": {"main": _MMBENCH},
+    "mmbench_cn_dev": {"main": _MMBENCH},
+    "vqav2_val": {"main": ("image", "question", "answers", "multiple_choice_answer", "question_id")},
+    "vizwiz_vqa_val": {"main": ("image", "question", "answers")},
+    "ocrbench": {"main": ("image", "question", "answer", "question_type", "dataset")},
+    "chartqa": {"main": ("image", "question", "answer", "type")},
+}
+
 
 @dataclass
 class DataFiles:
@@ -92,6 +109,18 @@ def _check_parquet(path: Path, benchmark: str) -> None:
                             f"fetch it again with: {fetch_command(benchmark)}")
 
 
+def _check_columns(path: Path, benchmark: str, needed: tuple[str, ...], how_to_fetch: str) -> None:
+    """Refuse a parquet file that lacks a column the benchmark's tasks read (a renamed or dropped column)."""
+    import pyarrow.parquet as pq
+
+    have = pq.read_schema(path).names
+    missing = [c for c in needed if c not in have]
+    if missing:
+        raise StfBenchError(f"{benchmark}: {path} has no column {missing[0]!r} (its columns: {', '.join(have)}); "
+                            f"the {benchmark} task reads {', '.join(needed)}: rename the column back, or fetch the "
+                            f"dataset again with: {how_to_fetch}")
+
+
 def local_files(benchmark: str, root: Path) -> DataFiles:
     """Resolve a benchmark's split files inside a data dir laid out as docs/protocols.md says."""
     src = BENCHMARKS[benchmark].source
@@ -106,7 +135,8 @@ def _folder_files(benchmark: str, folder: Path, how_to_fetch: str) -> DataFiles:
     """The split files (and GQA image files) inside one dataset folder (a data-dir entry or a hub snapshot)."""
     src = BENCHMARKS[benchmark].source
     found: list[list[str]] = []
-    for config in src.configs():
+    columns = COLUMNS.get(benchmark, {})
+    for config, role in zip(src.configs(), ("main", "images")):
         patterns = _card_patterns(folder, config, src.split) or _patterns(config, src.split)
         files = sorted({str(p) for pat in patterns for p in folder.glob(pat) if p.is_file()})
         if not files:
@@ -115,6 +145,7 @@ def _folder_files(benchmark: str, folder: Path, how_to_fetch: str) -> DataFiles:
                                 f"(looked for {', '.join(patterns)}); fetch them with:\n  {how_to_fetch}")
         for f in files:
             _check_parquet(Path(f), benchmark)
+            _check_columns(Path(f), benchmark, columns.get(role, ()), how_to_fetch)
         found.append(files)
     return DataFiles(src.split, found[0], found[1] if len(found) > 1 else [])
 

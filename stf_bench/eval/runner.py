@@ -3,7 +3,8 @@
 `evaluate(spec)` builds the adapter (or reuses one), points its answer cache at `{output_dir}/.resume/<model>`,
 runs `lmms_eval.evaluator.simple_evaluate`, checks that every task was scored honestly (no empty dataset, no
 task whose rows were all skipped), writes `{output_dir}/{model}/{date}_results.json` and one
-`{date}_samples_{task}.jsonl` per task through lmms-eval's EvaluationTracker, and returns the paper-unit headline.
+`{date}_samples_{task}.jsonl` per task in lmms-eval's format (atomically: the results file appears only once every
+file is complete), and returns the paper-unit headline. One run at a time writes into an output folder (a lock).
 Under `accelerate launch` / torchrun every rank calls it; rank 0 writes and returns the outcome, others get None.
 """
 
@@ -12,10 +13,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import errno
 import json
 import math
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from stf_bench.eval import scorer_versions
 from stf_bench.eval.progress import progress_bars
 
 RESUME_DIR = ".resume"
+LOCK_FILE = ".stf-bench.lock"  # in the output dir, held by the run (or `score`) writing there
 
 
 @dataclass
@@ -194,24 +198,145 @@ def check_honest(results: dict, skipped: dict[str, list[dict]]) -> None:
                                 f"fix the dataset's images, nothing was scored")
 
 
+@contextlib.contextmanager
+def output_dir_lock(output_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `{output_dir}/.stf-bench.lock` while a run writes there; a second run (or `score`)
+    into the same folder is refused at once with one line, instead of both writing the same files (two runs
+    started in the same second picked the same file names and appended to each other's samples).
+
+    `flock` belongs to the open file: the OS releases it when the process ends, however it ends (SIGKILL
+    included), so a crashed run never leaves the folder locked. The file is removed when the lock is released
+    (whoever locks checks that the file it locked is still the one at the path). Only rank 0 writes, so only it
+    locks.
+    """
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): no lock
+        yield
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StfBenchError(f"--output-dir {output_dir} is in use by another stf-bench run ({holder}); wait for "
+                                f"it to finish or pass another --output-dir") from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder removed the file as we opened it: lock the one at the path now
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, started {_dt.datetime.now().isoformat(timespec='seconds')}\n".encode(), 0)
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # nothing left in the folder (a killed run leaves the file, unlocked)
+        os.close(fd)  # releases the lock
+
+
+def _sample_lines(samples: list[dict]) -> Iterator[str]:
+    """One JSON line per sample, as lmms-eval 0.7.3's `EvaluationTracker.save_results_samples` writes them
+    (lmms_eval/loggers/evaluation_tracker.py): prompt as `input`, single responses unwrapped, `resps` dropped when
+    equal to `filtered_resps`, `target` as a string, no `arguments` or `doc`."""
+    from lmms_eval.utils import handle_non_serializable, sanitize_list
+
+    for sample in samples:
+        sample["input"] = sample["arguments"][0]
+        for key in ("resps", "filtered_resps"):
+            sample[key] = sanitize_list(sample[key])
+            if isinstance(sample[key], list) and len(sample[key]) == 1:
+                sample[key] = sample[key][0]
+        resps, filtered = sample["resps"], sample["filtered_resps"]
+        if resps == filtered or isinstance(resps, list) and len(resps) == 1 and resps[0] == filtered:
+            sample.pop("resps")
+        sample["target"] = str(sample["target"])
+        sample.pop("arguments")
+        sample.pop("doc")
+        yield json.dumps(sample, default=handle_non_serializable, ensure_ascii=False) + "\n"
+
+
+def _results_text(tracker, results: dict, samples: dict) -> str:
+    """The results JSON as lmms-eval 0.7.3's `EvaluationTracker.save_results_aggregated` writes it: the results
+    with each task's sample hash and the run's general config."""
+    from dataclasses import asdict
+
+    from lmms_eval.utils import handle_non_serializable, hash_string
+
+    tracker.general_config_tracker.log_end_time()
+    results["task_hashes"] = {task: hash_string("".join(f"sample_{i}" + s["doc_hash"] for i, s in enumerate(rows)))
+                              for task, rows in samples.items()}
+    results.update(asdict(tracker.general_config_tracker))
+    return json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False)
+
+
+def _write_error(exc: OSError, path: Path, output_dir: Path) -> StfBenchError:
+    """One line for a failed write: 'no space left on ...' for a full disk or quota, else the OS's reason."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StfBenchError(f"no space left on {output_dir} (writing {path.name}); no results were written: free "
+                             f"some space or pass another --output-dir, then run the same command again")
+    return StfBenchError(f"could not write {path} ({exc.strerror or exc}); no results were written: check that "
+                         f"--output-dir {output_dir} is writable")
+
+
+def write_files_atomically(files: list[tuple[Path, Iterable[str]]], output_dir: Path) -> None:
+    """Write each (path, text chunks) so that a path exists only complete, and the last one (the results JSON)
+    only once every file is: each goes to a temp file beside it, is flushed and fsynced, and only when all are
+    written are they renamed into place, in order. A failed write (a full disk) removes every temp file and
+    raises a StfBenchError: nothing that looks like a result is left behind."""
+    temps: list[tuple[Path, Path]] = []
+    current = files[0][0] if files else output_dir
+    try:
+        for path, chunks in files:
+            current = path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temps.append((tmp, path))
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for tmp, path in temps:
+            current = path
+            os.replace(tmp, path)
+        for folder in {path.parent for _, path in temps}:  # the renames themselves survive a crash
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    except OSError as exc:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise _write_error(exc, current, output_dir) from None
+
+
 def _save(tracker, results: dict, samples: dict, datetime_str: str, output_dir: Path, model_dir: str
           ) -> tuple[Path, list[Path]]:
-    """Write results + per-task samples with lmms-eval's tracker, and verify the files exist (it swallows errors)."""
+    """Write the per-task samples and the results in lmms-eval's layout and format, atomically: the results JSON
+    appears last and only when every file is complete (lmms-eval's own tracker appends line by line and logs a
+    failed write as a warning, which left a valid-looking results file beside a truncated samples file)."""
     # simple_evaluate logs the model object itself as `model_source`, which the tracker deep-copies (`asdict`) when
     # it saves: a second copy of every weight (a 7B bf16 run went past 24 GB). Name the adapter instead.
     tracker.general_config_tracker.model_source = "stf_bench"
     tracker.general_config_tracker.model_name_sanitized = model_dir  # the folder it writes into (spec.model_dir)
-    tracker.save_results_aggregated(results=results, samples=samples, datetime_str=datetime_str)
-    for task_name in results["configs"]:
-        if task_name in samples:
-            tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
     folder = output_dir / model_dir
     date_id = datetime_str.replace(":", "-")
     results_path = folder / f"{date_id}_results.json"
-    sample_paths = [folder / f"{date_id}_samples_{t}.jsonl" for t in results["configs"] if t in samples]
-    missing = [p for p in [results_path, *sample_paths] if not p.exists()]
-    if missing:
-        raise StfBenchError(f"could not write {missing[0]}; check that --output-dir {output_dir} is writable")
+    tasks = [t for t in results["configs"] if t in samples]
+    sample_paths = [folder / f"{date_id}_samples_{t}.jsonl" for t in tasks]
+    results_text = _results_text(tracker, results, samples)  # hashes the samples before they are rewritten
+    write_files_atomically([*((p, _sample_lines(samples[t])) for p, t in zip(sample_paths, tasks)),
+                            (results_path, [results_text])], output_dir)
     return results_path, sample_paths
 
 
@@ -219,8 +344,15 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     """Run `spec` end to end; returns the outcome on rank 0 and None on other ranks.
 
     `lm`: an adapter to reuse (else built from `spec`); `task_registry`: anything with `expand_tasks`, `resolve`
-    and `paper_scores` (default: stf_bench.eval.tasks, every declared benchmark).
+    and `paper_scores` (default: stf_bench.eval.tasks, every declared benchmark). The output folder is locked
+    for the whole run (`output_dir_lock`).
     """
+    with output_dir_lock(Path(spec.output_dir)):
+        return _evaluate(spec, lm, task_registry)
+
+
+def _evaluate(spec: RunSpec, lm, task_registry) -> RunOutcome | None:
+    """`evaluate` inside the output folder's lock."""
     if task_registry is None:
         from stf_bench.eval import tasks as task_registry
 

@@ -16,10 +16,11 @@ import math
 import re
 import statistics
 import sys
+import threading
 from collections.abc import Callable, Iterable
 
 from stf_bench.benchmarks import MMBENCH_COPY, MMBENCH_SYS_PROMPT
-from stf_bench.compat import reset_ocrbench_totals
+from stf_bench.compat import fresh_ocrbench_totals
 
 POPE_SPLITS = ("adversarial", "popular", "random")
 SQA_OPTIONS = ("A", "B", "C", "D", "E")
@@ -273,6 +274,9 @@ def mmbench_circular(items: list[dict]) -> float:
     return statistics.mean(float(h) for h in hits.values()) if hits else float("nan")
 
 
+_STDOUT_SWAP = threading.Lock()
+
+
 def lmms_mmbench_circular(items: list[dict], eval_method: str = "static", benchmark: str = "mmbench") -> float:
     """lmms-eval's MMBench evaluator (fraction): MMBench's matching, then (static) lmms-eval's MCQ extractor, or
     (openai) the GPT judge. Used by the lmms-eval protocol and, when asked for, the judge. The evaluator's own
@@ -285,7 +289,9 @@ def lmms_mmbench_circular(items: list[dict], eval_method: str = "static", benchm
         evaluator = MMBench_Evaluator(sys_prompt=MMBENCH_SYS_PROMPT)
     else:  # the GPT judge, only when the user asked for it (needs OPENAI_API_KEY)
         from lmms_eval.tasks.mmbench.en_utils import mmbench_evaluator as evaluator
-    with contextlib.redirect_stdout(io.StringIO()):  # stdout stays clean for `--format json`
+    # stdout stays clean for `--format json`; sys.stdout is process-wide, so one thread at a time swaps it (two
+    # interleaved redirects could restore each other's StringIO and swallow everything printed after)
+    with _STDOUT_SWAP, contextlib.redirect_stdout(io.StringIO()):
         overall, category, l2_category = evaluator.eval_result(list(items), eval_method=eval_method)
     print(mmbench_category_block(benchmark, eval_method, category, l2_category), file=sys.stderr)
     return float(overall)
@@ -351,8 +357,8 @@ def relaxed_correct(prediction: str, answer: str) -> bool:
 
 def lmms_ocrbench_aggregate(results: list[dict], args=None) -> float:
     """lmms-eval's OCRBench aggregate with its module-global per-category totals reset first (they accumulate
-    across calls, so a second evaluation in one process would double the score)."""
+    across calls, so a second evaluation in one process would double the score), safe in concurrent threads."""
     from lmms_eval.tasks.ocrbench import utils as ocr
 
-    reset_ocrbench_totals()
-    return ocr.ocrbench_aggregate_accuracy(results, args)
+    with fresh_ocrbench_totals():  # and no other thread's aggregate touches them meanwhile
+        return ocr.ocrbench_aggregate_accuracy(results, args)

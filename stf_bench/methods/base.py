@@ -26,6 +26,21 @@ if TYPE_CHECKING:
 ACTS_ON = ("projector", "vision", "llm")
 
 
+def linear_params(d_in: int, d_out: int) -> int:
+    """Parameters of `nn.Linear(d_in, d_out)` (with its bias)."""
+    return d_in * d_out + d_out
+
+
+def mlp_params(d_in: int, d_hidden: int, d_out: int) -> int:
+    """Parameters of Linear(d_in, d_hidden) - GELU - Linear(d_hidden, d_out) (`layers.mlp` and the LLaVA MLP)."""
+    return linear_params(d_in, d_hidden) + linear_params(d_hidden, d_out)
+
+
+def divisors(n: int) -> list[int]:
+    """The divisors of n, ascending (the valid STF k for a grid, the valid E for k^2)."""
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
 @dataclass(frozen=True)
 class Param:
     """One argument of a method: its type, default, bounds, and (projectors) the config field that stores it."""
@@ -226,6 +241,14 @@ class ProjectorMethod(Method):
         """ViT hidden-state indices the projector reads, concatenated on channels in this order."""
         return [default_layer]
 
+    def param_count(self) -> int:
+        """Parameters of the module `build()` makes. This default builds it on `meta` (torch, nothing allocated);
+        the built-ins count from their widths instead, so that `stf-bench models` needs no torch."""
+        import torch
+
+        with torch.device("meta"):
+            return sum(p.numel() for p in self.build().parameters())
+
     @classmethod
     def config_from_checkpoint(cls, fmt: str, state: dict, vision_width: int) -> dict:
         """Config fields (the `config_field` of its params) read off a checkpoint's tensor shapes."""
@@ -257,8 +280,8 @@ class LlmMethod(Method):
 
     `prunes_kv_cache = True` declares the cached kind: `forward_llm_cached` prefills once with the method's pruning
     into a KV cache, and decoding continues from that pruned cache (one new token per step, not the whole prompt).
-    The model takes it when `generate` is asked for a cache (`use_cache=True`; the evaluation adapter asks unless
-    `fast_paths=false`); plain `generate()` still recomputes through `forward_llm`.
+    The model takes it when `generate` is asked for a cache (`use_cache=True`; the evaluation adapter always asks,
+    except with beam search); plain `generate()` still recomputes through `forward_llm`.
     """
 
     acts_on = "llm"

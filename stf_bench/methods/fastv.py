@@ -22,20 +22,25 @@ Batched prompts (left-padded) are ranked row by row; every row keeps the same nu
 from __future__ import annotations
 
 import logging
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from stf_bench import compat
 from stf_bench.errors import StfBenchError
 from stf_bench.methods.base import LlmMethod, Param
 from stf_bench.methods.registry import register
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # warnings already given (the config rebuilds its method each time it is read)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Llama's rotary embedding of (B, heads, T, D) with cos/sin (B, T, D)."""
+    import torch
+
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
     half = x.shape[-1] // 2
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
@@ -44,6 +49,8 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 def causal_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(B, T) bool of real tokens -> (B, 1, T, T) additive mask: each query sees the real tokens up to it (and
     itself, so that a padding row stays finite)."""
+    import torch
+
     t = valid.shape[1]
     order = torch.arange(t, device=valid.device)
     allowed = (order[None, :, None] >= order[None, None, :]) & valid[:, None, :]
@@ -54,6 +61,8 @@ def causal_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def decode_mask(past_valid: torch.Tensor, new_valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(B, P) bool of the cached keys that are real tokens, (B, q) of the new ones -> (B, 1, q, P + q) additive
     mask: each new token sees every real cached token, and the new ones up to itself."""
+    import torch
+
     b, past = past_valid.shape
     q = new_valid.shape[1]
     causal = torch.ones(q, q, dtype=torch.bool, device=new_valid.device).tril()
@@ -67,6 +76,8 @@ def last_token_attention(layer: nn.Module, hidden: torch.Tensor, rotary: tuple[t
     """(B, T): the attention weights of `layer` from the token at position `at` (default the last) to every token
     (causal: none after it), averaged over heads, as the layer computes them on its input `hidden` (B, T, H)
     (eager softmax; grouped KV heads repeated)."""
+    import torch
+
     attn = layer.self_attn
     x = layer.input_layernorm(hidden)
     b, t, _ = x.shape
@@ -101,11 +112,16 @@ class FastV(LlmMethod):
               Param("r", 0.5, float, "fraction of the visual tokens dropped", minimum=0.0, maximum=1.0))
 
     def check(self) -> None:
+        """k must leave a layer after it to run on fewer tokens: at k >= the LLM's layers FastV drops nothing and
+        would still be stored as a FastV run. r=0 (drops nothing, the base model's answers) runs as asked, named by
+        its r, with one warning per process however often the config rebuilds its method."""
         layers = self.shape.llm_layers
-        if self.args["k"] > layers:
-            raise StfBenchError(f"fastv: k={self.args['k']} is beyond the LLM's {layers} layers; valid: 1..{layers}")
-        if self.args["k"] == layers and self.args["r"] > 0:  # as in the reference: no layer is left to prune
-            log.warning("fastv: k=%d equals the LLM's layer count: no token is dropped (pass k < %d)", layers, layers)
+        if self.args["k"] >= layers:
+            raise StfBenchError(f"fastv: k={self.args['k']} leaves no layer to prune: this LLM has {layers} layers, "
+                                f"so nothing would be dropped; valid: k in 1..{layers - 1}")
+        if self.args["r"] == 0 and "r=0" not in _WARNED:
+            _WARNED.add("r=0")
+            log.warning("fastv: r=0 drops no visual token (the base model's answers)")
 
     def kept(self, n: int) -> int:
         """Visual tokens kept of n (the reference's `round(n * (1 - r))`)."""
@@ -127,6 +143,8 @@ class FastV(LlmMethod):
                            image_mask: torch.Tensor | None, visual_per_row: int, cache) -> torch.Tensor:
         """Prefill (empty `cache`): as `forward_llm`, layers k, ... caching only the kept tokens. Decoding: the new
         tokens `embeds` (B, q, H) through every layer against the cache, layers k, ... seeing only what was kept."""
+        import torch
+
         past = cache.get_seq_length()  # layer 0 is never pruned: the unpruned length so far
         valid = self._valid(embeds, attention_mask, past)
         positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
@@ -150,6 +168,8 @@ class FastV(LlmMethod):
     @staticmethod
     def _valid(embeds: torch.Tensor, attention_mask: torch.Tensor | None, past: int = 0) -> torch.Tensor:
         """(B, past + T) bool of the real tokens."""
+        import torch
+
         b, t, _ = embeds.shape
         if attention_mask is None:
             return torch.ones(b, past + t, dtype=torch.bool, device=embeds.device)

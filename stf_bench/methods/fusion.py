@@ -1,4 +1,5 @@
-"""The module behind MBTF, STF and MBTF+STF, as in the released code, and their shared arguments.
+"""MBTF, STF and MBTF+STF as in the released code: their shared arguments and checks (the module they build,
+`FusionProjector`, is in `layers.py`).
 
 - MBTF (`mbtf`): per token, Linear(M*C, 4C) - GELU - Linear(4C, C) over M concatenated ViT blocks.
 - STF (`stf`): `window_fuse` k x k windows (channel-major), split each k*k*C vector into E tokens, then
@@ -8,12 +9,8 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from stf_bench.errors import StfBenchError
-from stf_bench.methods.base import Param
-from stf_bench.methods.layers import divisors, mlp, window_fuse
+from stf_bench.methods.base import Param, divisors, linear_params, mlp_params
 
 MBTF_PARAMS = (
     Param("mbtf_blocks", 8, int, "ViT blocks fused (M), evenly spaced from the top one", "mbtf_blocks", minimum=1),
@@ -57,29 +54,10 @@ def stf_tokens(args: dict, grid: int) -> int:
     return (grid // args["k"]) ** 2 * args["e"]
 
 
-class FusionProjector(nn.Module):
-    """MBTF and/or STF; `mbtf_blocks=None` leaves MBTF out, `k=None` leaves STF out (then the LLaVA MLP maps)."""
-
-    def __init__(self, c: int, h: int, *, mbtf_blocks: int | None, k: int | None, e: int = 1,
-                 stf_hidden: int | None = None):
-        super().__init__()
-        self.k, self.e = k, e
-        self.mbtf = mlp(mbtf_blocks * c, 4 * c, c) if mbtf_blocks else None
-        if k is not None:
-            d_in = k * k * c // e
-            self.stf = mlp(d_in, stf_hidden or 16 * c, h)
-        else:
-            self.stf = None
-            self.linear_1 = nn.Linear(c, h)
-            self.act = nn.GELU()
-            self.linear_2 = nn.Linear(h, h)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mbtf is not None:
-            x = self.mbtf(x)  # (B, 576, M*C) -> (B, 576, C)
-        if self.stf is None:
-            return self.linear_2(self.act(self.linear_1(x)))  # (B, 576, H)
-        fused = window_fuse(x, self.k)  # (B, (24/k)^2, k*k*C)
-        b, n, d = fused.shape
-        fused = fused.reshape(b, n * self.e, d // self.e)  # (B, (24/k)^2 * E, k*k*C/E)
-        return self.stf(fused)  # (B, (24/k)^2 * E, H)
+def fusion_params(c: int, h: int, *, mbtf_blocks: int | None, k: int | None, e: int = 1,
+                  stf_hidden: int | None = None) -> int:
+    """Parameters of `layers.FusionProjector` with these arguments (the same widths, counted)."""
+    mbtf = mlp_params(mbtf_blocks * c, 4 * c, c) if mbtf_blocks else 0
+    if k is None:
+        return mbtf + linear_params(c, h) + linear_params(h, h)
+    return mbtf + mlp_params(k * k * c // e, stf_hidden or 16 * c, h)

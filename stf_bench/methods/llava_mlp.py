@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from stf_bench.methods.base import ProjectorMethod
+from stf_bench.methods.base import ProjectorMethod, mlp_params
 from stf_bench.methods.registry import register
 
-
-class LlavaMlpProjector(nn.Module):
-    """Per token: Linear(C, H) - GELU - Linear(H, H); names as llava-hf's `multi_modal_projector`."""
-
-    def __init__(self, c: int, h: int):
-        super().__init__()
-        self.linear_1 = nn.Linear(c, h)
-        self.act = nn.GELU()
-        self.linear_2 = nn.Linear(h, h)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear_2(self.act(self.linear_1(x)))  # (B, N, C) -> (B, N, H)
+if TYPE_CHECKING:
+    from torch import nn
 
 
 # the original-LLaVA layout of this MLP (an nn.Sequential called mm_projector), in checkpoints and stage-1 files
@@ -35,4 +24,9 @@ class LlavaMlp(ProjectorMethod):
     checkpoint_keys = {"original": ORIGINAL_MLP_KEYS, "transformers": {"multi_modal_projector.": ""}}
 
     def build(self) -> nn.Module:
+        from stf_bench.methods.layers import LlavaMlpProjector
+
         return LlavaMlpProjector(self.shape.vision_width, self.shape.llm_width)
+
+    def param_count(self) -> int:
+        return mlp_params(self.shape.vision_width, self.shape.llm_width, self.shape.llm_width)

@@ -6,19 +6,22 @@ In the original-LLaVA checkpoint layout of the release, MBTF is `model.mm_projec
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from stf_bench.methods.base import ProjectorMethod
 from stf_bench.methods.fusion import (
     MBTF_PARAMS,
     STF_PARAMS,
-    FusionProjector,
     check_mbtf,
     check_stf,
+    fusion_params,
     mbtf_layers,
     stf_tokens,
 )
 from stf_bench.methods.registry import register
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register
@@ -35,8 +38,14 @@ class MbtfStf(ProjectorMethod):
         check_mbtf(self.args, self.shape.vision_layers)
 
     def build(self) -> nn.Module:
+        from stf_bench.methods.layers import FusionProjector
+
         return FusionProjector(self.shape.vision_width, self.shape.llm_width, mbtf_blocks=self.args["mbtf_blocks"],
                                k=self.args["k"], e=self.args["e"], stf_hidden=self.args["stf_hidden"])
+
+    def param_count(self) -> int:
+        return fusion_params(self.shape.vision_width, self.shape.llm_width, mbtf_blocks=self.args["mbtf_blocks"],
+                             k=self.args["k"], e=self.args["e"], stf_hidden=self.args["stf_hidden"])
 
     def feature_layers(self, default_layer: int) -> list[int]:
         return mbtf_layers(self.args["mbtf_blocks"], self.shape.vision_layers, self.args["mbtf_top_layer"])

@@ -27,12 +27,14 @@ pools the batch; it runs with batch 1).
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from stf_bench.errors import StfBenchError
 from stf_bench.methods.base import Param, TokenMethod, VisionContext
 from stf_bench.methods.registry import register
+
+if TYPE_CHECKING:
+    import torch
 
 NEIGHBOURS = 32  # tokens merged into each kept one (the reference's `topk(cos_sim_matrix, k=int(32))`)
 
@@ -65,6 +67,9 @@ class PruMergePlus(TokenMethod):
 
     def reduce(self, features: torch.Tensor, ctx: VisionContext) -> torch.Tensor:
         """(B, N, C) patch features -> (B, tokens, C): merged kept tokens in the reference's order, then the extra."""
+        import torch
+        import torch.nn.functional as F
+
         batch, n, width = features.shape
         keys = ctx.keys.transpose(1, 2).reshape(batch, n + 1, -1)  # (B, 1+N, C): heads concatenated, as k_proj
         cls_query = ctx.queries[:, :, :1].transpose(1, 2).reshape(batch, 1, -1)
@@ -98,6 +103,8 @@ class PruMergePlus(TokenMethod):
 
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """x[b, index[b]] for each b: (B, N, C), (B, K) -> (B, K, C)."""
+    import torch
+
     return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
@@ -107,6 +114,8 @@ def _priority(cls_attn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Static shapes only (no data-dependent sizes), so that it runs on `meta` tensors for FLOPs counting.
     """
+    import torch
+
     n = cls_attn.shape[1]
     attn, single = cls_attn.double(), cls_attn.float()  # the reference's IQR test runs in float32
     q1, q3 = torch.quantile(single, torch.tensor([0.25, 0.75], device=attn.device), dim=1)

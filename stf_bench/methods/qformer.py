@@ -6,48 +6,13 @@ match the 1.9 TFLOPs budget of Table 6.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from stf_bench.methods.base import Param, ProjectorMethod
-from stf_bench.methods.layers import mlp
+from stf_bench.methods.base import Param, ProjectorMethod, linear_params, mlp_params
 from stf_bench.methods.registry import register
 
-
-class QFormerLayer(nn.Module):
-    """Query self-attention, cross-attention to the vision tokens, FFN; each with a residual and LayerNorm."""
-
-    def __init__(self, d: int, heads: int, d_vision: int):
-        super().__init__()
-        self.self_attn = nn.MultiheadAttention(d, heads, batch_first=True)
-        self.norm1 = nn.LayerNorm(d)
-        self.cross_attn = nn.MultiheadAttention(d, heads, kdim=d_vision, vdim=d_vision, batch_first=True)
-        self.norm2 = nn.LayerNorm(d)
-        self.ffn = mlp(d, 4 * d, d)
-        self.norm3 = nn.LayerNorm(d)
-
-    def forward(self, q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q = self.norm1(q + self.self_attn(q, q, q, need_weights=False)[0])
-        q = self.norm2(q + self.cross_attn(q, v, v, need_weights=False)[0])
-        return self.norm3(q + self.ffn(q))
-
-
-class QFormerProjector(nn.Module):
-    """(B, N, C) vision tokens -> (B, queries, H)."""
-
-    def __init__(self, c: int, h: int, queries: int = 144, layers: int = 2, heads: int | None = None):
-        super().__init__()
-        heads = heads or max(1, c // 64)
-        self.queries = nn.Parameter(torch.zeros(1, queries, c))
-        nn.init.normal_(self.queries, std=0.02)
-        self.layers = nn.ModuleList(QFormerLayer(c, heads, c) for _ in range(layers))
-        self.out = nn.Linear(c, h)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = self.queries.expand(x.shape[0], -1, -1).to(x.dtype)  # (B, queries, C)
-        for layer in self.layers:
-            q = layer(q, x)
-        return self.out(q)
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register
@@ -59,8 +24,17 @@ class QFormer(ProjectorMethod):
               Param("qformer_layers", 2, int, "Q-Former layers", "qformer_layers", minimum=1))
 
     def build(self) -> nn.Module:
+        from stf_bench.methods.layers import QFormerProjector
+
         return QFormerProjector(self.shape.vision_width, self.shape.llm_width, queries=self.args["qformer_queries"],
                                 layers=self.args["qformer_layers"])
+
+    def param_count(self) -> int:
+        """Queries, then per layer two attentions (q/k/v/out projections, width C), three LayerNorms and the FFN."""
+        c = self.shape.vision_width
+        layer = 2 * (4 * c * c + 4 * c) + 3 * 2 * c + mlp_params(c, 4 * c, c)
+        return (self.args["qformer_queries"] * c + self.args["qformer_layers"] * layer
+                + linear_params(c, self.shape.llm_width))
 
     def tokens_out(self, tokens_in: int) -> int:
         return self.args["qformer_queries"]

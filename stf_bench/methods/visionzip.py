@@ -22,11 +22,14 @@ contextual=0, cls=False` the output is exactly the base model's features.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from stf_bench.errors import StfBenchError
 from stf_bench.methods.base import Param, TokenMethod, VisionContext
 from stf_bench.methods.registry import register
+
+if TYPE_CHECKING:
+    import torch
 
 # (dominant, contextual) of the reference's published LLaVA-1.5 settings, by visual tokens kept; 144 is ours
 # (Table 4's 75% reduction, the published 54:10 ratio rounded; docs/methods.md)
@@ -66,6 +69,8 @@ class VisionZip(TokenMethod):
 
     def reduce(self, features: torch.Tensor, ctx: VisionContext) -> torch.Tensor:
         """(B, N, C) patch features -> (B, dominant + contextual, C): [CLS], dominant patches, contextual tokens."""
+        import torch
+
         batch, n, width = features.shape
         patches, contextual = self._patches(), self.args["contextual"]
         scores = ctx.attentions[:, :, 0, 1:].sum(dim=1)  # (B, N): CLS attention to each patch, summed over heads
@@ -83,11 +88,15 @@ class VisionZip(TokenMethod):
 
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """x[b, index[b]] for each b: (B, N, C), (B, K) -> (B, K, C)."""
+    import torch
+
     return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 def _contextual(hidden: torch.Tensor, metric: torch.Tensor, contextual: int) -> torch.Tensor:
     """The reference's contextual tokens: (B, M, C) remaining tokens and their unit keys -> (B, contextual, C)."""
+    import torch
+
     m = hidden.shape[1]
     step = max(1, m // contextual)
     targets = list(range(0, m, step))[:contextual]

@@ -7,7 +7,7 @@ import json
 import sys
 
 from stf_bench.args import parse_model_args
-from stf_bench.models.presets import list_presets
+from stf_bench.models.presets import list_presets, own_overrides
 from stf_bench.tabular import text_table
 
 COLUMNS = ["name", "projector", "visual_tokens", "projector_params", "llm", "vision_tower", "weights"]
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from stf_bench.models.summary import describe
 
     overrides = parse_model_args(args.model_args)
-    rows = [describe(p.name, **overrides) for p in list_presets() if args.tiny or not p.tiny]
+    rows = [describe(p.name, **own_overrides(p.name, overrides)) for p in list_presets() if args.tiny or not p.tiny]
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -8,13 +8,16 @@ from pathlib import Path
 from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
 from stf_bench.errors import StfBenchError
+from stf_bench.models.conversation import CHAT_TEMPLATE
 from stf_bench.models.modeling import StfLlavaForConditionalGeneration
 from stf_bench.models.processing import StfLlavaProcessor
 
 
 def export_llava_hf(model: StfLlavaForConditionalGeneration, processor: StfLlavaProcessor, directory: str | Path) -> Path:
     """Save `model` as a transformers `LlavaForConditionalGeneration` checkpoint: only a projector that declares the
-    `transformers` checkpoint format (LLaVA-1.5's MLP), with no training-free method on top, exists there."""
+    `transformers` checkpoint format (LLaVA-1.5's MLP), with no training-free method on top, exists there.
+    The processor carries LLaVA-1.5's conversation as its chat template (`conversation.CHAT_TEMPLATE`): lmms-eval's
+    `llava_hf` formats every prompt with it and would otherwise fail (chat mode) or guess a format (simple mode)."""
     from stf_bench.methods import list_methods
 
     projector = model.config.projector_method
@@ -32,6 +35,7 @@ def export_llava_hf(model: StfLlavaForConditionalGeneration, processor: StfLlava
     hf.save_pretrained(directory)
     hf_processor = LlavaProcessor(image_processor=processor.image_processor, tokenizer=processor.tokenizer,
                                   patch_size=model.config.vision_config.patch_size,
-                                  vision_feature_select_strategy="default", num_additional_image_tokens=1)
+                                  vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                  chat_template=CHAT_TEMPLATE)
     hf_processor.save_pretrained(directory)
     return directory

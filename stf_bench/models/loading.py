@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, CLIPVisionConfig, GenerationConfig, LlamaConfig
 
+from stf_bench.compat import from_pretrained_kwargs
 from stf_bench.errors import StfBenchError
 from stf_bench.models.input_ids import SlowLlamaTokenizer
 from stf_bench.models.modeling import StfLlavaConfig, StfLlavaForConditionalGeneration
@@ -529,10 +530,11 @@ def _from_pretrained(directory: Path, config: StfLlavaConfig, device: torch.devi
     """Load a transformers-format or stf_llava checkpoint with transformers' own loader, then refuse it if any key
     is missing, unexpected or of the wrong shape.
 
-    Relies on `PreTrainedModel.from_pretrained` of transformers 5.x (5.24.0 installed): `config=` (ours, overrides
+    Relies on `PreTrainedModel.from_pretrained` of transformers 5.x (5.24 and 5.25 tested): `config=` (ours, overrides
     applied), `key_mapping=`, `dtype=`, `device_map=` (`meta` included), `ignore_mismatched_sizes=True` with
     `output_loading_info=True` (mismatches reported, not raised, so that the message names the shapes),
-    `local_files_only=True` (the directory is local: no hub call) and `weights_only=True`. The caller has checked
+    `local_files_only=True` (the directory is local: no hub call), `weights_only=True` and no hub kernels
+    (`compat.from_pretrained_kwargs`: 5.25 kernelizes by default and refuses `meta`). The caller has checked
     the weight files (`_check_transformers_weights`)."""
     from transformers.utils import logging as hf_logging
 
@@ -545,7 +547,7 @@ def _from_pretrained(directory: Path, config: StfLlavaConfig, device: torch.devi
         model, info = StfLlavaForConditionalGeneration.from_pretrained(
             directory, config=config, key_mapping=LLAVA_HF_KEY_MAPPING, output_loading_info=True, dtype=dtype,
             device_map={"": device}, ignore_mismatched_sizes=True, local_files_only=True, weights_only=True,
-            trust_remote_code=False, generation_config=GenerationConfig())
+            trust_remote_code=False, generation_config=GenerationConfig(), **from_pretrained_kwargs())
     except pickle.UnpicklingError as exc:
         raise StfBenchError(f"a *.bin weight file in {directory} is not a weights-only PyTorch file ({exc}); "
                             f"stf-bench never unpickles code; convert it to safetensors") from None

@@ -146,6 +146,91 @@ def split_overrides(overrides: dict) -> tuple[dict, dict]:
     return config, options
 
 
+def refuse_foreign_fields(projector: str, fields: dict, model: str) -> None:
+    """Refuse config fields of another projector's arguments (`--model llava-tiny --model-args k=3` was accepted,
+    changed nothing, and was stored as a different model): the error lists the projector's own arguments."""
+    from stf_bench.methods.registry import get_projector, list_methods
+
+    cls = get_projector(projector)
+    own = {p.config_field for p in cls.params if p.config_field}
+    owners: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    for method in list_methods("projector"):
+        for p in method.params:
+            if p.config_field:
+                owners.setdefault(p.config_field, []).append(method.name)
+                names[p.config_field] = p.name
+    foreign = [f for f in fields if f in owners and f not in own]
+    if foreign:
+        valid = "; ".join(p.describe() for p in cls.params) or "none"
+        raise StfBenchError(f"model argument {names[foreign[0]]!r} does not apply to {model}: its projector "
+                            f"{projector} has no such argument (it belongs to {', '.join(owners[foreign[0]])}); "
+                            f"{projector}'s arguments: {valid}")
+
+
+def own_overrides(name: str, overrides: dict) -> dict:
+    """`overrides` less the projector arguments a preset's projector does not have (`stf-bench models --model-args
+    k=4` applies k to the presets that have it and lists the others unchanged)."""
+    from stf_bench.methods.registry import get_projector
+
+    fields = override_fields()
+    preset = get_preset(name)
+    projector = get_projector(str(overrides.get("projector", preset.projector)))
+    own = {p.name for p in projector.params} | {p.config_field for p in projector.params}
+    projector_args = {k: field for k, field in fields.items() if field not in BASE_OVERRIDE_FIELDS.values()}
+    others = set(projector_args) | set(projector_args.values())
+    return {k: v for k, v in overrides.items() if k in own or k not in others}
+
+
+def preset_shape(name: str):
+    """The `ModelShape` of a preset, read off its declared configs (no torch, no transformers)."""
+    from stf_bench.methods.base import ModelShape
+
+    preset = get_preset(name)
+    vision, text = VISION[preset.vision], LLMS[preset.llm]
+    return ModelShape(grid=vision["image_size"] // vision["patch_size"], vision_layers=vision["num_hidden_layers"],
+                      vision_width=vision["hidden_size"], llm_width=text["hidden_size"],
+                      llm_layers=text["num_hidden_layers"])
+
+
+def check_model_args(name: str, model_args: dict):
+    """Before any heavy import: every model argument's name, and, for a preset, the projector's and the method's
+    values on its shape (k divides the grid, e divides k^2, FastV's k below the LLM's layers, ...), exactly as the
+    model's config will check them. Loads the method declarations only, never torch.
+
+    Returns a preset's (projector, training-free method or None), built for its shape; None for a checkpoint."""
+    from stf_bench.methods.registry import get_projector, get_training_free, list_methods
+
+    fields, _ = split_overrides(model_args)
+    if name not in PRESETS:  # a checkpoint: its projector and shape are known once its config is read
+        return None
+    preset = get_preset(name)
+    fields = {**split_overrides(preset.settings)[0], **fields}
+    projector = fields.get("projector_type", preset.projector)
+    refuse_foreign_fields(projector, fields, name)
+    shape = preset_shape(name)
+    cls = get_projector(projector)
+    built = cls(shape, **{p.name: fields[p.config_field] for p in cls.params if p.config_field in fields})
+    method = get_training_free(fields["method"])(shape, **(fields.get("method_args") or {})) \
+        if fields.get("method") else None
+    if method is not None and method.acts_on == "vision" and not built.token_wise:  # as StfLlavaConfig refuses it
+        token_wise = ", ".join(m.name for m in list_methods("projector") if m.token_wise)
+        raise StfBenchError(f"method {method.name!r} selects vision tokens before the projector, but {name}'s "
+                            f"projector {projector!r} does not map tokens one by one; pick a model whose projector "
+                            f"does ({token_wise}: `stf-bench models`)")
+    return built, method
+
+
+def llm_params(name: str) -> int:
+    """Parameters of a preset's LLM backbone (Llama: embeddings, attention and MLP weights without biases, two
+    RMSNorms per layer and the final one; no `lm_head`), from its declared widths."""
+    text = LLMS[get_preset(name).llm]
+    h, layers, heads = text["hidden_size"], text["num_hidden_layers"], text["num_attention_heads"]
+    kv_width = text["num_key_value_heads"] * (h // heads)
+    layer = 2 * h * h + 2 * h * kv_width + 3 * h * text["intermediate_size"] + 2 * h
+    return text["vocab_size"] * h + layers * layer + h
+
+
 def preset_config(name: str, **overrides):
     """The StfLlavaConfig of a preset with config overrides applied (k=, e=, mbtf_blocks=, ...)."""
     from transformers import CLIPVisionConfig, LlamaConfig
@@ -155,6 +240,7 @@ def preset_config(name: str, **overrides):
     preset = get_preset(name)
     fields, _ = split_overrides({**preset.settings, **overrides})
     fields.setdefault("projector_type", preset.projector)
+    refuse_foreign_fields(fields["projector_type"], fields, name)
     text = LlamaConfig(**LLMS[preset.llm])
     vision = CLIPVisionConfig(**VISION[preset.vision])
     image_token = TINY_VOCAB - 1 if preset.tiny else text.vocab_size  # outside the LLM's vocab for full size

@@ -50,13 +50,16 @@ def formats(choice: str) -> list[str]:
 
 
 def open_existing(db: str | None) -> Store | None:
-    """The store if it exists (a report never creates one); None, with a note, if there is none yet."""
+    """The store if it exists (a report never creates one; a corrupt one is a StfBenchError); None if there is none
+    yet (`note_no_store` says so once the output folder is known to be usable)."""
     path = resolve_db_path(db)
-    if not path.exists():
-        print(f"stf-bench report: no results store at {path}; published numbers only "
-              f"(record runs with `stf-bench run` or `stf-bench ingest`)", file=sys.stderr)
-        return None
-    return Store(path)
+    return Store(path) if path.exists() else None
+
+
+def note_no_store(db: str | None) -> None:
+    """The note that a report without a store shows published numbers only."""
+    print(f"stf-bench report: no results store at {resolve_db_path(db)}; published numbers only "
+          f"(record runs with `stf-bench run` or `stf-bench ingest`)", file=sys.stderr)
 
 
 def provenance(store_path: Path | None) -> dict[str, str | None]:
@@ -75,9 +78,11 @@ def run(args: argparse.Namespace) -> int:
     published = load_published(args.baselines)
     ids = table_ids(args.table, published)
     fmts = formats(args.format)  # bad options first: they leave no output folder behind
-    writable_dir(args.output_dir)  # before any work: a read-only folder is one line, not an OSError at the end
-    store = open_existing(args.db)
+    store = open_existing(args.db)  # a corrupt store, too: it fails before the output folder is created
     try:
+        writable_dir(args.output_dir)  # before any work: a read-only folder is one line, not an OSError at the end
+        if store is None:
+            note_no_store(args.db)
         with contextlib.redirect_stdout(sys.stderr):  # lmms-eval's MMBench scorer prints; stdout stays ours
             reproduced = collect_reproduced(store, iters=args.bootstrap_iters, seed=args.seed,
                                             include_partial=args.include_partial) if store else []

@@ -193,11 +193,17 @@ def default_db_path() -> Path:
 
 
 def resolve_db_path(path: str | os.PathLike | None = None) -> Path:
-    """`path`, else $STF_BENCH_DB, else `default_db_path()`."""
-    if path:
-        return Path(path)
+    """`path`, else $STF_BENCH_DB, else `default_db_path()`; a path the file system cannot name (too long) is a
+    StfBenchError, not an OSError later."""
     env = os.environ.get(DB_ENV)
-    return Path(env) if env else default_db_path()
+    target = Path(path) if path else Path(env) if env else default_db_path()
+    try:
+        target.exists()
+    except OSError as exc:  # ENAMETOOLONG (a name or the whole path too long); Path.exists passes only ENOENT & co
+        shown = str(target) if len(str(target)) <= 100 else f"{str(target)[:60]}...{str(target)[-30:]}"
+        raise StfBenchError(f"results store {shown}: {exc.strerror}; pass a shorter --db path (or {DB_ENV}), "
+                            f"or --no-store") from None
+    return target
 
 
 def check_store(path: str | os.PathLike | None = None) -> Path:

@@ -134,3 +134,93 @@ def test_saving_results_never_copies_the_weights(tmp_path, lm, tiny_tasks, monke
     monkeypatch.setattr(torch.nn.Parameter, "__deepcopy__", refuse)
     outcome = evaluate(_spec(tmp_path), lm=lm, task_registry=tiny_tasks())
     assert json.loads(outcome.results_path.read_text())["model_source"] == "stf_bench"
+
+
+# ---------------------------------------------------------------- issue 24 item 6: faults while writing results
+
+
+def test_results_are_written_in_lmms_evals_own_format(tmp_path):
+    """stf-bench writes the results and samples itself (atomically); the bytes are those lmms-eval's tracker writes."""
+    import copy
+
+    from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
+
+    from stf_bench.eval.runner import _save
+
+    samples = {"t": [{"doc_id": i, "doc": {"q": i}, "target": i, "arguments": [f"prompt {i}", {}],
+                      "resps": [[f"a{i}"]], "filtered_resps": [f"a{i}"], "doc_hash": f"h{i}"} for i in range(3)]
+               + [{"doc_id": 3, "doc": {}, "target": "x", "arguments": ["p", {}], "resps": [["raw"]],
+                   "filtered_resps": ["clean"], "doc_hash": "h3"}]}
+    results = {"results": {"t": {"exact_match,none": 0.5}}, "configs": {"t": {}}}
+    theirs = EvaluationTracker(output_path=str(tmp_path / "theirs"))
+    theirs.general_config_tracker.model_name_sanitized = "m"
+    theirs.save_results_aggregated(results=copy.deepcopy(results), samples=copy.deepcopy(samples),
+                                   datetime_str="D")
+    theirs.save_results_samples(task_name="t", samples=copy.deepcopy(samples)["t"])
+    ours = EvaluationTracker(output_path=str(tmp_path / "ours"))
+    ours.general_config_tracker.model_name_sanitized = "m"
+    results_path, (sample_path,) = _save(ours, results, samples, "D", tmp_path / "ours", "m")
+    assert sample_path.read_text() == (tmp_path / "theirs" / "m" / "D_samples_t.jsonl").read_text()
+    mine, reference = json.loads(results_path.read_text()), json.loads((tmp_path / "theirs/m/D_results.json").read_text())
+    for times in ("start_time", "end_time", "total_evaluation_time_seconds", "model_source"):
+        mine.pop(times, None), reference.pop(times, None)
+    assert mine == reference
+
+
+def _fail_when_writing(monkeypatch, folder, error=28):
+    """fsync fails with `error` (ENOSPC) for files inside `folder`, as a full disk does on the way out."""
+    import os
+
+    real = os.fsync
+
+    def fsync(fd):
+        if str(folder) in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(error, os.strerror(error))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_full_disk_leaves_no_results_file_and_says_so(tmp_path, lm, tiny_tasks, monkeypatch):
+    """A full disk while saving: one line naming the folder, and neither a results file nor a truncated samples
+    file (lmms-eval's tracker logged a warning and left a valid-looking results file beside a truncated one)."""
+    _fail_when_writing(monkeypatch, tmp_path / "out" / "stf-tiny")
+    with pytest.raises(StfBenchError, match=f"no space left on {tmp_path / 'out'}"):
+        evaluate(_spec(tmp_path), lm=lm, task_registry=tiny_tasks())
+    assert [p.name for p in (tmp_path / "out" / "stf-tiny").iterdir()] == []
+
+
+def test_a_second_run_into_a_locked_output_dir_is_refused(tmp_path, lm, tiny_tasks):
+    """Two runs into one --output-dir interleaved their files (16 lines for 8 docs); the second is refused."""
+    from stf_bench.eval.runner import output_dir_lock
+
+    with output_dir_lock(tmp_path / "out"):
+        with pytest.raises(StfBenchError, match="is in use by another stf-bench run"):
+            evaluate(_spec(tmp_path), lm=lm, task_registry=tiny_tasks())
+    assert not (tmp_path / "out" / "stf-tiny").exists()
+    outcome = evaluate(_spec(tmp_path), lm=lm, task_registry=tiny_tasks())  # released: the next run goes ahead
+    assert len(outcome.sample_paths[0].read_text().splitlines()) == 6
+
+
+def test_the_lock_dies_with_its_process(tmp_path):
+    """A run killed with SIGKILL leaves no stale lock: the OS drops it with the process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from stf_bench.eval.runner import output_dir_lock
+
+    code = ("import sys, time; from pathlib import Path; from stf_bench.eval.runner import output_dir_lock\n"
+            "with output_dir_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(600)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        with pytest.raises(StfBenchError, match=f"pid {child.pid}"):
+            with output_dir_lock(tmp_path):
+                pass
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    with output_dir_lock(tmp_path):
+        pass

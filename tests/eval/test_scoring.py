@@ -413,3 +413,90 @@ def test_pope_split_without_a_yes_prediction_scores_f1_zero():
     perfect = _pope_items("popular", [("yes", "yes"), ("no", "no")])
     assert scoring.pope_f1(silent) == 0.0
     assert scoring.pope_f1_average(silent + perfect) == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- thread safety (lmms-eval 0.7.3 scores each row in
+# 4 threads: process_docs_parallel=4). Each check runs the same work serially and from many threads with the GIL
+# switched every microsecond, and wants the same values.
+
+
+@pytest.fixture
+def frequent_thread_switches():
+    import sys
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(interval)
+
+
+def _in_threads(work, items, workers: int = 8) -> list:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(work, items))
+
+
+def _row_scoring_jobs() -> list[tuple]:
+    """(process_results, doc, prediction) for every sample row of every stf_llava task YAML, each row with its
+    right answer and two wrong ones."""
+    import re
+
+    import yaml
+
+    from stf_bench.eval.samples import BUILDERS
+    from stf_bench.eval.tasks import TASKS_DIR
+
+    jobs = []
+    for bench, build in BUILDERS.items():
+        text = (TASKS_DIR / f"stf_{bench}.yaml").read_text()
+        process = getattr(lp, re.search(r"process_results: !function utils\.(\w+)", text).group(1))
+        target = yaml.safe_load(re.sub(r"!function utils\.(\w+)", r"\1", text))["doc_to_target"]
+        rows = next(rows for _, rows in build().values() if "question" in rows[0])
+        for doc in rows:
+            right = getattr(lp, target)(doc) if hasattr(lp, target) else doc[target]
+            right = "ABCDE"[right] if isinstance(right, int) else str(right)
+            for prediction in (right, f"The answer is {right}.", "No, it's two dogs."):
+                jobs.append((process, doc, prediction))
+    return jobs
+
+
+def test_row_scorers_give_the_same_values_in_concurrent_threads(frequent_thread_switches):
+    import copy
+    import json
+
+    jobs = _row_scoring_jobs()
+    assert {job[0].__name__ for job in jobs} >= {"gqa_process_results", "vizwiz_process_results",
+                                                 "ocrbench_process_results", "mmbench_process_results"}
+
+    def score(job):
+        process, doc, prediction = job
+        return json.dumps(process(doc, [prediction]), sort_keys=True, default=str)
+
+    serial = [score(job) for job in copy.deepcopy(jobs)]
+    assert len(set(serial)) > len(jobs) // 10  # the rows and predictions really score differently
+    for _ in range(3):
+        assert _in_threads(score, copy.deepcopy(jobs)) == serial
+
+
+def test_ocrbench_aggregates_in_concurrent_threads_each_count_their_own_rows(tmp_path, monkeypatch,
+                                                                            frequent_thread_switches):
+    monkeypatch.chdir(tmp_path)  # lmms-eval's aggregate writes results/ocrbench_results.txt into the cwd
+    runs = [[{"question_type": "Regular Text Recognition", "score": int(i % n == 0)} for i in range(3000)]
+            for n in (1, 2, 3, 5, 7, 11, 13, 17)]
+    serial = [scoring.lmms_ocrbench_aggregate(items) for items in runs]
+    assert serial == [sum(i["score"] for i in items) / 1000 for items in runs]
+    for _ in range(3):
+        assert _in_threads(scoring.lmms_ocrbench_aggregate, runs) == serial
+
+
+def test_mmbench_aggregates_in_concurrent_threads_leave_stdout_alone(frequent_thread_switches):
+    import sys
+
+    stdout = sys.stdout
+    items = [{"index": i + copy * 1_000_000, "question": f"q{i}", "answer": "A", "hint": "nan", "source": "s",
+              "split": "dev", "category": "c", "L2-category": "l", "A": "cat", "B": "dog", "C": "nan", "D": "nan",
+              "prediction": "A" if i % 2 else "B"} for i in range(6) for copy in range(2)]
+    serial = scoring.lmms_mmbench_circular(items)
+    assert _in_threads(lambda _: scoring.lmms_mmbench_circular(items), range(8)) == [serial] * 8
+    assert sys.stdout is stdout

@@ -40,8 +40,14 @@ def _answers(model_args: dict, **adapter_args) -> tuple[list[str], StfBenchLmms]
     return lm.generate_until(_requests(lm)), lm
 
 
+# Arguments that fit the 2-layer tiny LLM: FastV's default k=2 would leave no layer to prune (refused).
+TINY_ARGS = {"fastv": {"method.k": 1}}
+
+
 def _model_args(method) -> dict:
-    return {"projector": method.name} if method.acts_on == "projector" else {"method": method.name}
+    if method.acts_on == "projector":
+        return {"projector": method.name}
+    return {"method": method.name, **TINY_ARGS.get(method.name, {})}
 
 
 def _both_ways(method) -> None:

@@ -86,8 +86,9 @@ def test_schedule_and_refused_arguments():
     fastv = get_method("fastv")
     assert fastv(ModelShape(llm_layers=32), k=2, r=0.75).token_schedule(576) == [576] * 2 + [144] * 30
     assert fastv.text_conditioned and fastv.acts_on == "llm"
-    with pytest.raises(StfBenchError, match="valid: 1..32"):
-        fastv(ModelShape(llm_layers=32), k=33)
+    for k in (32, 33):  # at k = the layer count nothing is left to prune: refused too, not run as "+ fastv"
+        with pytest.raises(StfBenchError, match="valid: k in 1..31"):
+            fastv(ModelShape(llm_layers=32), k=k)
     with pytest.raises(StfBenchError, match="r=1.5 is out of range"):
         fastv(ModelShape(), r=1.5)
 
@@ -212,14 +213,15 @@ def test_decoding_from_the_pruned_cache_equals_recomputation(r):
 
 
 def test_the_evaluation_adapter_decodes_fastv_from_its_cache_not_the_whole_prompt():
-    """Regression (issue 27): FastV recomputed the whole prompt for every generated token. Through the adapter the
-    first LLM layer now sees the prompt once, then one token per step; fast_paths=false still recomputes."""
+    """Regression (issue 27): FastV recomputed the whole prompt for every generated token. Through the adapter (fast
+    paths on or off) the first LLM layer now sees the prompt once, then one token per step; plain `generate()`
+    still recomputes."""
     from lmms_eval.api.instance import Instance
 
     from stf_bench.eval.adapter import StfBenchLmms
 
     image = Image.new("RGB", (40, 30), (200, 40, 90))
-    for fast, decode_lengths in (("true", {1}), ("false", None)):
+    for fast in ("true", "false"):
         lm = StfBenchLmms(preset="llava-tiny", device="cpu", dtype="float32", method="fastv", fast_paths=fast,
                           **{"method.k": 1, "method.r": 0.75})
         lm.show_progress = False
@@ -232,7 +234,28 @@ def test_the_evaluation_adapter_decodes_fastv_from_its_cache_not_the_whole_promp
             lambda m, a, o, seen=seen: seen.append(a[0].shape[1]))
         lm.generate_until([request])
         assert len(seen) >= 2 and seen[0] > 576  # the prompt with its 576 visual tokens
-        if decode_lengths:
-            assert set(seen[1:]) == decode_lengths  # one prefill over the prompt, then one token per step
-        else:
-            assert seen[1:] == [seen[0] + i for i in range(1, len(seen))]  # the whole sequence every step
+        assert set(seen[1:]) == {1}  # one prefill over the prompt, then one token per step
+    seen.clear()
+    model, processor = lm.model, lm.processor
+    with torch.no_grad():
+        model.generate(**_inputs(processor), max_new_tokens=4, do_sample=False)
+    assert seen[1:] == [seen[0] + i for i in range(1, len(seen))]  # the whole sequence at every step
+
+
+def test_a_fastv_that_drops_nothing_is_refused_before_any_work_and_r0_warns_once(capsys, caplog, monkeypatch):
+    """`--method fastv` on a 2-layer model ran with k=2, dropped nothing, warned 11 times and was stored as
+    `+ fastv`: refused now, with the valid range, before a model is built."""
+    from stf_bench.cli import main
+
+    assert main(["run", "--model", "llava-tiny", "--method", "fastv", "--no-store"]) == 2
+    err = capsys.readouterr().err
+    assert "fastv: k=2 leaves no layer to prune" in err and "valid: k in 1..1" in err
+    from stf_bench import load_model
+    from stf_bench.methods import fastv as fastv_module
+
+    monkeypatch.setattr(fastv_module, "_WARNED", set())  # as in a fresh process
+    with caplog.at_level("WARNING", logger="stf_bench.methods.fastv"):
+        model, _ = load_model("llava-tiny", method="fastv", **{"method.k": 1, "method.r": 0.0})
+        for _ in range(10):
+            assert model.config.token_method is not None  # the config rebuilds its method on every read
+    assert sum("r=0 drops no visual token" in r.getMessage() for r in caplog.records) == 1

@@ -79,3 +79,41 @@ def test_tiny_weights_are_deterministic_and_leave_global_rng_alone():
     b, _ = load_model("stf-tiny")
     assert torch.equal(before, after)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_an_argument_of_another_projector_is_refused_with_the_valid_ones():
+    """`--model llava-tiny --model-args k=3` was accepted, changed nothing, and was stored as another model."""
+    with pytest.raises(StfBenchError, match=r"'k' does not apply to llava-tiny: its projector mlp2x_gelu .*stf"):
+        load_model("llava-tiny", k=3)
+    with pytest.raises(StfBenchError, match=r"'qformer_queries' does not apply to stf-tiny.*k: int"):
+        load_model("stf-tiny", qformer_queries=16)
+    model, _ = load_model("llava-tiny", projector="stf", k=3)  # the projector named too: k is its argument
+    assert model.num_visual_tokens == 64
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_models_listing_counts_equal_the_model_built_on_meta(name):
+    """`stf-bench models` counts from the declarations (12 s to build every preset before): the same numbers."""
+    from stf_bench.models.presets import get_preset
+    from stf_bench.models.summary import describe
+
+    overrides = {"k": 4, "e": 8} if get_preset(name).projector in ("stf", "mbtf+stf") else {}
+    facts = describe(name, **overrides)
+    model, _ = load_model(name, random_weights=True, device="meta", **overrides)
+    assert facts["visual_tokens"] == model.num_visual_tokens
+    assert facts["projector_params"] == model.projector_params()
+    assert facts["llm_params"] == sum(p.numel() for p in model.model.language_model.parameters())
+    assert facts["projector_args"] == dict(model.config.projector_method.args)
+
+
+def test_models_listing_imports_no_torch():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from stf_bench.cli import main; rc = main(['models', '--format', 'json']); "
+            "print(rc, [m for m in ('torch', 'transformers') if m in sys.modules], file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert proc.stderr.strip().splitlines()[-1] == "0 []", proc.stderr
+    assert json.loads(proc.stdout)[0]["name"] == "llava-1.5-7b"

@@ -127,6 +127,9 @@ class StfBenchLmms(lmms):
         self.show_progress = True
         # What the model's methods declare decides the fast paths (`FastPaths`); fast_paths=false turns them all off
         self.fast_paths = model.config.fast_paths if _truthy(fast_paths) else FastPaths(False, False, False)
+        # An in-LLM method that declares `prunes_kv_cache` prefills once and decodes from its pruned cache (its
+        # algorithm, not a fast path: fast_paths=false keeps it); plain `generate()` recomputes instead
+        self.pruned_cache = any(getattr(m, "prunes_kv_cache", False) for m in model.config.methods())
         n_cache = visual_cache_bytes(visual_cache, self._device) if self.fast_paths.visual_cache else 0
         self.visual_cache: VisualTokenCache | None = VisualTokenCache(n_cache) if n_cache else None
 
@@ -270,6 +273,8 @@ class StfBenchLmms(lmms):
         else:
             inputs = self._inputs(prompts, images)
             prompt_len = inputs["input_ids"].shape[1]
+            if self.pruned_cache and sampling["num_beams"] == 1:  # beams would reorder the cache's rows
+                sampling["use_cache"] = True
             with torch.inference_mode():
                 out = self.model.generate(
                     **inputs, max_new_tokens=max(max_new), **sampling,

@@ -244,6 +244,7 @@ class Method:
         """The declarations, JSON-ready (what `stf-bench methods` lists)."""
         return {"name": cls.name, "acts_on": cls.acts_on, "text_conditioned": cls.text_conditioned,
                 "trainable": cls.trainable, "needs_attention": cls.needs_attention,
+                "prunes_kv_cache": getattr(cls, "prunes_kv_cache", False),
                 "params": [p.to_dict() for p in cls.params], "aliases": list(cls.aliases), "summary": cls.summary,
                 "source": cls.source, "reads_question": getattr(cls, "reads_question", False),
                 "after_projector": getattr(cls, "after_projector", False)}
@@ -320,12 +321,26 @@ class LlmMethod(Method):
     `forward_llm` replaces the backbone's forward: (B, T, H) embeddings -> (B, T', H) last hidden state.
     `forward_llm` keeps no KV cache, so generation recomputes the prompt at every step (`uses_kv_cache = False`:
     the model's generation config says `use_cache=False`).
+
+    `prunes_kv_cache = True` declares the cached kind: `forward_llm_cached` prefills once with the method's pruning
+    into a KV cache, and decoding continues from that pruned cache (one new token per step, not the whole prompt).
+    The model takes it when `generate` is asked for a cache (`use_cache=True`; the evaluation adapter always asks,
+    except with beam search); plain `generate()` still recomputes through `forward_llm`.
     """
 
     acts_on = "llm"
     uses_kv_cache: ClassVar[bool] = False
+    prunes_kv_cache: ClassVar[bool] = False
 
     def forward_llm(self, llm: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor | None,
                     image_mask: torch.Tensor | None, visual_per_row: int) -> torch.Tensor:
         """The backbone on `embeds` with the method applied; the default leaves the sequence alone."""
         return llm(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+
+    def forward_llm_cached(self, llm: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor | None,
+                           image_mask: torch.Tensor | None, visual_per_row: int, cache: Any) -> torch.Tensor:
+        """With `prunes_kv_cache`: the backbone's last hidden state for `embeds` (B, q, H), reading and filling the
+        KV cache `cache` (a transformers `Cache`). Empty cache (prefill): the method prunes and stores only what it
+        keeps, layer by layer. Filled cache (decoding): `embeds` are the new tokens, `attention_mask` (B, past + q)
+        covers every position of the unpruned sequence (positions keep their original numbers)."""
+        raise NotImplementedError(f"{self.name} declares prunes_kv_cache but has no forward_llm_cached")

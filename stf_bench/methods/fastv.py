@@ -8,7 +8,14 @@ Follows the reference implementation, pkunlp-icler/FastV at commit d1659729b5bf1
   original position ids; layers k, k+1, ... run on that shorter sequence;
 - defaults k=2, r=0.5 ("an image is worth 1/2 tokens after layer 2"); the paper's Table 2 row is one setting.
 The reference's token-drop version keeps no KV cache across decode steps (each step is a fresh prefill that ranks
-again with its own last token); so does this one (`uses_kv_cache = False`): answers are those of that version.
+again with its own last token); so does `forward_llm` (`uses_kv_cache = False`, what plain `generate()` runs).
+The cached kind (`prunes_kv_cache`, `forward_llm_cached`) is the reference's KV-cache variant,
+`src/FastV/llava-hf/transformers/src/transformers/models/llama/modeling_llama.py` `fastv_forward` with
+`use_cache=True`: the prefill ranks once with the last prompt token and layers k, k+1, ... cache only the kept
+tokens; decode steps attend to that pruned cache, kept tokens keep their original position ids and new tokens
+continue the unpruned numbering (`attention_mask.cumsum(-1) - 1`, as its `prepare_inputs_for_generation`).
+From the second new token on it may answer differently from the re-ranking version; `forward_llm(rank_at=...)`
+recomputes it exactly (the ranking of the last prompt token, which later tokens cannot change).
 Batched prompts (left-padded) are ranked row by row; every row keeps the same number of visual tokens.
 """
 
@@ -17,6 +24,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from stf_bench import compat
 from stf_bench.errors import StfBenchError
 from stf_bench.methods.base import LlmMethod, Param
 from stf_bench.methods.registry import register
@@ -50,19 +58,35 @@ def causal_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(allowed, 0.0, torch.finfo(dtype).min).to(dtype)[:, None]
 
 
+def decode_mask(past_valid: torch.Tensor, new_valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, P) bool of the cached keys that are real tokens, (B, q) of the new ones -> (B, 1, q, P + q) additive
+    mask: each new token sees every real cached token, and the new ones up to itself."""
+    import torch
+
+    b, past = past_valid.shape
+    q = new_valid.shape[1]
+    causal = torch.ones(q, q, dtype=torch.bool, device=new_valid.device).tril()
+    new = (new_valid[:, None, :] & causal[None]) | torch.eye(q, dtype=torch.bool, device=new_valid.device)[None]
+    allowed = torch.cat([past_valid[:, None, :].expand(b, q, past), new], dim=-1)
+    return torch.where(allowed, 0.0, torch.finfo(dtype).min).to(dtype)[:, None]
+
+
 def last_token_attention(layer: nn.Module, hidden: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor],
-                         valid: torch.Tensor) -> torch.Tensor:
-    """(B, T): the attention weights of `layer` from the last token to every token, averaged over heads, as the
-    layer computes them on its input `hidden` (B, T, H) (eager softmax; grouped KV heads repeated)."""
+                         valid: torch.Tensor, at: int = -1) -> torch.Tensor:
+    """(B, T): the attention weights of `layer` from the token at position `at` (default the last) to every token
+    (causal: none after it), averaged over heads, as the layer computes them on its input `hidden` (B, T, H)
+    (eager softmax; grouped KV heads repeated)."""
     import torch
 
     attn = layer.self_attn
     x = layer.input_layernorm(hidden)
     b, t, _ = x.shape
-    q = attn.q_proj(x[:, -1:]).view(b, 1, -1, attn.head_dim).transpose(1, 2)  # (B, heads, 1, D)
+    at = at % t
+    valid = valid & (torch.arange(t, device=valid.device) <= at)
+    q = attn.q_proj(x[:, at:at + 1]).view(b, 1, -1, attn.head_dim).transpose(1, 2)  # (B, heads, 1, D)
     k = attn.k_proj(x).view(b, t, -1, attn.head_dim).transpose(1, 2)  # (B, kv_heads, T, D)
     cos, sin = rotary
-    q, k = _rotate(q, cos[:, -1:], sin[:, -1:]), _rotate(k, cos, sin)
+    q, k = _rotate(q, cos[:, at:at + 1], sin[:, at:at + 1]), _rotate(k, cos, sin)
     k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
     scores = (q @ k.transpose(-1, -2)).float() * attn.scaling  # (B, heads, 1, T)
     scores = scores.masked_fill(~valid[:, None, None, :], torch.finfo(torch.float32).min)
@@ -82,6 +106,7 @@ class FastV(LlmMethod):
     summary = "drop the least-attended visual tokens after LLM layer k (Chen et al., 2024)"
     text_conditioned = True
     needs_attention = True
+    prunes_kv_cache = True
     params = (Param("k", 2, int, "the layer after which tokens are dropped (the ranking is layer k-1's attention)",
                     minimum=1),
               Param("r", 0.5, float, "fraction of the visual tokens dropped", minimum=0.0, maximum=1.0))
@@ -96,7 +121,7 @@ class FastV(LlmMethod):
                                 f"so nothing would be dropped; valid: k in 1..{layers - 1}")
         if self.args["r"] == 0 and "r=0" not in _WARNED:
             _WARNED.add("r=0")
-            log.warning("fastv: r=0 drops no visual token (the base model's answers, without a KV cache)")
+            log.warning("fastv: r=0 drops no visual token (the base model's answers)")
 
     def kept(self, n: int) -> int:
         """Visual tokens kept of n (the reference's `round(n * (1 - r))`)."""
@@ -107,22 +132,64 @@ class FastV(LlmMethod):
         return [tokens_in] * k + [self.kept(tokens_in)] * (self.shape.llm_layers - k)
 
     def forward_llm(self, llm: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor | None,
-                    image_mask: torch.Tensor | None, visual_per_row: int) -> torch.Tensor:
-        """The backbone's last hidden state (B, T', H) on `embeds` (B, T, H), visual tokens dropped after layer k."""
+                    image_mask: torch.Tensor | None, visual_per_row: int, rank_at: int = -1) -> torch.Tensor:
+        """The backbone's last hidden state (B, T', H) on `embeds` (B, T, H), visual tokens dropped after layer k,
+        ranked by the attention of the token at `rank_at` (default the last: the re-ranking version)."""
+        valid = self._valid(embeds, attention_mask)
+        positions = (valid.long().cumsum(-1) - 1).clamp(min=0)  # as generate() numbers left-padded rows
+        return self._prefill(llm, embeds, valid, positions, image_mask, visual_per_row, None, rank_at)[0]
+
+    def forward_llm_cached(self, llm: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor | None,
+                           image_mask: torch.Tensor | None, visual_per_row: int, cache) -> torch.Tensor:
+        """Prefill (empty `cache`): as `forward_llm`, layers k, ... caching only the kept tokens. Decoding: the new
+        tokens `embeds` (B, q, H) through every layer against the cache, layers k, ... seeing only what was kept."""
+        import torch
+
+        past = cache.get_seq_length()  # layer 0 is never pruned: the unpruned length so far
+        valid = self._valid(embeds, attention_mask, past)
+        positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
+        if past == 0:
+            hidden, index = self._prefill(llm, embeds, valid, positions, image_mask, visual_per_row, cache, -1)
+            cache.stf_fastv_kept = (embeds.shape[1], index)  # prompt length, (B, T') kept positions or None
+            return hidden
+        prompt, index = cache.stf_fastv_kept
+        new_valid, new_positions = valid[:, past:], positions[:, past:]
+        rotary = llm.rotary_emb(embeds, position_ids=new_positions)
+        full = decode_mask(valid[:, :past], new_valid, embeds.dtype)
+        pruned = full if index is None else decode_mask(
+            torch.cat([valid[:, :prompt].gather(1, index), valid[:, prompt:past]], dim=1), new_valid, embeds.dtype)
+        hidden = embeds
+        for i, layer in enumerate(llm.layers[:llm.config.num_hidden_layers]):
+            hidden = layer(hidden, attention_mask=full if i < self.args["k"] else pruned,
+                           position_ids=new_positions, position_embeddings=rotary, use_cache=True,
+                           **compat.cache_kw(cache))
+        return llm.norm(hidden)
+
+    @staticmethod
+    def _valid(embeds: torch.Tensor, attention_mask: torch.Tensor | None, past: int = 0) -> torch.Tensor:
+        """(B, past + T) bool of the real tokens."""
         import torch
 
         b, t, _ = embeds.shape
-        valid = torch.ones(b, t, dtype=torch.bool, device=embeds.device) if attention_mask is None \
-            else attention_mask.bool()
-        positions = (valid.long().cumsum(-1) - 1).clamp(min=0)  # as generate() numbers left-padded rows
+        if attention_mask is None:
+            return torch.ones(b, past + t, dtype=torch.bool, device=embeds.device)
+        return attention_mask.bool()
+
+    def _prefill(self, llm: nn.Module, embeds: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor,
+                 image_mask: torch.Tensor | None, visual_per_row: int, cache, rank_at: int
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The layers on the whole sequence with the drop after layer k (filling `cache` when given): the last
+        hidden state and the (B, T') positions kept (None when nothing is dropped)."""
         hidden = embeds
         rotary = llm.rotary_emb(hidden, position_ids=positions)
         mask = causal_mask(valid, hidden.dtype)
         keep = self.kept(visual_per_row)
+        cache_kw = {"use_cache": False} if cache is None else {"use_cache": True, **compat.cache_kw(cache)}
+        index = None
         layer_input = hidden  # the input of the previous layer, whose attention ranks the tokens
         for i, layer in enumerate(llm.layers[:llm.config.num_hidden_layers]):
             if i == self.args["k"] and image_mask is not None and keep < visual_per_row:
-                scores = last_token_attention(llm.layers[i - 1], layer_input, rotary, valid)  # (B, T)
+                scores = last_token_attention(llm.layers[i - 1], layer_input, rotary, valid, rank_at)  # (B, T)
                 index = keep_index(scores, image_mask, visual_per_row, keep)  # (B, T')
                 hidden = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
                 positions, valid = positions.gather(1, index), valid.gather(1, index)
@@ -130,5 +197,5 @@ class FastV(LlmMethod):
                 mask = causal_mask(valid, hidden.dtype)
             layer_input = hidden
             hidden = layer(hidden, attention_mask=mask, position_ids=positions, position_embeddings=rotary,
-                           use_cache=False)
-        return llm.norm(hidden)
+                           **cache_kw)
+        return llm.norm(hidden), index

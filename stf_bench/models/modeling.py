@@ -282,11 +282,16 @@ class StfLlavaModel(LlavaModel):
                 image_mask.unsqueeze(-1), image_features.to(inputs_embeds.device, inputs_embeds.dtype)
             )
         method = self.token_method
-        if method is not None and method.acts_on == "llm":  # the method runs the backbone (no cache kept)
+        if method is not None and method.acts_on == "llm":  # the method runs the backbone
             visual_per_row = 0 if image_features is None else \
                 image_features.shape[0] * image_features.shape[1] // inputs_embeds.shape[0]
-            hidden = method.forward_llm(self.language_model, inputs_embeds, attention_mask,
-                                        image_mask if image_features is not None else None, visual_per_row)
+            image = image_mask if image_features is not None else None
+            if past_key_values is not None and getattr(method, "prunes_kv_cache", False):  # prefill once, decode
+                hidden = method.forward_llm_cached(self.language_model, inputs_embeds, attention_mask, image,
+                                                   visual_per_row, past_key_values)
+                return compat.llava_model_output(last_hidden_state=hidden, cache_obj=past_key_values,
+                                                 hidden_states=None, attentions=None, image_features=image_features)
+            hidden = method.forward_llm(self.language_model, inputs_embeds, attention_mask, image, visual_per_row)
             return compat.llava_model_output(last_hidden_state=hidden, cache_obj=None, hidden_states=None,
                                              attentions=None, image_features=image_features)
         outputs = self.language_model(

@@ -173,6 +173,75 @@ def test_on_a_hand_set_attention_map_the_expected_tokens_are_kept():
     assert kept.tolist() == [[0, 1, 2, 4, 6, 7, 8], [0, 1, 2, 3, 4, 7, 8]]  # the two best visual, all text, in order
 
 
+def _recomputed(model, inputs, steps: int) -> torch.Tensor:
+    """(B, steps, vocab) greedy logits with no cache: every step runs the whole sequence through
+    `FastV.forward_llm`, ranked by the last prompt token (the cached kind's ranking, which later tokens cannot
+    change) — the recomputation the pruned KV cache must reproduce."""
+    method, llm = model.config.token_method, model.model.language_model
+    embeds = model.model.get_input_embeddings()
+    image = inputs["input_ids"] == model.config.image_token_id
+    with torch.no_grad():
+        full = embeds(inputs["input_ids"].masked_fill(image, 0))
+        full = full.masked_scatter(image[..., None], model.model.visual_tokens(inputs["pixel_values"]))
+        mask, prompt, logits = inputs["attention_mask"], full.shape[1], []
+        for _ in range(steps):
+            hidden = method.forward_llm(llm, full, mask, image, model.config.num_visual_tokens, rank_at=prompt - 1)
+            logits.append(model.lm_head(hidden[:, -1]))
+            token = logits[-1].argmax(-1, keepdim=True)
+            full = torch.cat([full, embeds(token)], dim=1)
+            mask = torch.cat([mask, torch.ones_like(token)], dim=1)
+            image = torch.cat([image, torch.zeros_like(token, dtype=torch.bool)], dim=1)
+    return torch.stack(logits, dim=1)
+
+
+@pytest.mark.parametrize("r", [0.25, 0.5, 0.75, 0.9])
+def test_decoding_from_the_pruned_cache_equals_recomputation(r):
+    """The cached kind (prefill once with the drop, decode from the pruned KV cache) gives the tokens and logits
+    of recomputing the whole sequence at every step, for one prompt and a left-padded batch (k=1: the tiny LLM
+    has two layers, so layer 1 decodes from a pruned cache and layer 0 from a full one)."""
+    model, processor = load_model("llava-tiny", method="fastv", **{"method.k": 1, "method.r": r})
+    for questions in (("What is in the picture?",), ("What is it?", "Which colour is the biggest shape here?")):
+        inputs = _inputs(processor, questions)
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=5, do_sample=False, use_cache=True, output_scores=True,
+                                 return_dict_in_generate=True)
+        want = _recomputed(model, inputs, 5)
+        got = torch.stack(out.scores, dim=1)
+        assert torch.equal(got.argmax(-1), want.argmax(-1))
+        assert torch.equal(out.sequences[:, inputs["input_ids"].shape[1]:], want.argmax(-1))
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_the_evaluation_adapter_decodes_fastv_from_its_cache_not_the_whole_prompt():
+    """Regression (issue 27): FastV recomputed the whole prompt for every generated token. Through the adapter (fast
+    paths on or off) the first LLM layer now sees the prompt once, then one token per step; plain `generate()`
+    still recomputes."""
+    from lmms_eval.api.instance import Instance
+
+    from stf_bench.eval.adapter import StfBenchLmms
+
+    image = Image.new("RGB", (40, 30), (200, 40, 90))
+    for fast in ("true", "false"):
+        lm = StfBenchLmms(preset="llava-tiny", device="cpu", dtype="float32", method="fastv", fast_paths=fast,
+                          **{"method.k": 1, "method.r": 0.75})
+        lm.show_progress = False
+        lm.task_dict = {"t": {"test": [{"image": image}]}}
+        gen = {"until": ["ASSISTANT:"], "max_new_tokens": 4, "temperature": 0}
+        request = Instance("generate_until", ("What is this?", gen, lambda d: [d["image"]], 0, "t", "test"), idx=0,
+                           metadata={"task": "t", "doc_id": 0, "repeats": 1})
+        seen: list[int] = []
+        lm.model.model.language_model.layers[0].register_forward_hook(
+            lambda m, a, o, seen=seen: seen.append(a[0].shape[1]))
+        lm.generate_until([request])
+        assert len(seen) >= 2 and seen[0] > 576  # the prompt with its 576 visual tokens
+        assert set(seen[1:]) == {1}  # one prefill over the prompt, then one token per step
+    seen.clear()
+    model, processor = lm.model, lm.processor
+    with torch.no_grad():
+        model.generate(**_inputs(processor), max_new_tokens=4, do_sample=False)
+    assert seen[1:] == [seen[0] + i for i in range(1, len(seen))]  # the whole sequence at every step
+
+
 def test_a_fastv_that_drops_nothing_is_refused_before_any_work_and_r0_warns_once(capsys, caplog, monkeypatch):
     """`--method fastv` on a 2-layer model ran with k=2, dropped nothing, warned 11 times and was stored as
     `+ fastv`: refused now, with the valid range, before a model is built."""

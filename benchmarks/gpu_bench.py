@@ -8,8 +8,9 @@ Steps, in this order, each in a process of its own with its own time limit (all 
   adapter    evaluation throughput at 7B: our lmms-eval adapter vs lmms-eval's llava_hf on the same requests,
              identical-answer count (benchmarks/adapter_throughput.py)
   precision  bf16 vs fp32 on the tiny presets: greedy answers changed (benchmarks/precision.py)
-  train      one training step of STF vs LLaVA-1.5 at full size: declared skipped while `stf-bench train` (issue 25)
-             does not exist
+  train      one training step of STF vs LLaVA-1.5 at full size, finetune recipe, 128 rows as 16 per device x 8
+             accumulation, after one warm-up step: DeepSpeed ZeRO-3 where importable and fitting, else the plain
+             Trainer in bf16, as the output says (benchmarks/train_step.py)
 A step that runs out of time is killed alone: what it wrote so far and every earlier step are kept.
 
 Written under --out (at most 8 files, what the GPU tool brings back): `<step>.json` for each step that ran (its
@@ -157,13 +158,17 @@ def run_precision(params: dict, emit: Callable[[dict, str], None]) -> None:
              + "\n".join(lines))
 
 
-def train_missing() -> str | None:
-    """Why the training step does not run: `stf-bench train` is missing, or this script has no step for it yet."""
-    from stf_bench.cli import COMMANDS
+def run_train(params: dict, emit: Callable[[dict, str], None]) -> None:
+    """One training step (after one warm-up step on the GPU) of llava-1.5-7b and stf-7b with the same finetune recipe
+    and batch, through `stf-bench train`'s Trainer (benchmarks/train_step.py)."""
+    from train_step import markdown, parse_args, run
 
-    if "train" not in COMMANDS:
-        return "needs `stf-bench train` (issue 25), which does not exist yet; nothing was timed"
-    return "`stf-bench train` exists but this script has no training step yet: add one (issue 28, item 5)"
+    argv = ["--models", "llava-1.5-7b,stf-7b", "--per-device-batch-size", str(params["per_device"]),
+            "--global-batch-size", str(params["global_batch"]), "--steps", str(params["steps"]),
+            "--warmup-steps", str(params["warmup"])]
+    argv += ["--gpu"] if params["device"] == "cuda" else ["--pure-bf16"]
+    report = run(parse_args(argv))
+    emit(report, "#### One training step, llava-1.5-7b vs stf-7b (finetune)\n\n" + markdown(report))
 
 
 STEPS = (
@@ -184,22 +189,26 @@ STEPS = (
     Step("precision", 90, "bf16 vs fp32 greedy answers on the tiny presets",
          gpu=dict(device="cuda", presets=["llava-tiny", "stf-tiny"], tasks=CAPPED_128_TASKS, limit=1000, batch_size=16),
          dry=dict(device="cpu", presets=["llava-tiny"], tasks="chartqa", limit=1, batch_size=2), run=run_precision),
-    Step("train", 0, "one training step of STF vs LLaVA-1.5 at full size (paper appendix A.2)",
-         skipped=train_missing),
+    Step("train", 150, "one training step of STF vs LLaVA-1.5 at full size (paper appendix A.2)",
+         gpu=dict(device="cuda", per_device=16, global_batch=128, steps=1, warmup=1),
+         dry=dict(device="cpu", per_device=1, global_batch=1, steps=1, warmup=0, llm_layers=1), run=run_train),
 )
 
 
-def cut_presets(llm_layers: int = 1, vision_layers: int = 1) -> None:
+def cut_presets(llm_layers: int = 1, vision_layers: int = 1, setitem: Callable[[dict, str, object], None] | None = None
+                ) -> None:
     """The dry run's models: every full-size preset keeps its widths, vocabulary and token ids, with its vision
-    tower and LLM cut to a few layers (MBTF then fuses the one block there is). Changes this process only."""
+    tower and LLM cut to a few layers (MBTF then fuses the one block there is). Changes this process only; a test
+    passes `monkeypatch.setitem` as `setitem` so that the cut is undone after it."""
     from stf_bench.models import presets
 
-    presets.VISION[FULL_VISION] = {**presets.VISION[FULL_VISION], "num_hidden_layers": vision_layers}
+    put = setitem or dict.__setitem__
+    put(presets.VISION, FULL_VISION, {**presets.VISION[FULL_VISION], "num_hidden_layers": vision_layers})
     for name in FULL_LLMS:
-        presets.LLMS[name] = {**presets.LLMS[name], "num_hidden_layers": llm_layers}
+        put(presets.LLMS, name, {**presets.LLMS[name], "num_hidden_layers": llm_layers})
     for name, preset in list(presets.PRESETS.items()):
         if not preset.tiny and "mbtf" in preset.projector:
-            presets.PRESETS[name] = dataclasses.replace(preset, settings={**preset.settings, "mbtf_blocks": 1})
+            put(presets.PRESETS, name, dataclasses.replace(preset, settings={**preset.settings, "mbtf_blocks": 1}))
 
 
 def imported_distributions() -> list[str]:

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from stf_bench.errors import StfBenchError
@@ -62,7 +63,8 @@ def _check_model(args: argparse.Namespace) -> dict:
     return overrides
 
 
-def run(args: argparse.Namespace) -> int:
+def prepare(args: argparse.Namespace) -> tuple:
+    """(recipe, preset overrides, data) of the flags, every refusal raised before a model is built."""
     from stf_bench.train.data import load, resolve
     from stf_bench.train.recipe import resolve_recipe
 
@@ -73,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
     if args.projector is not None and args.stage != "finetune":
         raise StfBenchError("--projector is the stage-1 result a finetune starts from; drop it for --stage pretrain")
     json_path, image_folder, source = resolve(args.stage, args.data, args.data_path, args.image_folder)
-    data = load(recipe.template, json_path, image_folder, source, args.skip_missing_images)
+    return recipe, overrides, load(recipe.template, json_path, image_folder, source, args.skip_missing_images)
+
+
+def run(args: argparse.Namespace) -> int:
+    recipe, overrides, data = prepare(args)
     if args.dump_examples is None and args.output_dir is None:
         raise StfBenchError("--output-dir is required (where the checkpoint goes), unless --dump-examples FILE")
     if args.dump_examples is not None:
@@ -115,22 +121,32 @@ def _dump(args, recipe, data, overrides: dict) -> int:
     return 0
 
 
-def _train(args, recipe, data, overrides: dict) -> int:
-    import torch
+@dataclass
+class Built:
+    """What `build_trainer` made: the Trainer and what `_train` reports and saves after it."""
 
-    from stf_bench import __version__
+    trainer: object
+    model: object
+    processor: object
+    examples: list
+    masked: int
+    trainable: int
+    projector: Path | None
+
+
+def build_trainer(args, recipe, data, overrides: dict, out: Path, **load_kwargs) -> Built:
+    """The model, its stage's trainable parameters and the StageTrainer of one run, as `stf-bench train` builds them
+    (benchmarks/train_step.py times its steps). `load_kwargs` go to `load_model` (`dtype`, `device`)."""
     from stf_bench.errors import writable_dir
     from stf_bench.models import load_model
     from stf_bench.models.loading import load_projector_weights
     from stf_bench.train.batches import Collator, LlavaRows
-    from stf_bench.train.outputs import prepare_output_dir, projector_file, save_model, save_projector, write_provenance
+    from stf_bench.train.outputs import projector_file
     from stf_bench.train.recipe import training_arguments
     from stf_bench.train.trainer import StageTrainer, TrainingForward, set_trainable
 
-    out = Path(args.output_dir).expanduser()
-    resume_from = prepare_output_dir(out, args.resume, args.overwrite)
     projector = projector_file(args.projector) if args.projector is not None else None
-    model, processor = load_model(args.model, random_weights=True, seed=recipe.seed, **overrides)
+    model, processor = load_model(args.model, random_weights=True, seed=recipe.seed, **load_kwargs, **overrides)
     if projector is not None:
         load_projector_weights(model, projector)  # a mismatch names the key and both shapes
     elif args.stage == "finetune" and _rank_zero():
@@ -138,17 +154,30 @@ def _train(args, recipe, data, overrides: dict) -> int:
               file=sys.stderr)
     writable_dir(out)
     examples, tok = _examples(data, recipe, processor)
-    masked = sum(ex.masked for ex in examples)
     set_trainable(model, args.stage)
     model.config.use_cache = False
     if recipe.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     dataset = LlavaRows(data.rows, examples, data.image_folder, processor, recipe.image_aspect_ratio == "pad")
     trainer = StageTrainer(
         model=TrainingForward(model, tok.pad_id, recipe.model_max_length), args=training_arguments(recipe, out),
         train_dataset=dataset, data_collator=Collator(tok.pad_id, recipe.model_max_length),
         group_by_modality=recipe.group_by_modality)
+    return Built(trainer, model, processor, examples, sum(ex.masked for ex in examples),
+                 sum(p.numel() for p in model.parameters() if p.requires_grad), projector)
+
+
+def _train(args, recipe, data, overrides: dict) -> int:
+    import torch
+
+    from stf_bench import __version__
+    from stf_bench.train.outputs import prepare_output_dir, save_model, save_projector, write_provenance
+
+    out = Path(args.output_dir).expanduser()
+    resume_from = prepare_output_dir(out, args.resume, args.overwrite)
+    built = build_trainer(args, recipe, data, overrides, out)
+    trainer, model, processor, examples, masked, trainable, projector = (
+        built.trainer, built.model, built.processor, built.examples, built.masked, built.trainable, built.projector)
     main = trainer.is_world_process_zero()  # with several processes, the first one alone writes and reports
     if main:
         print(f"stf-bench train: {args.stage} {args.model} on {data.source}: {len(examples)} rows ({masked} masked "

@@ -33,8 +33,7 @@ def test_dry_run_runs_every_step_on_full_size_wiring_and_imports_only_what_the_g
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     status = {s["name"]: s["status"] for s in summary["steps"]}
-    assert status == {"table9": "ok", "methods": "ok", "adapter": "ok", "precision": "ok", "train": "skipped"}
-    assert "stf-bench train" in summary["steps"][-1]["reason"]
+    assert status == {"table9": "ok", "methods": "ok", "adapter": "ok", "precision": "ok", "train": "ok"}
     # what the GPU tool brings back: at most 8 plain files, no folders
     assert len(list(out.iterdir())) <= 8 and all(p.is_file() for p in out.iterdir())
 
@@ -55,16 +54,24 @@ def test_dry_run_runs_every_step_on_full_size_wiring_and_imports_only_what_the_g
     precision = json.loads((out / "precision.json").read_text())["results"]["presets"]
     assert precision[0]["loaded_as"] == {"float32": "float32", "bfloat16": "bfloat16"}
     assert precision[0]["requests"] == sum(t["requests"] for t in precision[0]["per_task"].values())
+    train = json.loads((out / "train.json").read_text())
+    assert train["complete"] and train["results"]["mode"] == "bf16" and train["results"]["stage"] == "finetune"
+    runs = train["results"]["models"]
+    assert list(runs) == ["llava-1.5-7b", "stf-7b"]
+    assert [(r["visual_tokens"], r["steps_timed"], r["weights_dtype"]) for r in runs.values()] == [
+        (576, 1, "bfloat16"), (144, 1, "bfloat16")]
+    assert runs["stf-7b"]["trainable_parameters"] > 2 * 32000 * 4096  # full widths and vocabulary, LLM trained
 
     text = (out / "gpu_bench.md").read_text()
     for heading in ("Table 9: llava-1.5-7b vs stf-7b, batch 2", "Table 9: llava-1.5-7b vs stf-7b, batch 1",
                     "llava-1.5-7b + fastv(k=1, r=0.75)", "stf_bench adapter vs lmms-eval llava_hf",
-                    "bfloat16 vs float32 greedy answers", "skipped: needs `stf-bench train`"):
+                    "bfloat16 vs float32 greedy answers", "One training step, llava-1.5-7b vs stf-7b (finetune)",
+                    "s / step (median of 1)"):
         assert heading in text, heading
     image = _names((ROOT / "benchmarks" / "gpu_image_packages.txt").read_text().splitlines())
     listed = subprocess.run(["bash", "scripts/gpu_wheels.sh", "--list"], cwd=ROOT, capture_output=True, text=True)
     carried = _names(listed.stdout.splitlines())
-    for step in ("table9", "methods", "adapter", "precision"):
+    for step in ("table9", "methods", "adapter", "precision", "train"):
         imported = set(json.loads((out / f"{step}.json").read_text())["environment"]["distributions"])
         assert {"torch", "transformers"} <= imported
         assert not imported - image - carried - {"stf-bench"}, f"{step} imports what the GPU machine lacks"
@@ -75,7 +82,7 @@ def test_a_step_out_of_time_is_killed_alone_and_earlier_output_is_kept(tmp_path,
     third still runs. The first's output and the second's part survive; the run exits 1."""
     gpu_bench = load_benchmark("gpu_bench")
     quick, hang, after = (dataclasses.replace(s, limit_s=limit) for s, limit in zip(gpu_bench.STEPS[:3], (30, 3, 30)))
-    monkeypatch.setattr(gpu_bench, "STEPS", (quick, hang, after, gpu_bench.STEPS[-1]))
+    monkeypatch.setattr(gpu_bench, "STEPS", (quick, hang, after))
 
     def command(step, out, dry_run):
         sleep = 600 if step is hang else 0
@@ -90,7 +97,6 @@ def test_a_step_out_of_time_is_killed_alone_and_earlier_output_is_kept(tmp_path,
     steps = {s["name"]: s for s in json.loads((out / "summary.json").read_text())["steps"]}
     assert steps[quick.name]["status"] == "ok" and steps[after.name]["status"] == "ok"
     assert steps[hang.name]["status"] == "timed out after 3 s (killed)" and steps[hang.name]["seconds"] < 60
-    assert steps["train"]["status"] == "skipped"
     text = (out / "gpu_bench.md").read_text()
     assert f"figures of {quick.name}" in text and f"figures of {after.name}" in text
     assert f"figures of {hang.name}" in text and "(partial: what finished before it stopped)" in text
@@ -104,15 +110,6 @@ def test_a_spent_budget_starts_no_step_and_an_unknown_step_is_refused(tmp_path, 
     assert steps[0]["status"] == "skipped" and steps[0]["reason"].startswith("not started: ")
     assert gpu_bench.main(["--out", str(tmp_path), "--steps", "table9,tabel9"]) == 2
     assert "unknown step tabel9; valid: table9, methods" in capsys.readouterr().err
-
-
-def test_training_step_says_why_it_is_skipped(monkeypatch, load_benchmark):
-    gpu_bench = load_benchmark("gpu_bench")
-    from stf_bench import cli
-
-    assert gpu_bench.train_missing().startswith("needs `stf-bench train` (issue 25)")
-    monkeypatch.setitem(cli.COMMANDS, "train", ("stf_bench.train", "train"))
-    assert "this script has no training step yet" in gpu_bench.train_missing()
 
 
 def _sized(folder: Path, sizes: dict[str, int]) -> list[Path]:

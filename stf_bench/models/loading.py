@@ -148,12 +148,18 @@ def _cached_tokenizer(repo: str | None, image_token_index: int | None = None):
     model agree."""
     if repo:
         repo_id, sub = _split_repo(repo)
+        from huggingface_hub import snapshot_download
         try:
-            from huggingface_hub import snapshot_download
             path = Path(snapshot_download(repo_id, local_files_only=True)) / sub
-            return _add_image_token(AutoTokenizer.from_pretrained(path)), SlowLlamaTokenizer.from_directory(path)
         except Exception:  # not cached: fall through, with a note
-            pass
+            path = None
+        if path is not None:  # cached: a tokenizer that cannot be read is an error, never a silent stand-in
+            try:
+                return _add_image_token(AutoTokenizer.from_pretrained(path)), SlowLlamaTokenizer.from_directory(path)
+            except Exception as exc:
+                raise StfBenchError(
+                    f"the cached tokenizer of {repo} in {path} cannot be read ({type(exc).__name__}: {exc}); "
+                    f"download it again with `hf download {repo_id}` or remove that folder from the hub cache") from exc
     log.info("no cached tokenizer for %s: using the byte-level tokenizer (text token counts will differ)", repo)
     return build_tiny_tokenizer(image_token_index), None
 

@@ -168,6 +168,26 @@ def test_full_size_presets_on_meta_use_the_cached_vocabulary(tmp_path, monkeypat
         _assert_official(processor, "legacy_false")
 
 
+def test_a_cached_tokenizer_that_cannot_be_read_is_an_error_not_the_byte_level_stand_in(tmp_path, monkeypatch):
+    """A corrupt `tokenizer.model` in the hub cache of a full-size preset is named, with the fix; it never falls
+    back silently to the byte-level tokenizer (whose ids are not the model's)."""
+    import huggingface_hub.constants
+
+    from stf_bench.errors import StfBenchError
+
+    repo = "visresearch/LLaVA-STF"
+    snapshot = tmp_path / f"models--{repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    folder = snapshot / "full-parameter-finetune"
+    folder.mkdir(parents=True)
+    (folder / "tokenizer.model").write_bytes(TOKENIZER_MODEL.read_bytes()[:1000])  # truncated
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "legacy": False}))
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(StfBenchError, match=r"cached tokenizer of visresearch/LLaVA-STF.*hf download"):
+        load_model("stf-7b", random_weights=True, device="meta")
+
+
 def test_adapter_feeds_the_official_ids_on_every_path(tmp_path, clip, monkeypatch):
     """The lmms-eval adapter on an original-LLaVA checkpoint: the greedy batched path, `generate()` (sampling)
     and loglikelihood all give the model the official ids."""

@@ -3,6 +3,7 @@ projector and never the vision tower, and `stf-bench run` evaluates the result; 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -73,12 +74,15 @@ def _error(capsys, argv: list[str]) -> str:
     return err[0]
 
 
-def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     assert "unknown or missing --stage 'stage3'" in _error(capsys, ["train", "--stage", "stage3", "--output-dir",
                                                                     str(out)])
-    assert "--deepspeed needs DeepSpeed, which is not installed" in _error(
-        capsys, ["train", "--stage", "pretrain", "--deepspeed", "zero2", "--output-dir", str(out)])
+    with monkeypatch.context() as m:  # the test install has DeepSpeed: hide it
+        real = importlib.util.find_spec
+        m.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "deepspeed" else real(n, *a))
+        assert "--deepspeed needs DeepSpeed, which is not installed" in _error(
+            capsys, ["train", "--stage", "pretrain", "--deepspeed", "zero2", "--output-dir", str(out)])
     bad = tmp_path / "ds.json"
     bad.write_text("{not json")
     assert "is not valid JSON" in _error(capsys, ["train", "--stage", "pretrain", "--deepspeed", str(bad),

@@ -68,6 +68,10 @@ def load_model(name_or_path: str | os.PathLike, *, random_weights: bool = False,
             config = preset_config(name, **config_overrides)
             _set_attn(config, options)
             model = build_random(config, device=device, dtype=dtype, seed=options.get("seed", 0))
+            if preset.shipped and device.type != "meta":
+                from stf_bench.models.default_model import load_shipped
+
+                load_shipped(model, preset.shipped)
             tokenizer, slow = (build_tiny_tokenizer(), None) if preset.tiny else _cached_tokenizer(
                 preset.weights or LLM_TOKENIZERS[preset.llm], config.image_token_index)
             processor = _processor(config, tokenizer, slow)

@@ -72,6 +72,7 @@ class Preset:
     weights: str | None = None
     settings: dict = field(default_factory=dict)
     note: str = ""
+    shipped: str | None = None  # weights file shipped in stf_bench/models/default/ (stf_bench.models.default_model)
 
     @property
     def tiny(self) -> bool:

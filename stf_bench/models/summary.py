@@ -23,6 +23,7 @@ def describe(name: str, **overrides) -> dict:
         "llm_params": llm_params(name),
         "vision_tower": preset.vision,
         "projector_args": dict(projector.args),  # what the projector declares (k, e, mbtf_blocks, ...)
-        "weights": preset.weights or ("deterministic (seed 0), built offline" if preset.tiny else None),
+        "weights": preset.weights or (f"shipped: {preset.shipped} (trained on sample data)" if preset.shipped else
+                                      "deterministic (seed 0), built offline" if preset.tiny else None),
         "note": preset.note,
     }

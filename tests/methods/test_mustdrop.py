@@ -4,6 +4,7 @@ and decoding from the pruned KV cache equal to recomputation."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +155,8 @@ def test_the_prefill_leaves_the_finally_kept_tokens_in_the_cache_from_the_first_
     cache = DynamicCache()
     with torch.no_grad():
         model(**inputs, past_key_values=cache, use_cache=True)
-    before, after = model.model.token_method.schedules[-1]
+    before = model.model.token_method.schedules[-1][1]  # entering layer 1, whose output is pruned
     text = inputs["input_ids"].shape[1] - 576
-    assert before < 576 and after < before
-    assert [cache.layers[i].keys.shape[2] for i in range(2)] == [text + before, text + after]
+    full, pruned = (cache.layers[i].keys.shape[2] - text for i in range(2))
+    assert before < 576 and full == before  # layer 0: every real visual token, the padding placeholders gone
+    assert math.ceil(0.08 * before) <= pruned < before  # layer 1: the kept ones, the key set at least

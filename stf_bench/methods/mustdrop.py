@@ -244,14 +244,18 @@ class MustDrop(LlmMethod):
         then pruned to the finally kept tokens. Decoding: the new tokens against that cache."""
         import torch
 
-        if attention_mask is None:
-            attention_mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
         state = getattr(cache, "stf_mustdrop", None)
+        seen = 0 if state is None else state["seen"]  # positions so far: the prompt's (unpruned) and the new ones
+        if attention_mask is None:  # every token real (transformers passes none when nothing is padded)
+            attention_mask = torch.ones(embeds.shape[0], seen + embeds.shape[1], dtype=torch.long,
+                                        device=embeds.device)
         if state is None:
             hidden, state = self._prefill(llm, embeds, attention_mask.bool(), image_mask, vision, cache, record)
             cache.stf_mustdrop = state
             return hidden
-        return self._decode(llm, embeds, attention_mask.bool(), cache, state)
+        hidden = self._decode(llm, embeds, attention_mask.bool(), cache, state)
+        state["seen"] += embeds.shape[1]
+        return hidden
 
     def _prefill(self, llm: nn.Module, embeds: torch.Tensor, valid: torch.Tensor, image_mask: torch.Tensor | None,
                  vision: VisionContext | None, cache: Any, record: bool) -> tuple[torch.Tensor, dict]:
@@ -342,7 +346,7 @@ class MustDrop(LlmMethod):
             for r in range(b):
                 if image[r].any():
                     self.schedules.append(self._schedule(counts[r], prune_at))
-        state = {"prompt": t, "layer_valid": layer_valid}
+        state = {"prompt": t, "seen": t, "layer_valid": layer_valid}
         return llm.norm(hidden), state
 
     def _schedule(self, counts: list[int], prune_at: list[int]) -> list[int]:

@@ -239,6 +239,10 @@ class Method:
         """Visual tokens the LLM sees at each of its layers, given `tokens_in` entering it."""
         return [self.tokens_out(tokens_in)] * self.shape.llm_layers
 
+    def observed_schedules(self) -> list[list[int]]:
+        """With `varying_tokens`: the `token_schedule` of each image seen so far (FLOPs take their mean)."""
+        return []
+
     def run_summary(self) -> dict | None:
         """What the method observed over a run, recorded with its results (PruMerge+: its adaptive counts)."""
         return None

@@ -202,6 +202,10 @@ class MustDrop(LlmMethod):
             return [tokens_in] * self.shape.llm_layers
         return [round(sum(s[i] for s in self.schedules) / len(self.schedules)) for i in range(self.shape.llm_layers)]
 
+    def observed_schedules(self) -> list[list[int]]:
+        """Each image's schedule so far (its counts entering each LLM layer)."""
+        return self.schedules
+
     def run_summary(self) -> dict | None:
         """Per-image visual tokens entering the LLM, their mean, and the mean over layers (the authors' count)."""
         if not self.schedules:

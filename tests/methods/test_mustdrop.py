@@ -160,3 +160,61 @@ def test_the_prefill_leaves_the_finally_kept_tokens_in_the_cache_from_the_first_
     full, pruned = (cache.layers[i].keys.shape[2] - text for i in range(2))
     assert before < 576 and full == before  # layer 0: every real visual token, the padding placeholders gone
     assert math.ceil(0.08 * before) <= pruned < before  # layer 1: the kept ones, the key set at least
+
+
+def _tiny_llm_flops(model, layers: int, n: int, part: str = "llm") -> int:
+    """calflops count of the tiny backbone cut to `layers` layers over n tokens (meta device)."""
+    import copy
+
+    from stf_bench.profile.flops import count_flops, counting_twin
+
+    llm = copy.deepcopy(model.model.language_model)
+    llm.config.num_hidden_layers = layers
+    twin = counting_twin(llm)
+    embeds = torch.empty(1, n, llm.config.hidden_size, device="meta")
+    mask = torch.ones(1, n, dtype=torch.long, device="meta")
+    module = twin if part == "llm" else twin.norm
+    return count_flops(twin, lambda: twin(inputs_embeds=embeds, attention_mask=mask, use_cache=False), {"x": module})["x"]
+
+
+def test_paper_flops_are_the_mean_of_each_images_per_layer_count():
+    from stf_bench.profile.flops import paper_report
+
+    model, processor = load_model("llava-tiny", method="mustdrop", **TINY)
+    bound = paper_report(model, "x")
+    assert bound.visual_tokens == 576 and "bound" in bound.details["flops_over"]
+    with torch.no_grad():
+        model(**_inputs(processor, _images(), QUESTIONS))
+    schedules = model.model.token_method.schedules
+    assert len(schedules) == 2 and schedules[0] != schedules[1] and all(len(set(s)) == 2 for s in schedules)
+    want = []
+    for n0, n1 in schedules:  # layer 0 on n0 tokens, layer 1 on n1 (the drop after layer 0), norm on n1
+        per_layer = {n: _tiny_llm_flops(model, 2, n) - _tiny_llm_flops(model, 1, n) for n in (n0, n1)}
+        rest = _tiny_llm_flops(model, 1, n0) - per_layer[n0]  # rotary embedding + final norm
+        want.append(rest - _tiny_llm_flops(model, 1, n0, "norm") + _tiny_llm_flops(model, 1, n1, "norm")
+                    + per_layer[n0] + per_layer[n1])
+    report = paper_report(model, "x")
+    assert report.tflops * 1e12 == pytest.approx(sum(want) / 2, rel=1e-12)
+    assert report.details["visual_tokens_per_image"] == [s[0] for s in schedules]
+    assert report.details["mean_visual_tokens"] == sum(s[0] for s in schedules) / 2
+
+
+def test_prefill_flops_of_a_per_image_count_are_refused():
+    from stf_bench.profile.flops import count_prefill
+
+    model, _ = load_model("llava-tiny", method="mustdrop")
+    with pytest.raises(StfBenchError, match="use --convention paper"):
+        count_prefill(model, torch.ones(1, 600, dtype=torch.long))
+
+
+def test_flops_cli_without_images_counts_the_bound_and_says_so(capsys):
+    import json
+
+    from stf_bench.cli import main
+
+    assert main(["flops", "--model", "llava-1.5-7b", "--method", "mustdrop", "--format", "json", "--no-store"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert main(["flops", "--model", "llava-1.5-7b", "--format", "json", "--no-store"]) == 0
+    base = json.loads(capsys.readouterr().out)
+    assert report["tflops"] == base["tflops"] and report["visual_tokens"] == 576
+    assert "bound" in report["details"]["flops_over"]

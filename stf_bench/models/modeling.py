@@ -27,7 +27,11 @@ from stf_bench.methods.registry import get_training_free
 class StfLlavaConfig(LlavaConfig):
     """LlavaConfig plus the compression: the projector (`projector_type` and its arguments' fields: k/e are the
     STF window and tokens per window, mbtf_blocks the ViT blocks fused, ...) and, optionally, a training-free
-    `method` with its `method_args` (stf_bench.methods)."""
+    `method` with its `method_args` (stf_bench.methods).
+
+    The fields below are the built-in projectors' (typed, checked by the dataclass); any registered projector's
+    `Param.config_field` is accepted as well, its default filled in when not given (`projector_fields`), so that a
+    plug-in projector needs no edit here."""
 
     model_type = "stf_llava"
 
@@ -46,7 +50,13 @@ class StfLlavaConfig(LlavaConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        for name, default in projector_fields().items():  # a plug-in projector's fields: declared by its params
+            if not hasattr(self, name):
+                setattr(self, name, default)
         projector, method = self.projector_method, self.token_method  # each validates its arguments
+        for param in type(projector).params:  # the parsed values: the saved config says exactly what was built
+            if param.config_field:
+                setattr(self, param.config_field, projector.args[param.name])
         if method is not None:
             self.method_args = dict(method.args)  # defaults filled: the saved config says exactly what ran
             if method.acts_on == "vision" and not projector.token_wise:
@@ -119,6 +129,16 @@ def _projectors() -> list[type[ProjectorMethod]]:
     from stf_bench.methods import list_methods
 
     return list_methods("projector")
+
+
+def projector_fields() -> dict[str, object]:
+    """Config field -> default of every registered projector's arguments (the first declaring a field wins)."""
+    fields: dict[str, object] = {}
+    for projector in _projectors():
+        for param in projector.params:
+            if param.config_field:
+                fields.setdefault(param.config_field, param.default)
+    return fields
 
 
 def _clip_attention(block: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

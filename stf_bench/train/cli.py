@@ -212,9 +212,9 @@ def _train_stage(args, recipe, data, overrides: dict) -> int:
 
     out = Path(args.output_dir).expanduser()
     resume_from = prepare_output_dir(out, args.resume, args.overwrite)
-    if _rank_zero():
-        print(memory_line(args, recipe, overrides), file=sys.stderr)
     built = build_trainer(args, recipe, data, overrides, out)
+    if _rank_zero():  # after every refusal (a projector that does not fit), before training
+        print(memory_line(recipe, sum(p.numel() for p in built.model.parameters()), built.trainable), file=sys.stderr)
     trainer, model, processor, examples, masked, trainable, projector = (
         built.trainer, built.model, built.processor, built.examples, built.masked, built.trainable, built.projector)
     main = trainer.is_world_process_zero()  # with several processes, the first one alone writes and reports
@@ -251,12 +251,11 @@ def _train_stage(args, recipe, data, overrides: dict) -> int:
     return 0
 
 
-def memory_line(args: argparse.Namespace, recipe, overrides: dict) -> str:
-    """The estimated model-state memory per process of this run (stf_bench/train/memory.py), from the parameter
-    counts of the model on `meta`: printed before any weights are read."""
-    from stf_bench.train.memory import estimate, parameter_counts
+def memory_line(recipe, total: int, trainable: int) -> str:
+    """The estimated model-state memory per process of this run (stf_bench/train/memory.py) for its ZeRO stage and
+    process count, from the parameter counts of the built model (`total`, `trainable` in this stage)."""
+    from stf_bench.train.memory import estimate
 
-    total, trainable = parameter_counts(args.model, args.stage, **overrides)
     return estimate(total, trainable, zero_stage=recipe.zero_stage, processes=recipe.processes,
                     mixed_precision=recipe.mixed_precision, deepspeed=recipe.deepspeed is not None).line()
 

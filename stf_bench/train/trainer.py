@@ -131,7 +131,7 @@ LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"
 
 @contextlib.contextmanager
 def single_process_group(needed: bool) -> Iterator[None]:
-    """A one-process gloo group for DeepSpeed when no launcher made one (`stf-bench train --deepspeed zero2` run
+    """A one-process group (gloo on the CPU) for DeepSpeed when no launcher made one (`stf-bench train --deepspeed zero2` run
     directly, on CPU included): DeepSpeed otherwise looks for MPI (mpi4py) to find its rank. The launcher's variables
     (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*) are set for the run and restored after it. The group is made once and
     kept for the life of the process: DeepSpeed caches its groups, and a second run in the same process reuses it."""
@@ -146,8 +146,8 @@ def single_process_group(needed: bool) -> Iterator[None]:
         port = s.getsockname()[1]
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     try:
-        if not dist.is_initialized():
-            dist.init_process_group("gloo", rank=0, world_size=1)
+        if not dist.is_initialized():  # nccl on a GPU (ZeRO's reduce-scatter), gloo on the CPU
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", rank=0, world_size=1)
         yield
     finally:
         for key, value in saved.items():

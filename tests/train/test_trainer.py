@@ -117,7 +117,7 @@ def test_under_zero3_a_text_only_micro_batch_still_runs_the_projector_on_a_zero_
     llava.zero_grad(set_to_none=True)
 
 
-def test_gathered_does_nothing_without_zero3_and_the_group_of_one_is_undone(llava, monkeypatch):
+def test_gathered_does_nothing_without_zero3_and_the_group_of_one_restores_the_environment(llava, monkeypatch):
     import os
 
     import torch.distributed as dist

@@ -35,6 +35,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # gpu_bench's cut_presets, and stf_bench from the working tree
 
+from stf_bench.train.memory import parameter_counts  # noqa: E402  (stf-bench train's own count, on `meta`)
+
 PAPER = {"llava_s": 27.8, "stf_s": 18.6, "speedup": 1.49, "setting": "global batch 128, 8 x A6000, DeepSpeed ZeRO-3"}
 CPU_MODELS = ("llava-tiny", "stf-tiny")
 GPU_MODELS = ("llava-1.5-7b", "stf-7b")
@@ -60,19 +62,6 @@ def model_state_bytes(total: int, trainable: int, mode: str, gpus: int = 1) -> i
     if mode == "bf16":
         return PURE_BF16_ADAM * trainable + FROZEN_16BIT * frozen
     raise ValueError(f"unknown mode {mode!r}")
-
-
-def parameter_counts(model: str, stage: str) -> tuple[int, int]:
-    """(all, trained in `stage`) parameters of a preset, counted on the meta device (nothing allocated)."""
-    from stf_bench.models import load_model
-    from stf_bench.train.trainer import set_trainable
-
-    built, _ = load_model(model, random_weights=True, device="meta")
-    set_trainable(built, stage)
-    counts = (sum(p.numel() for p in built.parameters()),
-              sum(p.numel() for p in built.parameters() if p.requires_grad))
-    del built
-    return counts
 
 
 def choose_mode(gpu: bool, deepspeed: str, device_bytes: int | None, needs_zero3: int, pure_bf16: bool = False

@@ -668,3 +668,62 @@ def load_projector_weights(model: StfLlavaForConditionalGeneration, path: str | 
     check_state_dict(projector, state, path)
     ref = next(projector.parameters())
     projector.load_state_dict({k: v.to(ref.device, ref.dtype) for k, v in state.items()}, assign=ref.is_meta)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# base weights: where LLaVA's training starts (stage 1 and stage 2 of `stf-bench train` on a full-size preset)
+
+def base_weight_dirs(name: str) -> tuple[Path, Path]:
+    """Local directories of a full-size preset's base weights, its LLM (`LLM_TOKENIZERS`: lmsys/vicuna-7b-v1.5,
+    lmsys/vicuna-13b-v1.5, meta-llama/Llama-3.1-8B-Instruct) and CLIP ViT-L/14-336, from the hub cache or downloaded.
+    Offline or unreachable: one StfBenchError naming every missing repo and the command that downloads it (never a
+    hang: `fetch` checks HF_HUB_OFFLINE and the hub's reachability with a 3 s timeout first)."""
+    preset = get_preset(name)
+    repos = [LLM_TOKENIZERS[preset.llm], CLIP_L_336_ID]
+    found, missing = [], []
+    for repo in repos:
+        try:
+            directory = fetch(repo)
+        except StfBenchError:
+            directory = None
+        if directory is None or not _holds_weights(directory):  # a cache of the tokenizer alone is not the weights
+            missing.append(repo)
+        else:
+            found.append(directory)
+    if missing:
+        raise StfBenchError(
+            f"{name} starts from the base weights of {' and '.join(missing)}, not in the local hub cache and not "
+            f"downloaded (offline, the hub unreachable, or only part of the repo cached); run {' and '.join(f'`hf download {r}`' for r in missing)} "
+            f"where the hub is reachable (into this machine's hub cache, HF_HOME), or pass --init random for a run "
+            f"from random weights")
+    return found[0], found[1]
+
+
+def load_base_model(name: str, *, seed: int = 0, device: str | torch.device | None = None,
+                    dtype: torch.dtype | str | None = None, **overrides
+                    ) -> tuple[StfLlavaForConditionalGeneration, StfLlavaProcessor]:
+    """A full-size preset as LLaVA-1.5's training starts it: the LLM's base weights (Vicuna-1.5 or Llama-3.1) and
+    CLIP ViT-L/14-336's vision tower, the projector random (`seed`), the LLM's own tokenizer. Every LLM and vision
+    tensor must come from the base checkpoints with its shape (else a StfBenchError naming the key). The model is
+    first built with random weights, then overwritten: memory is the model once plus the base state dicts. Tiny
+    presets have no base weights (`stf-bench train` starts them from random ones)."""
+    llm_dir, clip_dir = base_weight_dirs(name)
+    model, processor = load_model(name, random_weights=True, seed=seed, device=device, dtype=dtype, **overrides)
+    state = {("model.language_model." + k[len("model."):] if k.startswith("model.") else k): v
+             for k, v in read_state_dict(llm_dir).items()}
+    state.update(_clip_vision_weights(read_state_dict(clip_dir)))
+    projector = "model.multi_modal_projector."
+    state = {k: v for k, v in state.items() if not IGNORED_KEYS.search(k) and not k.startswith(projector)}
+    own = model.state_dict()
+    check_state_dict(model, {**state, **{k: v for k, v in own.items() if k.startswith(projector)}},
+                     f"{llm_dir.name} + {clip_dir.name}")
+    with torch.no_grad():
+        for key, value in state.items():
+            own[key].copy_(value)
+    return model, processor
+
+
+def _holds_weights(directory: Path) -> bool:
+    """Whether a checkpoint directory has weight files (an index, safetensors, or pickled weights)."""
+    return (any((directory / name).is_file() for name in INDEX_FILES) or any(directory.glob("*.safetensors"))
+            or any(p.name not in NOT_WEIGHTS for p in directory.glob("*.bin")))

@@ -18,6 +18,8 @@ from stf_bench.errors import StfBenchError
 from stf_bench.train.data import STAGES
 from stf_bench.train.recipe import add_recipe_arguments
 
+INITS = ("base", "random")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `stf-bench train`."""
@@ -25,8 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "projector); required")
     parser.add_argument("--model", default="stf-tiny", help="preset to train (default stf-tiny; `stf-bench models`)")
     parser.add_argument("--model-args", default="", help="k=v,... preset overrides, e.g. k=4,e=8,mbtf_blocks=16")
+    parser.add_argument("--init", default="base", choices=INITS,
+                        help="base (default): a full-size preset starts from its LLM's and CLIP ViT-L/14-336's hub "
+                             "weights (lmsys/vicuna-7b-v1.5, openai/clip-vit-large-patch14-336, ...) and a random "
+                             "projector, as LLaVA does; random: random weights (wiring runs, benchmarks); tiny "
+                             "presets always start from random weights")
     parser.add_argument("--random-weights", action="store_true",
-                        help="start a full-size preset from random weights (wiring runs; tiny presets always are)")
+                        help="the same as --init random (the flag `stf-bench latency` and `run` take)")
     parser.add_argument("--projector", default=None,
                         help="finetune: the stage-1 output directory (or its mm_projector.bin) to start from")
     parser.add_argument("--data", default="samples", help="samples (default: small built-in sets) or hub "
@@ -49,15 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_model(args: argparse.Namespace) -> dict:
     """The preset overrides; a StfBenchError for a model train cannot start from."""
     from stf_bench.args import parse_model_args
-    from stf_bench.models.presets import PRESETS, check_model_name, get_preset, split_overrides
+    from stf_bench.models.presets import PRESETS, check_model_name, split_overrides
 
     check_model_name(args.model)
     if args.model not in PRESETS:
         raise StfBenchError(f"--model {args.model}: stf-bench train starts from a preset (`stf-bench models`); "
                             f"continuing from a checkpoint directory is not supported yet")
-    if not get_preset(args.model).tiny and not args.random_weights:
-        raise StfBenchError(f"--model {args.model}: starting a full-size preset from Vicuna-1.5 and CLIP weights is "
-                            f"not implemented yet; pass --random-weights for a wiring run, or train a -tiny preset")
     overrides = parse_model_args(args.model_args)
     split_overrides(overrides)  # unknown keys named now
     return overrides
@@ -84,7 +88,18 @@ def run(args: argparse.Namespace) -> int:
         raise StfBenchError("--output-dir is required (where the checkpoint goes), unless --dump-examples FILE")
     if args.dump_examples is not None:
         return _dump(args, recipe, data, overrides)
+    if _from_base(args):
+        from stf_bench.models.loading import base_weight_dirs
+
+        base_weight_dirs(args.model)  # offline and not cached: one line naming the repos, before anything is written
     return _train(args, recipe, data, overrides)
+
+
+def _from_base(args: argparse.Namespace) -> bool:
+    """Whether the run starts from the preset's base weights (full-size presets unless --init random)."""
+    from stf_bench.models.presets import get_preset
+
+    return args.init == "base" and not args.random_weights and not get_preset(args.model).tiny
 
 
 def _tokenization_note(processor) -> str:
@@ -139,14 +154,17 @@ def build_trainer(args, recipe, data, overrides: dict, out: Path, **load_kwargs)
     (benchmarks/train_step.py times its steps). `load_kwargs` go to `load_model` (`dtype`, `device`)."""
     from stf_bench.errors import writable_dir
     from stf_bench.models import load_model
-    from stf_bench.models.loading import load_projector_weights
+    from stf_bench.models.loading import load_base_model, load_projector_weights
     from stf_bench.train.batches import Collator, LlavaRows
     from stf_bench.train.outputs import projector_file
     from stf_bench.train.recipe import training_arguments
     from stf_bench.train.trainer import StageTrainer, TrainingForward, set_trainable
 
     projector = projector_file(args.projector) if args.projector is not None else None
-    model, processor = load_model(args.model, random_weights=True, seed=recipe.seed, **load_kwargs, **overrides)
+    if _from_base(args):
+        model, processor = load_base_model(args.model, seed=recipe.seed, **load_kwargs, **overrides)
+    else:
+        model, processor = load_model(args.model, random_weights=True, seed=recipe.seed, **load_kwargs, **overrides)
     if projector is not None:
         load_projector_weights(model, projector)  # a mismatch names the key and both shapes
     elif args.stage == "finetune" and _rank_zero():
@@ -160,7 +178,8 @@ def build_trainer(args, recipe, data, overrides: dict, out: Path, **load_kwargs)
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     dataset = LlavaRows(data.rows, examples, data.image_folder, processor, recipe.image_aspect_ratio == "pad")
     trainer = StageTrainer(
-        model=TrainingForward(model, tok.pad_id, recipe.model_max_length), args=training_arguments(recipe, out),
+        model=TrainingForward(model, tok.pad_id, recipe.model_max_length, dummy_image=recipe.zero_stage == 3),
+        args=training_arguments(recipe, out),
         train_dataset=dataset, data_collator=Collator(tok.pad_id, recipe.model_max_length),
         group_by_modality=recipe.group_by_modality)
     return Built(trainer, model, processor, examples, sum(ex.masked for ex in examples),
@@ -168,14 +187,34 @@ def build_trainer(args, recipe, data, overrides: dict, out: Path, **load_kwargs)
 
 
 def _train(args, recipe, data, overrides: dict) -> int:
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    from stf_bench.train.trainer import single_process_group
+
+    accelerate_env = {k: v for k, v in os.environ.items() if k.startswith("ACCELERATE_")}
+    with single_process_group(recipe.deepspeed is not None):
+        try:
+            return _train_stage(args, recipe, data, overrides)
+        finally:  # what a DeepSpeed run leaves for the process (tests run several): later runs must not inherit it
+            unset_hf_deepspeed_config()  # its ZeRO-3 config would put later model builds under zero.Init
+            for key in [k for k in os.environ if k.startswith("ACCELERATE_")]:  # ACCELERATE_USE_DEEPSPEED=true
+                if key not in accelerate_env:
+                    del os.environ[key]
+            os.environ.update(accelerate_env)
+
+
+def _train_stage(args, recipe, data, overrides: dict) -> int:
     import torch
 
     from stf_bench import __version__
     from stf_bench.train.outputs import prepare_output_dir, save_model, save_projector, write_provenance
+    from stf_bench.train.trainer import gathered
 
     out = Path(args.output_dir).expanduser()
     resume_from = prepare_output_dir(out, args.resume, args.overwrite)
     built = build_trainer(args, recipe, data, overrides, out)
+    if _rank_zero():  # after every refusal (a projector that does not fit), before training
+        print(memory_line(recipe, sum(p.numel() for p in built.model.parameters()), built.trainable), file=sys.stderr)
     trainer, model, processor, examples, masked, trainable, projector = (
         built.trainer, built.model, built.processor, built.examples, built.masked, built.trainable, built.projector)
     main = trainer.is_world_process_zero()  # with several processes, the first one alone writes and reports
@@ -188,15 +227,17 @@ def _train(args, recipe, data, overrides: dict) -> int:
     model.config.image_aspect_ratio = "pad" if recipe.image_aspect_ratio == "pad" else "square"
     processor.pad_to_square = recipe.image_aspect_ratio == "pad"
     model.config.use_cache = True
-    if not main:
-        return 0
-    if args.stage == "pretrain":
-        written = save_projector(model, out)
-    else:
-        if recipe.gradient_checkpointing:
-            model.activation_checkpointing_disable()
-        save_model(model, processor, out)
-        written = out
+    if args.stage == "finetune" and recipe.gradient_checkpointing:
+        model.activation_checkpointing_disable()
+    saved = model.model.multi_modal_projector if args.stage == "pretrain" else model
+    with gathered(saved.parameters()):  # ZeRO-3: every process gathers the whole weights, the first one writes them
+        if not main:
+            return 0
+        if args.stage == "pretrain":
+            written = save_projector(model, out)
+        else:
+            save_model(model, processor, out)
+            written = out
     trainer.save_state()
     write_provenance(out, {
         "stage": args.stage, "preset": args.model, "model_args": overrides, "projector": str(projector or ""),
@@ -208,6 +249,15 @@ def _train(args, recipe, data, overrides: dict) -> int:
           f"(provenance in {out / 'training.json'}); {masked} rows masked entirely, {len(data.skipped)} skipped",
           file=sys.stderr)
     return 0
+
+
+def memory_line(recipe, total: int, trainable: int) -> str:
+    """The estimated model-state memory per process of this run (stf_bench/train/memory.py) for its ZeRO stage and
+    process count, from the parameter counts of the built model (`total`, `trainable` in this stage)."""
+    from stf_bench.train.memory import estimate
+
+    return estimate(total, trainable, zero_stage=recipe.zero_stage, processes=recipe.processes,
+                    mixed_precision=recipe.mixed_precision, deepspeed=recipe.deepspeed is not None).line()
 
 
 def _rank_zero() -> bool:

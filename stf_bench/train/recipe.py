@@ -89,6 +89,17 @@ class Recipe:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @property
+    def zero_stage(self) -> int:
+        """The DeepSpeed ZeRO stage of the run (0: no DeepSpeed, or a config without `zero_optimization`)."""
+        return int((self.deepspeed or {}).get("zero_optimization", {}).get("stage", 0))
+
+    @property
+    def mixed_precision(self) -> bool:
+        """bf16 on, or a DeepSpeed config that turns bf16 or fp16 on explicitly (its `auto` follows `--bf16`)."""
+        ds = self.deepspeed or {}
+        return self.bf16 or any(ds.get(kind, {}).get("enabled") is True for kind in ("bf16", "fp16"))
+
     def batch_line(self) -> str:
         """`global batch 256 = 32 per device x 8 accumulation x 1 process`."""
         return (f"global batch {self.global_batch_size} = {self.per_device_batch_size} per device x "

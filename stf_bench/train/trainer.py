@@ -12,6 +12,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 from transformers import Trainer
@@ -33,9 +38,15 @@ class TrainingForward(nn.Module):
 
     accepts_loss_kwargs = False  # the loss of each micro-batch is its own mean (LLaVA-1.5's averaging)
 
-    def __init__(self, llava, pad_id: int, max_length: int):
+    def __init__(self, llava, pad_id: int, max_length: int, dummy_image: bool = False):
         super().__init__()
         self.llava, self.pad_id, self.max_length = llava, pad_id, max_length
+        self.dummy_image = dummy_image
+
+    @property
+    def config(self):
+        """The LLaVA model's config: DeepSpeed's `auto` bucket sizes are read from its text hidden size."""
+        return self.llava.config
 
     def visual(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(n_images, N, H): the vision tower without gradients, the projector with them."""
@@ -50,16 +61,19 @@ class TrainingForward(nn.Module):
         """(inputs_embeds, attention_mask, labels): row `image_rows[k]`'s image (`visual[k]`) in place of its -200,
         padding stripped (every pad id, as LLaVA's attention mask does), rows cut at max_length and right-padded.
         A row keeps its own image even when an earlier row's -200 was cut off (LLaVA gives every row an image slot)."""
-        embed = self.llava.get_input_embeddings()
+        # One embedding call for the whole micro-batch (the -200s looked up as id 0, never used): under ZeRO-3 each
+        # call gathers the embedding matrix collectively, so every process must make the same number of calls
+        # whatever its rows hold (a call per text piece hung a 2-process run whose ranks had different rows).
+        table = self.llava.get_input_embeddings()(input_ids.clamp(min=0))
         owner = {} if image_rows is None else {int(r): k for k, r in enumerate(image_rows.tolist())}
         rows, row_labels = [], []
         for b, (ids, lab) in enumerate(zip(input_ids, labels)):
             keep = ids != self.pad_id
-            ids, lab = ids[keep], lab[keep]
+            ids, lab, row_table = ids[keep], lab[keep], table[b][keep]
             where = (ids == IMAGE_INDEX).nonzero().flatten().tolist()
             pieces, piece_labels, start = [], [], 0
             for stop in [*where, len(ids)]:
-                pieces.append(embed(ids[start:stop]))
+                pieces.append(row_table[start:stop])
                 piece_labels.append(lab[start:stop])
                 if stop < len(ids):
                     tokens = visual[owner[b]]
@@ -78,11 +92,20 @@ class TrainingForward(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, pixel_values: torch.Tensor | None = None,
                 image_rows: torch.Tensor | None = None):
+        unused = None
+        if pixel_values is None and self.dummy_image:
+            # Text-only micro-batch under ZeRO-3: every process must run the same modules (each module's weights are
+            # gathered collectively), so the vision tower and projector run on one zero image that is not used, as
+            # LLaVA's LazySupervisedDataset gives text-only rows `torch.zeros(3, H, W)` (train.py @ c121f04).
+            size = self.llava.config.vision_config.image_size
+            unused = self.visual(torch.zeros((1, 3, size, size), device=input_ids.device))
         visual = self.visual(pixel_values) if pixel_values is not None else None
         embeds, mask, labels = self.splice(input_ids, labels, visual, image_rows)
         out = self.llava(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False)
         if not (labels[:, 1:] != IGNORE).any():  # nothing to learn (masked rows only): a zero loss, not 0/0 = NaN
             out.loss = out.logits.sum() * 0.0
+        if unused is not None:
+            out.loss = out.loss + unused.sum() * 0.0  # the projector gets a zero gradient, as in LLaVA
         return out
 
 
@@ -101,3 +124,46 @@ class StageTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         return ModalitySampler(dataset.modality_lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
                                self.args.world_size, self.args.seed)
+
+
+LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@contextlib.contextmanager
+def single_process_group(needed: bool) -> Iterator[None]:
+    """A one-process group (gloo on the CPU) for DeepSpeed when no launcher made one (`stf-bench train --deepspeed zero2` run
+    directly, on CPU included): DeepSpeed otherwise looks for MPI (mpi4py) to find its rank. The launcher's variables
+    (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*) are set for the run and restored after it. The group is made once and
+    kept for the life of the process: DeepSpeed caches its groups, and a second run in the same process reuses it."""
+    import torch.distributed as dist
+
+    if not needed or "WORLD_SIZE" in os.environ:  # no DeepSpeed, or a launcher's run (the Trainer makes its group)
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in LAUNCHER_ENV}
+    with socket.socket() as s:  # a free local port for the rendezvous of a group of one
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    try:
+        if not dist.is_initialized():  # nccl on a GPU (ZeRO's reduce-scatter), gloo on the CPU
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", rank=0, world_size=1)
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def gathered(parameters) -> contextlib.AbstractContextManager:
+    """Under ZeRO-3 each process holds a slice of each parameter (the module's tensors are empty): a context in which
+    they are whole on every process, for saving (`mm_projector.bin`, `save_pretrained`). Every process must enter
+    it. Without ZeRO-3 (no parameter has DeepSpeed's `ds_id`) it does nothing."""
+    parameters = list(parameters)
+    if not any(hasattr(p, "ds_id") for p in parameters):
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(parameters, modifier_rank=None)

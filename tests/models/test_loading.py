@@ -291,3 +291,58 @@ def test_parse_dtype_one_table_for_loader_and_adapter():
     assert parse_dtype(None, "cpu") is torch.float32 and parse_dtype("auto", "cuda") is torch.bfloat16
     with pytest.raises(StfBenchError, match="unknown dtype 'int3'; valid: float32"):
         parse_dtype("int3")
+
+
+def test_base_weights_fill_the_llm_and_vision_tower_and_leave_the_projector_random(tmp_path, monkeypatch):
+    """`load_base_model` (stf-bench train on a full-size preset): the LLM from a Llama-layout checkpoint (`model.*`,
+    `lm_head.*`, as lmsys/vicuna-7b-v1.5 ships), the tower from a CLIPModel (`vision_model.*`, its text half
+    ignored), the projector the seeded random one; a missing tensor is named. Checked on llava-tiny's shapes."""
+    from stf_bench.models import loading
+
+    source, _ = load_model("llava-tiny", seed=7)
+    state = {k: v.clone().contiguous() for k, v in source.state_dict().items()}
+    llm = {k.replace("model.language_model.", "model.", 1): v for k, v in state.items()
+           if k.startswith(("model.language_model.", "lm_head."))}
+    clip = {k.replace("model.vision_tower.", "vision_model.", 1): v for k, v in state.items()
+            if k.startswith("model.vision_tower.")}
+    clip["text_model.embeddings.token_embedding.weight"] = torch.zeros(3, 2)  # CLIPModel's text half: not ours
+    (tmp_path / "llm").mkdir()
+    (tmp_path / "clip").mkdir()
+    save_file(llm, tmp_path / "llm" / "model.safetensors")
+    save_file(clip, tmp_path / "clip" / "model.safetensors")
+    monkeypatch.setattr(loading, "base_weight_dirs", lambda name: (tmp_path / "llm", tmp_path / "clip"))
+    model, _ = loading.load_base_model("llava-tiny", seed=42)
+    random, _ = load_model("llava-tiny", seed=42)
+    ours, theirs = model.state_dict(), random.state_dict()
+    for key, value in ours.items():
+        expected = theirs[key] if key.startswith("model.multi_modal_projector.") else state[key]
+        assert torch.equal(value, expected), key
+    assert not torch.equal(ours["lm_head.weight"], theirs["lm_head.weight"])  # the base weights did replace them
+    del llm["model.norm.weight"]
+    save_file(llm, tmp_path / "llm" / "model.safetensors")
+    with pytest.raises(StfBenchError, match="lacks model.language_model.norm.weight"):
+        loading.load_base_model("llava-tiny", seed=42)
+
+
+def test_base_weights_missing_offline_name_every_repo_and_the_command(tmp_path, monkeypatch):
+    """Offline with a cache that holds only a tokenizer of Vicuna (not its weights) and no CLIP: one error naming both
+    repos, `hf download` for each, and --init random."""
+    import huggingface_hub.constants
+
+    from stf_bench.models import loading
+
+    snapshot = tmp_path / "models--lmsys--vicuna-7b-v1.5" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "tokenizer_config.json").write_text("{}")
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(StfBenchError) as caught:
+        loading.base_weight_dirs("stf-7b")
+    message = str(caught.value)
+    assert "base weights of lmsys/vicuna-7b-v1.5 and openai/clip-vit-large-patch14-336" in message
+    assert "`hf download lmsys/vicuna-7b-v1.5`" in message and "--init random" in message
+    (snapshot / "model.safetensors").write_bytes(b"")  # now the weights are there (as far as the check goes)
+    with pytest.raises(StfBenchError, match="base weights of openai/clip-vit-large-patch14-336, not"):
+        loading.base_weight_dirs("stf-7b")

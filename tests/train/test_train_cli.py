@@ -3,6 +3,7 @@ projector and never the vision tower, and `stf-bench run` evaluates the result; 
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 
@@ -12,6 +13,7 @@ import torch
 from stf_bench.cli import main
 from stf_bench.models import load_model
 from stf_bench.train import outputs
+from stf_bench.train.cli import add_arguments
 
 QUICK = ["--max-steps", "1", "--global-batch-size", "2", "--warmup-ratio", "0", "--save-steps", "1"]
 
@@ -132,8 +134,14 @@ def test_help_lists_every_recipe_flag_with_its_default(capsys):
                           ("--lr-scheduler", "cosine"), ("--model-max-length", "2048"), ("--bf16", "auto"),
                           ("--template", "plain (pretrain) / v1 (finetune)"), ("--image-aspect-ratio", "crop"),
                           ("--group-by-modality", "on (finetune)"), ("--gradient-checkpointing", "default on"),
-                          ("--deepspeed", "zero2, zero3")]:
+                          ("--deepspeed", "zero2, zero3"), ("--init", "base (default)")]:
         assert flag in text and default in text, flag
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    recipe = next(g for g in parser._action_groups if g.title.startswith("recipe"))
+    assert len(recipe._group_actions) >= 20
+    for action in recipe._group_actions:  # every recipe flag says its default
+        assert "default" in action.help, action.option_strings
 
 
 def test_resume_after_a_crash_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch, capsys):
@@ -199,3 +207,109 @@ def test_two_processes_with_torchrun_train_and_the_first_alone_writes(tmp_path):
     assert proc.stderr.count("stf-bench train: 2 steps") == 1
     assert json.loads((tmp_path / "out" / "training.json").read_text())["recipe"]["processes"] == 2
     load_model(tmp_path / "out")
+
+
+def _rows(tmp_path, stage: str, n: int, text_only: int = 0) -> list[str]:
+    """`--data-path` / `--image-folder` flags for the first n image rows (+ text-only rows) of a training sample set."""
+    from stf_bench.train.samples import build_train_samples
+
+    images, pretrain, finetune = build_train_samples()
+    pool = pretrain if stage == "pretrain" else finetune
+    rows = [r for r in pool if "image" in r][:n] + [r for r in pool if "image" not in r][:text_only]
+    folder = tmp_path / "images"
+    folder.mkdir(exist_ok=True)
+    for row in rows:
+        if "image" in row:
+            (folder / row["image"]).write_bytes(images[row["image"]])
+    path = tmp_path / f"{stage}.json"
+    path.write_text(json.dumps(rows))
+    return ["--data-path", str(path), "--image-folder", str(folder)]
+
+
+def _losses(out) -> list[float]:
+    return [e["loss"] for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_and_zero3_in_one_process_train_as_the_plain_run(tmp_path, capsys):
+    """One process, no launcher, CPU (fp32, bf16 off): `--deepspeed zero2` and `zero3` log the plain Trainer's losses
+    and write its weights: stage 1's mm_projector.bin gathered whole under ZeRO-3, stage 2's checkpoint read by
+    load_model. Tolerance 1e-5 relative on losses and 1e-6 absolute on weights: the same fp32 forward and AdamW
+    arithmetic, only DeepSpeed's flattened buffers and reductions may round differently; a recipe difference (e.g.
+    DeepSpeed 0.19's default gradient clipping at 1.0 against these gradient norms of ~4) moves the second loss by
+    far more."""
+    run = ["train", "--model", "llava-tiny", "--max-steps", "2", "--global-batch-size", "2", "--warmup-ratio", "0",
+           "--save-steps", "100"]
+    pretrain = [*run, "--stage", "pretrain", *_rows(tmp_path, "pretrain", 4)]
+    for name in ("plain", "zero2", "zero3"):
+        ds = [] if name == "plain" else ["--deepspeed", name]
+        assert main([*pretrain, "--output-dir", str(tmp_path / f"pre-{name}"), *ds]) == 0
+        err = capsys.readouterr().err
+        how = "no ZeRO" if name == "plain" else f"ZeRO-{name[-1]}"
+        assert f"estimated memory per process ({how}, 1 process)" in err
+    plain = _losses(tmp_path / "pre-plain")
+    assert len(plain) == 2
+    weights = torch.load(tmp_path / "pre-plain" / "mm_projector.bin", weights_only=True)
+    for name in ("zero2", "zero3"):
+        assert _losses(tmp_path / f"pre-{name}") == pytest.approx(plain, rel=1e-5), name
+        theirs = torch.load(tmp_path / f"pre-{name}" / "mm_projector.bin", weights_only=True)
+        assert theirs.keys() == weights.keys()
+        for key in weights:
+            assert theirs[key].shape == weights[key].shape, (name, key)  # ZeRO-3: gathered, not its empty slice
+            assert torch.allclose(theirs[key], weights[key], rtol=0, atol=1e-6), (name, key)
+
+    finetune = [*run, "--stage", "finetune", "--projector", str(tmp_path / "pre-plain"), *_rows(tmp_path, "finetune", 4)]
+    for name in ("plain", "zero3"):
+        ds = [] if name == "plain" else ["--deepspeed", name]
+        assert main([*finetune, "--output-dir", str(tmp_path / f"ft-{name}"), *ds]) == 0
+    assert _losses(tmp_path / "ft-zero3") == pytest.approx(_losses(tmp_path / "ft-plain"), rel=1e-5)
+    ours, theirs = _state(load_model(tmp_path / "ft-plain")[0]), _state(load_model(tmp_path / "ft-zero3")[0])
+    assert ours.keys() == theirs.keys()
+    assert all(torch.allclose(ours[k], theirs[k], rtol=0, atol=1e-6) for k in ours)
+
+
+@pytest.mark.slow
+def test_two_processes_with_torchrun_and_deepspeed_zero3_complete(tmp_path):
+    """2 processes, gloo on CPU, ZeRO-3, a micro-batch of image rows on one rank and text-only rows on the other (it
+    hung before: the ranks made different collective calls); the first process writes a whole model."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "stf_bench.cli", "train",
+         "--stage", "finetune", "--model", "llava-tiny", *_rows(tmp_path, "finetune", 6, text_only=2),
+         "--output-dir", str(tmp_path / "out"), "--max-steps", "2", "--global-batch-size", "4",
+         "--per-device-batch-size", "2", "--warmup-ratio", "0", "--deepspeed", "zero3"],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "estimated memory per process (ZeRO-3, 2 processes)" in proc.stderr
+    assert proc.stderr.count("stf-bench train: 2 steps") == 1
+    assert len(_losses(tmp_path / "out")) == 2
+    model, _ = load_model(tmp_path / "out")
+    reference, _ = load_model("llava-tiny")
+    assert {k: v.shape for k, v in _state(model).items()} == {k: v.shape for k, v in _state(reference).items()}
+
+
+@pytest.mark.parametrize("offline", ["HF_HUB_OFFLINE", "unreachable"])
+def test_a_full_size_preset_without_its_base_weights_offline_is_one_line(offline, tmp_path, capsys, monkeypatch):
+    """stf-7b starts from Vicuna-7B-v1.5 and CLIP ViT-L/14-336: with neither cached and the hub out of reach, exit 2
+    at once with the repos and the download command, nothing built or written."""
+    import huggingface_hub.constants
+
+    from stf_bench.models import loading
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    if offline == "HF_HUB_OFFLINE":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(loading, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(loading, "build_random", lambda *a, **k: pytest.fail("a model was built"))
+    out = tmp_path / "out"
+    line = _error(capsys, ["train", "--stage", "pretrain", "--model", "stf-7b", "--output-dir", str(out), *QUICK])
+    assert "lmsys/vicuna-7b-v1.5 and openai/clip-vit-large-patch14-336" in line
+    assert "`hf download lmsys/vicuna-7b-v1.5` and `hf download openai/clip-vit-large-patch14-336`" in line
+    assert "--init random" in line
+    assert not out.exists()

@@ -83,3 +83,59 @@ def test_a_micro_batch_of_masked_rows_gives_a_zero_loss_not_nan(llava):
     out.loss.backward()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in llava.parameters())
     llava.zero_grad(set_to_none=True)
+
+
+def test_under_zero3_a_text_only_micro_batch_still_runs_the_projector_on_a_zero_image(llava):
+    """ZeRO-3 gathers each module's weights collectively: a process whose micro-batch is text-only must run the vision
+    tower and projector too (LLaVA gives such rows a zero image), without changing the loss; the projector gets a
+    zero gradient, as in LLaVA. The embedding is called once per micro-batch whatever the rows hold."""
+    set_trainable(llava, "finetune")
+    batch = (torch.tensor([[1, 20, 21, 22]]), torch.tensor([[IGNORE, IGNORE, 21, 22]]))
+    calls = []
+    hooks = [llava.model.multi_modal_projector.register_forward_hook(lambda *a: calls.append("projector")),
+             llava.get_input_embeddings().register_forward_hook(lambda *a: calls.append("embed"))]
+    try:
+        plain = TrainingForward(llava, pad_id=0, max_length=2048)(*batch).loss
+        assert calls == ["embed"]
+        calls.clear()
+        dummy = TrainingForward(llava, pad_id=0, max_length=2048, dummy_image=True)(*batch).loss
+        assert calls == ["projector", "embed"]
+        calls.clear()
+        n = llava.num_visual_tokens
+        ids = torch.tensor([[1, IMAGE_INDEX, 20, 21], [1, 9, IMAGE_INDEX, 22]])
+        pixels = torch.zeros(2, 3, 336, 336)
+        TrainingForward(llava, pad_id=0, max_length=2048)(ids, torch.full_like(ids, IGNORE), pixels,
+                                                          torch.tensor([0, 1]))
+        assert calls == ["projector", "embed"] and n > 0  # two image rows, three text pieces: one embedding call
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert torch.equal(plain, dummy)
+    dummy.backward()
+    grads = [p.grad for p in llava.model.multi_modal_projector.parameters()]
+    assert all(g is not None and not g.any() for g in grads)
+    llava.zero_grad(set_to_none=True)
+
+
+def test_gathered_does_nothing_without_zero3_and_the_group_of_one_restores_the_environment(llava, monkeypatch):
+    import os
+
+    import torch.distributed as dist
+
+    from stf_bench.train.trainer import LAUNCHER_ENV, gathered, single_process_group
+
+    before = [p.data_ptr() for p in llava.parameters()]
+    with gathered(llava.parameters()):
+        assert [p.data_ptr() for p in llava.parameters()] == before
+    for key in LAUNCHER_ENV:
+        monkeypatch.delenv(key, raising=False)
+    with single_process_group(False):
+        assert "WORLD_SIZE" not in os.environ  # no DeepSpeed: nothing to do
+    for _ in range(2):  # the second time reuses the group (DeepSpeed caches it)
+        with single_process_group(True):
+            assert dist.is_initialized() and dist.get_world_size() == 1 and dist.get_backend() == "gloo"
+            assert os.environ["RANK"] == "0" and os.environ["WORLD_SIZE"] == "1" and os.environ["LOCAL_RANK"] == "0"
+        assert not any(k in os.environ for k in LAUNCHER_ENV)  # later code sees no launcher
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with single_process_group(True):
+        assert "RANK" not in os.environ  # a launcher's run: its variables and group are the launcher's

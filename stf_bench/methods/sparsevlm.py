@@ -253,6 +253,8 @@ class SparseVLM(LlmMethod):
         layer's keys and values left-padded likewise and what decoding needs kept on the cache."""
         import torch
 
+        if embeds.is_meta:  # FLOPs counting: shapes only, the schedule's counts stand for the data-dependent ones
+            return self._by_schedule(llm, embeds, visual_per_row)
         b, t, width = embeds.shape
         valid = torch.ones(b, t, dtype=torch.bool, device=embeds.device) if attention_mask is None \
             else attention_mask[:, :t].bool()
@@ -283,6 +285,21 @@ class SparseVLM(LlmMethod):
                 valids.append(torch.arange(size, device=embeds.device)[None] >= (size - lengths[-1])[:, None])
             cache.stf_sparsevlm = (t, valids, lengths)
         return out
+
+    def _by_schedule(self, llm: nn.Module, embeds: torch.Tensor, visual: int) -> torch.Tensor:
+        """The layers over `token_schedule(visual)` visual tokens each (for `meta` tensors, where the rank and the
+        kept indices cannot be computed): before each layer the sequence is cut to its count; the rating and the
+        clustering are not run, so their own work is not counted."""
+        import torch
+
+        hidden, seen = embeds, visual
+        for layer, count in zip(llm.layers[:llm.config.num_hidden_layers], self.token_schedule(visual)):
+            hidden, seen = hidden[:, :hidden.shape[1] - max(0, seen - count)], min(seen, count)
+            positions = torch.arange(hidden.shape[1], device=hidden.device)[None]
+            mask = causal_mask(torch.ones_like(positions, dtype=torch.bool), hidden.dtype)
+            hidden = layer(hidden, attention_mask=mask, position_ids=positions,
+                           position_embeddings=llm.rotary_emb(hidden, position_ids=positions), use_cache=False)
+        return llm.norm(hidden)
 
     def _row(self, llm: nn.Module, hidden: torch.Tensor, image: torch.Tensor | None, visual: int,
              recorder: _Recorder | None, limit: int | None) -> torch.Tensor:

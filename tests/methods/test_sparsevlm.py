@@ -142,6 +142,30 @@ def test_decoding_from_the_pruned_cache_equals_recomputation(preset):
     assert len({c[1] for c in counts}) > 1  # adaptive: the rows kept different counts
 
 
+def test_the_evaluation_adapter_prefills_once_with_the_pruning_then_decodes_one_token_per_step():
+    """Through the adapter (as `run` calls it), layer 1 sees the pruned prompt once, then one token per step."""
+    from lmms_eval.api.instance import Instance
+    from PIL import Image
+
+    from stf_bench.eval.adapter import StfBenchLmms
+
+    lm = StfBenchLmms(preset="llava-tiny", device="cpu", dtype="float32", method="sparsevlm",
+                      **{f"method.{k}": v for k, v in {**PRESETS[64], "layers": "0"}.items()})
+    lm.show_progress = False
+    lm.task_dict = {"t": {"test": [{"image": Image.new("RGB", (40, 30), (200, 40, 90))}]}}
+    gen = {"until": ["ASSISTANT:"], "max_new_tokens": 4, "temperature": 0}
+    request = Instance("generate_until", ("What is this?", gen, lambda d: [d["image"]], 0, "t", "test"), idx=0,
+                       metadata={"task": "t", "doc_id": 0, "repeats": 1})
+    seen: list[int] = []
+    layers = lm.model.model.language_model.layers
+    for layer in layers[:2]:
+        layer.register_forward_hook(lambda m, a, o, seen=seen: seen.append(a[0].shape[1]))
+    lm.generate_until([request])
+    (counts,) = lm.model.model.token_method.counts
+    assert seen[0] > 576 and seen[1] == seen[0] - 576 + counts[1] < seen[0]  # layer 1: the pruned prompt
+    assert len(seen) >= 4 and set(seen[2:]) == {1}
+
+
 def test_the_same_seed_gives_the_same_answer():
     outs = []
     for _ in range(2):
@@ -192,6 +216,18 @@ def test_flops_is_the_per_layer_count_of_its_schedule(capsys):
     rest, norm = _llm_flops(1, 576) - per_layer[576], {n: _llm_flops(1, n, "norm") for n in (576, 81)}
     want = rest - norm[576] + norm[81] + sum(per_layer[n] for n in schedule)
     assert report["tflops"] * 1e12 == pytest.approx(want, rel=1e-12)
+
+
+def test_prefill_flops_run_on_meta_by_its_schedule(capsys):
+    """On `meta` (the prefill convention, what `latency` also counts) the rank cannot be computed: the layers run
+    over the schedule's counts; the LLM part is then below the base model's and the vision parts equal."""
+    figures = []
+    for method in ([], ["--method", "sparsevlm"]):
+        assert main(["flops", "--model", "llava-1.5-7b", *method, "--convention", "prefill", "--format", "json",
+                     "--no-store"]) == 0
+        figures.append(json.loads(capsys.readouterr().out)["components"])
+    base, sparse = figures
+    assert sparse["vision_tower"] == base["vision_tower"] and 0 < sparse["llm"] < 0.6 * base["llm"]
 
 
 @pytest.mark.slow  # about 90 s on a shared 2-core CPU (lmms-eval loads two tasks)

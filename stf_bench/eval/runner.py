@@ -358,6 +358,9 @@ def _evaluate(spec: RunSpec, lm, task_registry) -> RunOutcome | None:
 
     names = task_registry.expand_tasks(spec.tasks)
     setup = task_registry.resolve(names, spec.protocol, data=spec.data, data_dir=spec.data_dir)
+    from stf_bench.store.ingest import read_training
+
+    training = read_training(spec.model)  # a checkpoint `stf-bench train` made: its provenance, checked before work
 
     import lmms_eval.evaluator as lmms_evaluator
     from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
@@ -408,7 +411,7 @@ def _evaluate(spec: RunSpec, lm, task_registry) -> RunOutcome | None:
         "n_skipped": {t: len(rows) for t, rows in skipped.items()},
         "world_size": lm.world_size, "resumed_answers": 0 if lm.answer_cache is None else lm.answer_cache.hits,
         "scorer_versions": scorer_versions.for_tasks(list(setup.lmms_names.values())),
-        "lmms_eval_version": _package_version("lmms_eval"),
+        "lmms_eval_version": _package_version("lmms_eval"), "training": training,
     }
     method = getattr(getattr(getattr(lm, "model", None), "model", None), "token_method", None)
     summary = method.run_summary() if method is not None else None

@@ -12,6 +12,9 @@ paths are safe. Three kinds:
   `reads_question`, it also receives the question's token ids and embeddings and the images' pad-to-square padding
   (`VisionContext`).
 - `LlmMethod` (`acts_on = "llm"`): changes the sequence inside the LLM; its `token_schedule` varies by layer.
+  Declaring `vision_hook = L`, it also acts inside the vision tower: after CLIP block L (`hook_vision`, on the
+  hidden states with CLS) and at the tower's output (`vision_output`), and then declares `varying_tokens` when the
+  number of visual tokens differs per image (`tokens_out(n)` is then the most an image can give).
 """
 
 from __future__ import annotations
@@ -160,6 +163,12 @@ class VisionContext:
     question_ids: list[torch.Tensor] | None = None
     question_embeds: list[torch.Tensor] | None = None
     padding: list[list[int]] | None = None
+    # Filled for a method that declares `vision_hook` (its tokens may differ in number per image): `counts` holds each
+    # image's visual tokens (the rest of its `tokens_out(n)` placeholders are padding), `attentions`, `keys`,
+    # `queries` and `hidden` are lists with one (1, ...) tensor per image, and `notes` is what the method's
+    # `vision_output` recorded for its LLM stage (one entry per image).
+    counts: list[int] | None = None
+    notes: list | None = None
 
 
 def padding_patches(width: int, height: int, image_size: int, patch_size: int) -> list[int]:
@@ -192,6 +201,8 @@ class Method:
     trainable: ClassVar[bool] = False
     needs_attention: ClassVar[bool] = False
     attention_block: ClassVar[int] = 0  # 0: attention of the CLIP block read; 1: of the next one (VisionContext)
+    vision_hook: ClassVar[int | None] = None  # CLIP block after which `hook_vision` runs (`LlmMethod` only)
+    varying_tokens: ClassVar[bool] = False  # visual tokens differ in number per image; tokens_out(n) is the bound
     params: ClassVar[tuple[Param, ...]] = ()
     summary: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()  # other spellings found in result files (`tokenconcat`, ...)
@@ -228,6 +239,10 @@ class Method:
         """Visual tokens the LLM sees at each of its layers, given `tokens_in` entering it."""
         return [self.tokens_out(tokens_in)] * self.shape.llm_layers
 
+    def observed_schedules(self) -> list[list[int]]:
+        """With `varying_tokens`: the `token_schedule` of each image seen so far (FLOPs take their mean)."""
+        return []
+
     def run_summary(self) -> dict | None:
         """What the method observed over a run, recorded with its results (PruMerge+: its adaptive counts)."""
         return None
@@ -237,7 +252,9 @@ class Method:
         """The fast paths this method's declarations allow (see `FastPaths`)."""
         in_llm = cls.acts_on == "llm"
         question = cls.text_conditioned or getattr(cls, "reads_question", False)
-        return FastPaths(visual_cache=not question, shared_prefill=not question and not in_llm, lean_decode=not in_llm)
+        # a vision hook's findings (`VisionContext.notes`) reach the LLM stage with the image: not kept by the cache
+        cached = not question and cls.vision_hook is None
+        return FastPaths(visual_cache=cached, shared_prefill=not question and not in_llm, lean_decode=not in_llm)
 
     @classmethod
     def describe(cls) -> dict:
@@ -247,7 +264,8 @@ class Method:
                 "prunes_kv_cache": getattr(cls, "prunes_kv_cache", False),
                 "params": [p.to_dict() for p in cls.params], "aliases": list(cls.aliases), "summary": cls.summary,
                 "source": cls.source, "reads_question": getattr(cls, "reads_question", False),
-                "after_projector": getattr(cls, "after_projector", False)}
+                "after_projector": getattr(cls, "after_projector", False), "vision_hook": cls.vision_hook,
+                "varying_tokens": cls.varying_tokens}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.args.items())})"
@@ -344,3 +362,13 @@ class LlmMethod(Method):
         keeps, layer by layer. Filled cache (decoding): `embeds` are the new tokens, `attention_mask` (B, past + q)
         covers every position of the unpruned sequence (positions keep their original numbers)."""
         raise NotImplementedError(f"{self.name} declares prunes_kv_cache but has no forward_llm_cached")
+
+    def hook_vision(self, hidden: torch.Tensor, ctx: VisionContext) -> list[torch.Tensor]:
+        """With `vision_hook = L`: CLIP block L's output (B, 1 + N, C), CLS first -> one (1, 1 + n_b, C) tensor per
+        image, which CLIP's later blocks then run on image by image (n_b may differ per image with `varying_tokens`)."""
+        return [row[None] for row in hidden]
+
+    def vision_output(self, ctx: VisionContext) -> None:
+        """With `vision_hook`: read the tower's output stage (`ctx`: per-image hidden states and, with
+        `needs_attention`, the attention of the block `attention_block` names) and record in `ctx.notes` what the
+        LLM stage needs; `forward_llm` and `forward_llm_cached` then receive `vision=ctx` with the prefill."""

@@ -27,7 +27,11 @@ from stf_bench.methods.registry import get_training_free
 class StfLlavaConfig(LlavaConfig):
     """LlavaConfig plus the compression: the projector (`projector_type` and its arguments' fields: k/e are the
     STF window and tokens per window, mbtf_blocks the ViT blocks fused, ...) and, optionally, a training-free
-    `method` with its `method_args` (stf_bench.methods)."""
+    `method` with its `method_args` (stf_bench.methods).
+
+    The fields below are the built-in projectors' (typed, checked by the dataclass); any registered projector's
+    `Param.config_field` is accepted as well, its default filled in when not given (`projector_fields`), so that a
+    plug-in projector needs no edit here."""
 
     model_type = "stf_llava"
 
@@ -46,7 +50,13 @@ class StfLlavaConfig(LlavaConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        for name, default in projector_fields().items():  # a plug-in projector's fields: declared by its params
+            if not hasattr(self, name):
+                setattr(self, name, default)
         projector, method = self.projector_method, self.token_method  # each validates its arguments
+        for param in type(projector).params:  # the parsed values: the saved config says exactly what was built
+            if param.config_field:
+                setattr(self, param.config_field, projector.args[param.name])
         if method is not None:
             self.method_args = dict(method.args)  # defaults filled: the saved config says exactly what ran
             if method.acts_on == "vision" and not projector.token_wise:
@@ -54,6 +64,9 @@ class StfLlavaConfig(LlavaConfig):
                 raise StfBenchError(f"method {method.name!r} selects vision tokens before the projector, but "
                                     f"{projector.name!r} does not map tokens one by one; it applies to models "
                                     f"whose projector is one of: {', '.join(token_wise)}")
+            if method.vision_hook is not None and (method.acts_on != "llm" or not projector.token_wise):
+                raise StfBenchError(f"method {method.name!r} declares a vision hook: it must act in the LLM too (which "
+                                    f"drops the placeholders its merging frees) and needs a token-wise projector")
         self.image_seq_length = self.num_visual_tokens
 
     @property
@@ -118,6 +131,16 @@ def _projectors() -> list[type[ProjectorMethod]]:
     return list_methods("projector")
 
 
+def projector_fields() -> dict[str, object]:
+    """Config field -> default of every registered projector's arguments (the first declaring a field wins)."""
+    fields: dict[str, object] = {}
+    for projector in _projectors():
+        for param in projector.params:
+            if param.config_field:
+                fields.setdefault(param.config_field, param.default)
+    return fields
+
+
 def _clip_attention(block: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Attention weights (B, heads, T, T), keys and queries (B, heads, T, head_dim, unscaled) of a CLIP encoder block
     on its input `hidden` (B, T, C), computed as its eager attention does, whatever attention kernel the block runs."""
@@ -165,6 +188,7 @@ class StfLlavaModel(LlavaModel):
         vision_method = self.token_method is not None and self.token_method.acts_on == "vision"
         self.token_reduction = TokenReduction(self.token_method) if vision_method else None
         self.language_model = AutoModel.from_config(config.text_config)  # LlamaModel
+        self.vision_context: VisionContext | None = None  # a vision hook's findings, for the next prefill
         self.post_init()
 
     def vision_features(self, pixel_values: torch.Tensor, context: VisionContext | None = None) -> torch.Tensor:
@@ -201,12 +225,55 @@ class StfLlavaModel(LlavaModel):
                     tower.encoder.layers[layers[0]], context.hidden)
         return torch.cat([states[i][:, 1:] for i in layers], dim=-1)
 
+    def hooked_features(self, pixel_values: torch.Tensor, context: VisionContext) -> torch.Tensor:
+        """Projector input (B, N, len(feature_layers) * C) for a method that declares `vision_hook = L`: CLIP up to
+        block L on the batch, the method's `hook_vision` there, the later blocks image by image (the token count may
+        differ per image); each image's n_b tokens first, then zeros up to N. Fills `context.counts` and, per image,
+        `hidden` (the first block read, CLS first) and, with `needs_attention`, the attention the method asks for."""
+        method, tower = self.token_method, self.vision_tower
+        n_states = self.config.vision_config.num_hidden_layers + 1
+        layers = [i % n_states for i in self.config.feature_layers]
+        blocks, hook = tower.encoder.layers, method.vision_hook
+        if min(layers) <= hook or hook < 1:
+            raise StfBenchError(f"{method.name}: vision_hook={hook} must lie after block 0 and before the blocks the "
+                                f"projector reads ({layers})")
+        hidden = tower.pre_layrnorm(tower.embeddings(pixel_values))
+        for block in blocks[:hook]:
+            hidden = block(hidden, None)
+        rows = method.hook_vision(hidden, context)
+        n = self.config.grid ** 2
+        context.counts = [row.shape[1] - 1 for row in rows]
+        context.hidden, context.attentions, context.keys, context.queries = [], [], [], []
+        features = hidden.new_zeros(len(rows), n, hidden.shape[-1] * len(layers))
+        for b, row in enumerate(rows):
+            states = {hook: row}
+            for i in range(hook + 1, max(layers) + 1):
+                states[i] = blocks[i - 1](states[i - 1], None)
+            context.hidden.append(states[layers[0]])
+            if method.needs_attention:
+                at = layers[0] + context.block  # the block whose attention is read, 1-based
+                if at > len(blocks):
+                    raise StfBenchError("the method reads the block after the one whose output is read; there is none")
+                weights, keys, queries = _clip_attention(blocks[at - 1], states[at - 1])
+                context.attentions.append(weights)
+                context.keys.append(keys)
+                context.queries.append(queries)
+            features[b, :context.counts[b]] = torch.cat([states[i][0, 1:] for i in layers], dim=-1)
+        return features
+
     def visual_tokens(self, pixel_values: torch.Tensor, question_ids: list[torch.Tensor] | None = None,
                       image_sizes: torch.Tensor | None = None) -> torch.Tensor:
         """What the LLM sees: (B, num_visual_tokens, H). `question_ids` (one per image) and `image_sizes` ((B, 2)
-        original width, height) reach a method that declares `reads_question`."""
+        original width, height) reach a method that declares `reads_question`. A method with a `vision_hook` leaves
+        its findings in `self.vision_context` for the prefill that follows (per-image counts: `context.counts`)."""
         dtype = self.vision_tower.get_input_embeddings().weight.dtype
         method = self.token_method
+        if method is not None and method.vision_hook is not None:
+            context = VisionContext(grid=self.config.grid, block=method.attention_block)
+            features = self.hooked_features(pixel_values.to(dtype), context)
+            method.vision_output(context)
+            self.vision_context = context
+            return self.multi_modal_projector(features)
         if method is None or method.acts_on != "vision":
             return self.multi_modal_projector(self.vision_features(pixel_values.to(dtype)))
         context = VisionContext(grid=self.config.grid, block=method.attention_block)
@@ -286,12 +353,19 @@ class StfLlavaModel(LlavaModel):
             visual_per_row = 0 if image_features is None else \
                 image_features.shape[0] * image_features.shape[1] // inputs_embeds.shape[0]
             image = image_mask if image_features is not None else None
+            extra = {}
+            if method.vision_hook is not None and image_features is not None:  # what its vision stage found
+                if self.vision_context is None or len(self.vision_context.counts) != image_features.shape[0]:
+                    raise StfBenchError(f"{method.name} reads what its vision stage found: pass pixel_values (or "
+                                        f"features just made by get_image_features), not cached visual tokens")
+                extra, self.vision_context = {"vision": self.vision_context}, None
             if past_key_values is not None and getattr(method, "prunes_kv_cache", False):  # prefill once, decode
                 hidden = method.forward_llm_cached(self.language_model, inputs_embeds, attention_mask, image,
-                                                   visual_per_row, past_key_values)
+                                                   visual_per_row, past_key_values, **extra)
                 return compat.llava_model_output(last_hidden_state=hidden, cache_obj=past_key_values,
                                                  hidden_states=None, attentions=None, image_features=image_features)
-            hidden = method.forward_llm(self.language_model, inputs_embeds, attention_mask, image, visual_per_row)
+            hidden = method.forward_llm(self.language_model, inputs_embeds, attention_mask, image, visual_per_row,
+                                        **extra)
             return compat.llava_model_output(last_hidden_state=hidden, cache_obj=None, hidden_states=None,
                                              attentions=None, image_features=image_features)
         outputs = self.language_model(

@@ -85,7 +85,66 @@ def _family(name: str, projector: str, llm: str, weights: str | None = None, not
             Preset(tiny_name, projector, tiny_llm, "clip-tiny", None, settings, f"tiny twin of {name}")]
 
 
-PRESETS: dict[str, Preset] = {p.name: p for p in [
+class PresetTable(dict):
+    """The preset registry: the built-ins below plus those installed projector plug-ins add with `register_presets`
+    when the method registry imports them (entry points). A lookup or a listing loads the method registry first (it
+    needs no torch), so that a plug-in's preset is known wherever a built-in is."""
+
+    def _ready(self) -> None:
+        from stf_bench.methods.registry import list_methods
+
+        list_methods()  # imports the plug-ins once; their module-level `register_presets` lines fill this table
+
+    def __contains__(self, name: object) -> bool:
+        self._ready()
+        return super().__contains__(name)
+
+    def __getitem__(self, name: str) -> Preset:
+        self._ready()
+        return super().__getitem__(name)
+
+    def get(self, name: str, default=None):
+        self._ready()
+        return super().get(name, default)
+
+    def __iter__(self):
+        self._ready()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._ready()
+        return super().__len__()
+
+    def keys(self):
+        self._ready()
+        return super().keys()
+
+    def values(self):
+        self._ready()
+        return super().values()
+
+    def items(self):
+        self._ready()
+        return super().items()
+
+
+def register_presets(name: str, projector: str, llm: str, *, tiny_name: str, weights: str | None = None,
+                     note: str = "", **settings) -> None:
+    """Add a full-size preset and its `-tiny` twin (the one preset line of a plug-in projector's file):
+    `register_presets("pixelshuffle-7b", "pixel_shuffle", "vicuna-1.5-7b", tiny_name="pixelshuffle-tiny")`.
+    `llm` is one of LLMS; a name already taken (by another preset) is an error naming it."""
+    if llm not in LLMS or llm.endswith("tiny"):
+        raise StfBenchError(f"preset {name}: unknown LLM {llm!r}; valid: "
+                            f"{', '.join(k for k in LLMS if not k.endswith('tiny'))}")
+    for preset in _family(name, projector, llm, weights, note, tiny_name, **settings):
+        if dict.get(PRESETS, preset.name) == preset:  # the same line run twice (the module imported again)
+            continue
+        if dict.__contains__(PRESETS, preset.name):
+            raise StfBenchError(f"preset name {preset.name!r} is taken; pick another name for the {projector} preset")
+        dict.__setitem__(PRESETS, preset.name, preset)
+
+
+PRESETS: dict[str, Preset] = PresetTable({p.name: p for p in [
     *_family("llava-1.5-7b", "mlp2x_gelu", "vicuna-1.5-7b", "llava-hf/llava-1.5-7b-hf",
              "LLaVA-1.5 baseline, 576 tokens", "llava-tiny"),
     *_family("llava-1.5-13b", "mlp2x_gelu", "vicuna-1.5-13b", "llava-hf/llava-1.5-13b-hf",
@@ -105,7 +164,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
              "llava-llama3.1-tiny"),
     *_family("stf-llama3.1-8b", "mbtf+stf", "llama-3.1-8b", None, "MBTF+STF on Llama-3.1-8B (Table 12)",
              "stf-llama3.1-tiny"),
-]}
+]})
 
 
 def list_presets() -> list[Preset]:

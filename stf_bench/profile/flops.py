@@ -23,6 +23,7 @@ from calflops.utils import get_module_flops
 from torch import nn
 
 from stf_bench.compat import calflops_counting
+from stf_bench.errors import StfBenchError
 
 CONVENTIONS = ("paper", "prefill")
 COUNTER = f"calflops {version('calflops')} (+ sdpa, bmm)"
@@ -96,18 +97,34 @@ def count_paper(model: nn.Module) -> dict[str, int]:
 
     Layer i runs over the method's `token_schedule[i]` visual tokens (FastV: its first k layers at the full count);
     the rest of the backbone (rotary embedding at the entering count, final norm at the last layer's count) as it
-    runs. For a constant schedule this is one count of the backbone at that many tokens.
+    runs. For a constant schedule this is one count of the backbone at that many tokens. A method whose count
+    differs per image (`varying_tokens`) and has seen images (`observed_schedules`) gets the mean over those images
+    of each one's count.
     """
     llm = counting_twin(model.model.language_model)
-    schedule = model.config.token_schedule
-    full = _llm_flops(llm, schedule[0])
+    schedules = _observed(model) or [model.config.token_schedule]
+    by_count: dict[int, dict[str, int]] = {}
+    totals = [_schedule_flops(llm, schedule, by_count) for schedule in schedules]
+    return {"llm": totals[0] if len(totals) == 1 else sum(totals) / len(totals)}
+
+
+def _observed(model: nn.Module) -> list[list[int]]:
+    """The per-image schedules the model's training-free method has seen ([] for a fixed count)."""
+    method = getattr(model.model, "token_method", None)
+    return list(method.observed_schedules()) if method is not None and method.varying_tokens else []
+
+
+def _schedule_flops(llm: nn.Module, schedule: list[int], by_count: dict[int, dict[str, int]]) -> int:
+    """The backbone's FLOPs for one schedule; `by_count` keeps the counts at each token number already made."""
+    for n in set(schedule) - set(by_count):
+        by_count[n] = _llm_flops(llm, n)
+    full = by_count[schedule[0]]
     if len(set(schedule)) == 1:
-        return {"llm": full["llm"]}
-    by_count = {n: _llm_flops(llm, n) for n in set(schedule)}
+        return full["llm"]
     total = full["llm"] - full["norm"] + by_count[schedule[-1]]["norm"]
     for i, n in enumerate(schedule):
         total += by_count[n][f"layer.{i}"] - full[f"layer.{i}"]
-    return {"llm": total}
+    return total
 
 
 def prefill_parts(model: nn.Module) -> dict[str, nn.Module]:
@@ -132,6 +149,11 @@ def count_prefill(model: nn.Module, input_ids: torch.Tensor) -> dict[str, int]:
     `method`: a training-free vision method's own work (the attention it reads and its `reduce`; the q/k projections
     it recomputes count in `vision_tower`, whose modules they are).
     """
+    method = getattr(model.model, "token_method", None)
+    if method is not None and method.varying_tokens:
+        raise StfBenchError(f"{method.name}: the prefill convention runs the model on `meta`, where a token count "
+                            f"that depends on the image cannot be decided; use --convention paper, or time it with "
+                            f"`stf-bench latency`, which reports each image's count")
     twin = counting_twin(model)
     size = twin.config.vision_config.image_size
     batch, length = input_ids.shape
@@ -167,14 +189,25 @@ def _model_details(model: nn.Module) -> dict:
         schedule = cfg.token_schedule
         if len(set(schedule)) > 1:
             details["token_schedule"] = schedule
+        seen = _observed(model)
+        if seen:
+            first = [s[0] for s in seen]
+            details.update(visual_tokens_per_image=first, mean_visual_tokens=sum(first) / len(first),
+                           mean_token_schedule=[sum(s[i] for s in seen) / len(seen) for i in range(len(seen[0]))],
+                           flops_over="the mean of each image's count")
+        elif method.varying_tokens:
+            details["flops_over"] = ("the bound (no image seen): the count differs per image; a run records each "
+                                     "image's count in its method summary")
     return details
 
 
 def paper_report(model: nn.Module, name: str) -> FlopsReport:
-    """The `paper` convention for one model."""
+    """The `paper` convention for one model (for a per-image count, the mean over the images it has seen)."""
     flops = count_paper(model)
-    return FlopsReport(model=name, convention="paper", visual_tokens=model.num_visual_tokens,
-                       tflops=flops["llm"] / 1e12, components=_tera(flops), details=_model_details(model))
+    details = _model_details(model)
+    tokens = round(details["mean_visual_tokens"]) if "mean_visual_tokens" in details else model.num_visual_tokens
+    return FlopsReport(model=name, convention="paper", visual_tokens=tokens,
+                       tflops=flops["llm"] / 1e12, components=_tera(flops), details=details)
 
 
 def prefill_report(model: nn.Module, name: str, input_ids: torch.Tensor, prompt: str | None = None) -> FlopsReport:

@@ -1,7 +1,7 @@
 """The TFLOPs column of the paper's Tables 2, 3, 5 and 6: computed for every row we can build, published beside.
 
 Which model a published row stands for comes from its `match` attributes in baselines/tables.yaml (projector,
-llm, k, e, mbtf_blocks), or, for a row no run is judged against (PruMerge+, FastV), its `beside` setting; the
+llm, and the projector's own arguments as the method registry declares them: k, e, mbtf_blocks, ...), or, for a row no run is judged against (PruMerge+, FastV), its `beside` setting; the
 published value from baselines/published.csv. Nothing here is a number.
 """
 
@@ -11,12 +11,11 @@ from dataclasses import dataclass
 
 from stf_bench.errors import StfBenchError
 from stf_bench.methods.options import METHOD_ARG_PREFIX
+from stf_bench.methods.registry import get_projector
 from stf_bench.models import load_model
-from stf_bench.models.presets import list_presets, override_fields, preset_config
+from stf_bench.models.presets import list_presets, preset_config
 from stf_bench.profile.flops import FlopsReport, paper_report
 from stf_bench.published import load_published
-
-SETTINGS = ("k", "e", "mbtf_blocks")  # match attributes that become model overrides (with the method's)
 
 
 @dataclass
@@ -45,8 +44,10 @@ def preset_for(match: dict) -> tuple[str, dict] | None:
     for preset in list_presets():
         if not preset.tiny and preset.projector == match.get("projector") and preset.llm == match.get("llm"):
             defaults = preset_config(preset.name)
-            overrides = {k: match[k] for k in SETTINGS
-                         if k in match and getattr(defaults, override_fields()[k]) != match[k]}
+            # the match attributes that are the projector's arguments become model overrides (with the method's)
+            fields = {p.name: p.config_field for p in get_projector(preset.projector).params if p.config_field}
+            overrides = {k: match[k] for k, field in fields.items()
+                         if k in match and getattr(defaults, field) != match[k]}
             overrides.update({k: v for k, v in match.items() if k == "method" or k.startswith(METHOD_ARG_PREFIX)})
             return preset.name, overrides
     return None

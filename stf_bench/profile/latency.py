@@ -183,10 +183,13 @@ def measure(subjects: list[Subject], device: torch.device, warmup: int, iters: i
 def subject_figures(subject: Subject, device: torch.device, peak: tuple[str, float] | None) -> dict:
     """Everything measured on one model, per batch and per sample."""
     batch = len(subject.requests)
-    flops = count_prefill(subject.model, subject.input_ids)
-    tflops_batch = sum(flops.values()) / 1e12
+    method = getattr(subject.model.model, "token_method", None)
+    seen = method.observed_schedules()[-batch:] if method is not None and method.varying_tokens else []
+    # a count that differs per image cannot be decided on `meta`, where prefill FLOPs are counted: none then
+    flops = {} if seen else count_prefill(subject.model, subject.input_ids)
+    tflops_batch = sum(flops.values()) / 1e12 if not seen else None
     ttft = summarize(subject.ttft_ms)
-    achieved = tflops_batch / (ttft["mean"] / 1e3)
+    achieved = tflops_batch / (ttft["mean"] / 1e3) if not seen else None
     text_tokens = int(subject.input_ids.shape[1]) - subject.model.num_visual_tokens
     config = subject.model.config
     weight_bytes = sum(p.numel() * p.element_size() for p in subject.model.parameters())
@@ -196,8 +199,13 @@ def subject_figures(subject: Subject, device: torch.device, peak: tuple[str, flo
     else:
         memory = {"peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                   "kind": "peak resident memory of the whole process (all models loaded)"}
+    per_image = {}
+    if seen:  # the last timed batch's images, each one's count entering the LLM, and their mean
+        first = [s[0] for s in seen]
+        per_image = {"visual_tokens_per_image": first, "mean_visual_tokens": sum(first) / len(first)}
     return {
-        "visual_tokens": subject.model.num_visual_tokens,
+        "visual_tokens": per_image.get("mean_visual_tokens", subject.model.num_visual_tokens),
+        **per_image,
         "text_tokens_padded": text_tokens,
         "tokenizer": describe_tokenizer(subject.processor.tokenizer, config.text_config.vocab_size),
         "attention": {"llm": config.text_config._attn_implementation,
@@ -209,7 +217,7 @@ def subject_figures(subject: Subject, device: torch.device, peak: tuple[str, flo
         "prefill_tflops_per_batch": tflops_batch,
         "prefill_tflops_components": {k: v / 1e12 for k, v in flops.items()},
         "achieved_tflops_per_s": achieved,
-        "peak_fraction": achieved / peak[1] if peak else None,
+        "peak_fraction": achieved / peak[1] if peak and achieved is not None else None,
         "memory": memory,
         "weights_bytes": weight_bytes,
         "timings_ms": {"ttft_batch": subject.ttft_ms, "preprocess_batch": subject.preprocess_ms},

@@ -54,8 +54,8 @@ def render_report(report: dict, fmt: str) -> str:
     extra = (
         ("preprocessing per sample, mean (ms)", lambda m: _ms(m["preprocess_per_sample_ms"]["mean"])),
         ("visual + text tokens (padded)", lambda m: f"{m['visual_tokens']} + {m['text_tokens_padded']}"),
-        ("prefill FLOPs per batch", lambda m: format_flops(m["prefill_tflops_per_batch"])),
-        ("achieved FLOP/s", lambda m: format_flops(m["achieved_tflops_per_s"], "/s")),
+        ("prefill FLOPs per batch", lambda m: _flops_or_na(m["prefill_tflops_per_batch"])),
+        ("achieved FLOP/s", lambda m: _flops_or_na(m["achieved_tflops_per_s"], "/s")),
         ("fraction of device peak", lambda m: "n/a" if m["peak_fraction"] is None else f"{m['peak_fraction']:.1%}"),
         ("peak memory (GiB)", lambda m: f"{m['memory']['peak_bytes'] / 2**30:.2f}"),
     )
@@ -109,3 +109,8 @@ def run(args: argparse.Namespace) -> int:
     print(text)
     store_results(args, [report], kind="latency")
     return 0
+
+
+def _flops_or_na(tflops: float | None, suffix: str = "") -> str:
+    """`format_flops`, or 'n/a' where the count differs per image (no prefill FLOPs on `meta`)."""
+    return "n/a (tokens differ per image)" if tflops is None else format_flops(tflops, suffix)

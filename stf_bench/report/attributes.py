@@ -1,17 +1,21 @@
 """What a recorded model is (projector, k, E, MBTF blocks, LLM, ...), so the report knows which tables it joins.
 
 Attributes come from, in increasing priority: the preset registry (`stf_bench.models.presets`, by the model or
-`preset=` name), the model config recorded with the run, and the run's model arguments (`k=4,e=8,...`).
+`preset=` name), the provenance of a checkpoint `stf-bench train` made (its preset and model arguments), the model
+config recorded with the run, and the run's model arguments (`k=4,e=8,...`). A projector's arguments are attributes
+under their argument names (`k`, `mbtf_blocks`, a plug-in's own), read from the method registry: each parameter's
+name and config field (`stf_k`) name it, its type casts it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# model-args / config keys -> attribute names
-ARG_ALIASES = {"projector": "projector", "projector_type": "projector", "k": "k", "stf_k": "k", "e": "e",
-               "stf_e": "e", "mbtf_blocks": "mbtf_blocks", "llm": "llm", "image_size": "image_size",
-               "vision_tuned": "vision_tuned", "method": "method"}
+# model-args / config keys that are not a projector's argument -> attribute names
+BASE_ALIASES = {"projector": "projector", "projector_type": "projector", "llm": "llm", "image_size": "image_size",
+                "vision_tuned": "vision_tuned", "method": "method"}
+TRAINED_WITH = "trained_with"  # attribute of a checkpoint `stf-bench train` made: "stf-bench"
+TRAINING_DATA = "training_data"  # ... and the data it was trained on ("samples", "hub", a file)
 METHOD_ARG_PREFIX = "method."  # `method.r=0.5`: an argument of the training-free method
 DEFAULT_IMAGE_SIZE = 336
 # model arguments that do not change what the model computes: left out of a row's label and identity
@@ -39,32 +43,91 @@ def preset_attributes(name: str | None) -> dict:
     return attrs
 
 
+def projector_arguments() -> dict[str, Any]:
+    """Every registered projector's arguments: name and config field -> its `Param` (the first projector declaring
+    it; the registry refuses one name stored in two fields). {} when the registry cannot load (a report renders
+    without the model code)."""
+    try:
+        from stf_bench.methods.registry import list_methods
+        projectors = list_methods("projector")
+    except Exception:
+        return {}
+    out: dict[str, Any] = {}
+    for projector in projectors:
+        for param in projector.params:
+            for key in (param.name, param.config_field):
+                if key:
+                    out.setdefault(key, param)
+    return out
+
+
 def _normalize(values: dict) -> dict:
     out: dict[str, Any] = {}
+    params = projector_arguments()
     for key, value in values.items():
-        name = ARG_ALIASES.get(key, key if key.startswith(METHOD_ARG_PREFIX) else None)
-        if name is None or value is None:
+        if value is None:
             continue
         if key.startswith(METHOD_ARG_PREFIX):
             out[key] = value
             continue
+        param = params.get(key) if key not in BASE_ALIASES else None
+        if param is not None:
+            try:
+                out[param.name] = param.parse(value, "report")
+            except Exception:  # a value the projector would refuse: not an attribute
+                continue
+            continue
+        name = BASE_ALIASES.get(key)
         if name in ("projector", "method"):
             value = _canonical(str(value).lower())
-        elif name in ("k", "e", "mbtf_blocks", "image_size"):
+        elif name == "image_size":
             try:
                 value = int(value)
             except (TypeError, ValueError):
                 continue
         elif name == "vision_tuned":
             value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        elif name is None:
+            continue
         out[name] = value
     return out
 
 
-def run_attributes(model: str, model_args: dict | None = None, model_config: dict | None = None) -> dict:
-    """Normalized attributes of a recorded model; defaults filled in (k=2, E=1, 8 MBTF blocks, frozen vision)."""
+def training_attributes(training: dict | None) -> dict:
+    """Attributes of a checkpoint from the provenance `stf-bench train` wrote (its preset, then the model arguments
+    it was trained with), marked `trained_with: stf-bench` with the training data ("samples", "hub" or the file)."""
+    if not training:
+        return {}
+    attrs = preset_attributes(training.get("preset"))
+    attrs.update(_normalize(training.get("model_args") or {}))
+    attrs[TRAINED_WITH] = "stf-bench"
+    attrs[TRAINING_DATA] = training_data(training)
+    return attrs
+
+
+def training_data(training: dict) -> str:
+    """'samples' (the training samples), 'hub' (LLaVA's sets from the hub) or the data file a model was trained on."""
+    source = str((training.get("data") or {}).get("source") or "unknown")
+    return "samples" if source.startswith("samples") else source
+
+
+def training_note(training: dict | None) -> str:
+    """'trained with stf-bench (stf-tiny, finetune, 2 steps, training data=samples)' for a row label; '' else."""
+    if not training:
+        return ""
+    steps = training.get("steps")
+    parts = [str(training.get("preset")), str(training.get("stage")),
+             f"{steps} step{'s' if steps != 1 else ''}", f"training data={training_data(training)}"]
+    return f"trained with stf-bench ({', '.join(parts)})"
+
+
+def run_attributes(model: str, model_args: dict | None = None, model_config: dict | None = None,
+                   training: dict | None = None) -> dict:
+    """Normalized attributes of a recorded model; defaults filled in (k=2, E=1, 8 MBTF blocks, frozen vision).
+    `training`: the provenance of a checkpoint `stf-bench train` made (the store's `runs.training`)."""
     model_args = model_args or {}
     attrs = preset_attributes(model_args.get("preset") or model_args.get("pretrained") or model)
+    attrs.update(training_attributes(training))
     if model_config:
         attrs.update(preset_attributes(model_config.get("preset")) if not attrs else {})
         config_attrs = _normalize({k: v for k, v in model_config.items() if k != "image_size"})
@@ -100,9 +163,8 @@ def _fill_defaults(attrs: dict) -> None:
     """The defaults the projector and method declare, for the arguments a record left out (k=2, E=1, M=8, ...)."""
     projector = _registered(attrs.get("projector"))
     for param in projector.params if projector is not None else ():
-        name = ARG_ALIASES.get(param.name)
-        if name and param.default is not None:
-            attrs.setdefault(name, param.default)
+        if param.default is not None:
+            attrs.setdefault(param.name, param.default)
     method = _registered(attrs.get("method"))
     for param in method.params if method is not None else ():
         attrs.setdefault(METHOD_ARG_PREFIX + param.name, param.default)

@@ -18,7 +18,15 @@ import numpy as np
 from stf_bench.args import parse_model_args
 from stf_bench.benchmarks import BENCHMARKS, columns, of_column, paper8
 from stf_bench.published import Published, TableSpec
-from stf_bench.report.attributes import architecture_args, identity_args, matches, row_label, run_attributes
+from stf_bench.report.attributes import (
+    TRAINING_DATA,
+    architecture_args,
+    identity_args,
+    matches,
+    row_label,
+    run_attributes,
+    training_note,
+)
 from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED, percentile_ci, score_ci
 from stf_bench.report.metrics import headline
 from stf_bench.store.db import Store
@@ -140,7 +148,9 @@ def collect_reproduced(store: Store, *, iters: int = DEFAULT_ITERS, seed: int = 
             label = row_label(run.model, run.model_args, run.protocol)
             if run.checkpoint_fingerprint:
                 label += f" @{run.checkpoint_fingerprint.split(':')[-1][:8]}"
-            attributes = run_attributes(run.model, run.model_args, run.model_config)
+            if run.training:  # a checkpoint `stf-bench train` made: said in the label, with what made it
+                label += f", {training_note(run.training)}"
+            attributes = run_attributes(run.model, run.model_args, run.model_config, run.training)
             if part:
                 key, label = json.dumps([*json.loads(key), f"partial run #{run.id}"]), label + f" (partial run #{run.id}: " + "; ".join(
                     f"{t} {why}" for t, why in sorted(partial.items())) + ")"
@@ -434,12 +444,14 @@ def build_tables(published: Published, store: Store | None, ids: list[str], *, i
     """The chosen tables; reproduced rows from `store` (None: published numbers only), or precomputed ones.
 
     A model scored on the embedded sample data (`data=samples`, from `run`, `ingest` or `score`) is not a
-    benchmark score: it joins the paper's tables only with `include_samples`, and the every-benchmark table always
-    (its label says `data=samples`)."""
+    benchmark score, nor is a model `stf-bench train` trained on its training samples a reproduction of a paper's
+    row: either joins the paper's tables only with `include_samples`, and the every-benchmark table always (its
+    label says `data=samples` / `training data=samples`)."""
     if reproduced is None:
         reproduced = collect_reproduced(store, iters=iters, seed=seed,
                                         include_partial=include_partial) if store is not None else []
-    benchmark_data = [r for r in reproduced if include_samples or r.attributes.get("data") != SAMPLE_DATA]
+    benchmark_data = [r for r in reproduced if include_samples or SAMPLE_DATA not in
+                      (r.attributes.get("data"), r.attributes.get(TRAINING_DATA))]
     benchmarks = published.benchmarks or [BENCHMARKS[b].column for b in paper8()]
     specs = table_specs(published)
     out = []

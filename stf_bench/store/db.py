@@ -48,11 +48,14 @@ from stf_bench.store.ingest import (
 
 DB_ENV = "STF_BENCH_DB"
 APP_ID = "stf-bench results store"
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 # schema 2 (stf-bench after issue 24): runs.lmms_eval_version holds lmms-eval's package version (schema 1 stored the
 # `git describe` lmms-eval wrote, stf-bench's own commit for `stf-bench run`), and a run ingested from the embedded
 # sample data is marked (model_args data=samples). A schema-1 store is migrated in place when opened (`_migrate_1`).
-READABLE_SCHEMAS = ("1", SCHEMA_VERSION)
+# schema 3 (issue 25): runs.training holds the provenance of a checkpoint `stf-bench train` made (its training.json,
+# carried by the results file); NULL for every other run. Older stores get the column, NULL, when opened
+# (`_migrate_2`).
+READABLE_SCHEMAS = ("1", "2", SCHEMA_VERSION)
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_S = 120.0
 LIBRARIES = ("torch", "transformers", "lmms_eval", "stf-bench", "accelerate", "datasets", "calflops")
@@ -72,7 +75,8 @@ CREATE TABLE IF NOT EXISTS runs (
     lmms_eval_version TEXT,
     results_date TEXT,
     config TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    training TEXT
 );
 CREATE TABLE IF NOT EXISTS scores (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -165,6 +169,7 @@ class RunRow:
     results_date: str | None
     config: dict
     created_at: str
+    training: dict | None = None  # what made the checkpoint, when `stf-bench train` did (its training.json)
 
 
 @dataclass(frozen=True)
@@ -321,8 +326,11 @@ class Store:
                                         f"stf-bench reads schema {', '.join(READABLE_SCHEMAS)}; use a new --db")
             for statement in filter(str.strip, SCHEMA.split(";")):
                 cur.execute(statement)
-            if "meta" in tables and meta.get("schema_version") == "1":
+            old = meta.get("schema_version") if "meta" in tables else None
+            if old == "1":
                 _migrate_1(cur)
+            if old in ("1", "2"):
+                _migrate_2(cur)
                 cur.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
             cur.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?), ('schema_version', ?)", (APP_ID, SCHEMA_VERSION))
 
@@ -413,11 +421,11 @@ class Store:
         checkpoint_fingerprint = checkpoint_fingerprint or run.checkpoint_fingerprint
         cur.execute(
             "INSERT INTO runs (content_hash, model, model_args, model_config, checkpoint_fingerprint, protocol, "
-            "environment, source_path, lmms_eval_version, results_date, config, created_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(content_hash) DO NOTHING",
+            "environment, source_path, lmms_eval_version, results_date, config, created_at, training) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(content_hash) DO NOTHING",
             (run.content_hash, run.model, _json(run.model_args), None if model_config is None else _json(model_config),
              checkpoint_fingerprint, protocol, _json(environment), str(run.path), version, run.date,
-             _json(run.config), now_utc()))
+             _json(run.config), now_utc(), None if run.training is None else _json(run.training)))
         added = cur.rowcount == 1
         run_id, stored_model = cur.execute("SELECT id, model FROM runs WHERE content_hash = ?",
                                            (run.content_hash,)).fetchone()
@@ -482,9 +490,11 @@ class Store:
     def runs(self) -> list[RunRow]:
         """All runs, oldest first."""
         rows = self._query("SELECT id, model, model_args, model_config, checkpoint_fingerprint, protocol, environment, "
-                           "source_path, lmms_eval_version, results_date, config, created_at FROM runs ORDER BY id")
+                           "source_path, lmms_eval_version, results_date, config, created_at, training FROM runs "
+                           "ORDER BY id")
         return [RunRow(r[0], r[1], json.loads(r[2]), json.loads(r[3]) if r[3] else None, r[4], r[5],
-                       json.loads(r[6]), r[7], r[8], r[9], json.loads(r[10]), r[11]) for r in rows]
+                       json.loads(r[6]), r[7], r[8], r[9], json.loads(r[10]), r[11],
+                       json.loads(r[12]) if r[12] else None) for r in rows]
 
     def scores(self, run_id: int | None = None) -> list[ScoreRow]:
         """Metric values (raw lmms-eval units) of one run or of all runs."""
@@ -569,6 +579,14 @@ def _migrate_1(cur: sqlite3.Cursor) -> None:
                 args["data"] = SAMPLES
         cur.execute("UPDATE runs SET lmms_eval_version = ?, model_args = ?, environment = ? WHERE id = ?",
                     (version, _json(args), _json(environment), run_id))
+
+
+def _migrate_2(cur: sqlite3.Cursor) -> None:
+    """Schema 2 -> 3 in place: runs get the `training` column, NULL (no earlier run recorded a provenance; a trained
+    checkpoint run again records it)."""
+    columns = {row[1] for row in cur.execute("PRAGMA table_info(runs)")}
+    if "training" not in columns:
+        cur.execute("ALTER TABLE runs ADD COLUMN training TEXT")
 
 
 def recorded_scorer_versions(results_path: str | os.PathLike) -> dict[str, str]:

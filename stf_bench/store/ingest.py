@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,10 @@ STAMPED_RESULTS = re.compile(r"^\d[^/]*_results\.json$")
 SAMPLE_BOOKKEEPING = {"doc_id", "doc", "doc_hash", "target", "arguments", "input", "resps", "filtered_resps",
                       "token_counts", "input_media"}
 MODEL_NAME_KEYS = ("preset", "pretrained", "model", "model_name", "model_id", "path")
+# What `stf-bench train` writes beside a checkpoint (stf_bench.train.outputs): the provenance `run` carries into its
+# results (stf_bench.training) and the store keeps with the run (runs.training).
+TRAINING_FILE = "training.json"
+TRAINING_KEYS = ("stage", "preset", "model_args", "recipe", "data", "steps", "stf_bench_version")
 
 
 @dataclass
@@ -80,6 +85,7 @@ class ParsedRun:
     rows: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # task -> (scored, full set)
     checkpoint_fingerprint: str | None = None  # from the file itself (stf-bench's own output), else None
     lmms_eval_describe: str | None = None  # the file's `lmms_eval_version` field: git describe of lmms-eval's cwd
+    training: dict | None = None  # provenance of a checkpoint `stf-bench train` made (`read_training`), else None
 
 
 def sha256_file(path: Path) -> str:
@@ -205,7 +211,8 @@ def _parse_results_data(path: Path, data: Any, samples_paths: list[Path] | None,
     run = ParsedRun(path, sha256_file(path), name, args, config, scores, tasks,
                     lmms_eval_version(own), _str(data.get("date")), _str(data.get("git_hash")),
                     rows=task_rows, checkpoint_fingerprint=fingerprint,
-                    lmms_eval_describe=_str(data.get("lmms_eval_version")))
+                    lmms_eval_describe=_str(data.get("lmms_eval_version")),
+                    training=check_training(own.get("training"), path) if own is not None else None)
     if samples_paths is None:
         samples_paths = sibling_samples(path)
     metric_names = {t: _metric_names(data, t) for t in tasks}
@@ -475,3 +482,37 @@ def parse_paths(paths: list[str | Path], *, model: str | None = None, model_args
         else:
             raise StfBenchError(f"{p}: no such file or folder")
     return out
+
+
+def read_training(model: str | os.PathLike) -> dict | None:
+    """The provenance `stf-bench train` wrote beside the checkpoint `model` (its `training.json`: stage, preset,
+    model arguments, recipe, data, steps, stf-bench version), or None when `model` is not a directory holding one
+    (a preset, a hub id, a checkpoint made elsewhere). A file there that is not such a record is an error naming it,
+    so that a run never records a provenance it cannot vouch for."""
+    path = Path(model).expanduser() / TRAINING_FILE
+    try:
+        if not path.is_file():
+            return None
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise StfBenchError(f"{path}: cannot read the checkpoint's training record ({exc.strerror or exc}); make it "
+                            f"readable, or remove it if the checkpoint was not made by `stf-bench train`") from None
+    except ValueError as exc:
+        raise StfBenchError(f"{path}: not JSON ({exc}); restore the file `stf-bench train` wrote, or remove it if "
+                            f"the checkpoint was not made by stf-bench train") from None
+    return check_training(record, path)
+
+
+def check_training(record: Any, path: Path) -> dict | None:
+    """`record` if it is a training record with every key `stf-bench train` writes (None stays None); else an error
+    naming `path` and the first missing key."""
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        raise StfBenchError(f"{path}: the training record is a {type(record).__name__}, not a JSON object; restore "
+                            f"the file `stf-bench train` wrote, or remove it")
+    missing = [k for k in TRAINING_KEYS if k not in record]
+    if missing:
+        raise StfBenchError(f"{path}: the training record has no {missing[0]!r} (expected {', '.join(TRAINING_KEYS)}"
+                            f"); restore the file `stf-bench train` wrote, or remove it")
+    return record

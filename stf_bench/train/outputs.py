@@ -20,9 +20,10 @@ import torch
 
 from stf_bench.errors import StfBenchError
 from stf_bench.models.loading import stage1_keys
+from stf_bench.store.ingest import TRAINING_FILE as PROVENANCE_FILE
+from stf_bench.store.ingest import read_training
 
 PROJECTOR_FILE = "mm_projector.bin"
-PROVENANCE_FILE = "training.json"
 RUN_MARKERS = (PROVENANCE_FILE, PROJECTOR_FILE, "trainer_state.json", "model.safetensors", "config.json")
 
 
@@ -98,7 +99,19 @@ def save_model(model, processor, output_dir: Path) -> None:
 
 
 def write_provenance(output_dir: Path, record: dict) -> Path:
+    """`training.json`: what made the checkpoint (`record`), written atomically (a temp file renamed into place, as
+    `stf-bench run` writes its results), so that a checkpoint never carries a half-written provenance. A finetune
+    started from a stage-1 output that carries its own record gets it under `pretrain`, so that the checkpoint
+    alone says how both stages were made. `stf-bench run` reads it back (`stf_bench.store.ingest.read_training`)."""
+    from stf_bench.eval.runner import write_files_atomically
+
+    record = dict(record)
+    if record.get("projector") and "pretrain" not in record:
+        stage1 = Path(record["projector"])
+        earlier = read_training(stage1.parent if stage1.is_file() else stage1)
+        if earlier is not None:
+            record["pretrain"] = earlier
     path = output_dir / PROVENANCE_FILE
-    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    write_files_atomically([(path, [json.dumps(record, indent=2, ensure_ascii=False) + "\n"])], output_dir)
     return path
 

@@ -146,3 +146,17 @@ def test_vision_context_holds_clips_own_attention_of_the_block_read():
     assert torch.allclose(context.attentions, own.attentions[-2], atol=1e-6)  # the penultimate block's
     assert torch.allclose(context.hidden, own.hidden_states[-2], atol=1e-5)
     assert torch.equal(features, context.hidden[:, 1:]) and context.keys.shape == (2, 2, 577, 16)
+
+
+def test_a_vision_hook_on_a_method_that_does_not_act_in_the_llm_is_refused(monkeypatch):
+    """Only an in-LLM stage can remove the padding placeholders a per-image count leaves: a vision method declaring
+    a hook is refused when the model is built, naming the reason."""
+    from stf_bench.methods import TokenMethod, registry
+
+    class HookedVision(TokenMethod):
+        name = "hooked-vision"
+        vision_hook = 1
+
+    monkeypatch.setitem(registry._REGISTRY, "hooked-vision", HookedVision)
+    with pytest.raises(StfBenchError, match="declares a vision hook: it must act in the LLM too"):
+        load_model("llava-tiny", method="hooked-vision")

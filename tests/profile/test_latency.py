@@ -132,3 +132,15 @@ def test_missing_weights_suggest_random_weights(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(StfBenchError) as info:
         latency.load_subject("not-a-preset", {}, [], torch.device("cpu"), None, random_weights=False)
     assert "--random-weights" not in str(info.value)
+
+
+def test_a_per_image_count_is_reported_per_image_with_its_mean(capsys: pytest.CaptureFixture) -> None:
+    """MustDrop's count differs per image: the report gives each image's count and their mean, and no prefill FLOPs
+    (they are counted on `meta`, where the count cannot be decided) rather than the bound's."""
+    assert main(["latency", "--model", "llava-tiny", "--method", "mustdrop", "--batch-size", "2", "--warmup", "0",
+                 "--iters", "1", "--device", "cpu", "--no-store", "--format", "json"]) == 0
+    figures = next(iter(json.loads(capsys.readouterr().out)["models"].values()))
+    counts = figures["visual_tokens_per_image"]
+    assert len(counts) == 2 and all(0 < n <= 576 for n in counts)
+    assert figures["visual_tokens"] == figures["mean_visual_tokens"] == sum(counts) / 2
+    assert figures["prefill_tflops_per_batch"] is None and figures["achieved_tflops_per_s"] is None

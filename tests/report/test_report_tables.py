@@ -211,3 +211,39 @@ def test_table9_says_nothing_when_mean_and_median_agree(tmp_path):
         (t9,) = build_tables(PUB, store, ["9"])
     stf = _row(t9, "stf-tiny (test-cpu, float32, batch 16)")
     assert stf.note == "" and stf.cells["Speedup (median)"].value == pytest.approx(4.1)
+
+
+def test_a_model_trained_with_stf_bench_sits_beside_the_row_it_reproduces(tmp_path, lmms_out):
+    """A checkpoint `stf-bench train` made carries its provenance into the store: its preset and model arguments
+    place it (AvgPool-7B: Table 6, right after the published AvgPool row, judged against it), its label says it was
+    trained with stf-bench and on what; the same checkpoint without provenance joins no paper table."""
+    from lmms_run import TRAINING, with_training
+
+    from stf_bench.store.db import open_store
+
+    with open_store(tmp_path / "r.sqlite") as store:
+        store.record_lmms_eval(with_training(lmms_out, "oracle-a", tmp_path / "trained"), model="runs/avgpool-7b",
+                               model_args="data=hub", protocol="llava")
+        store.record_lmms_eval(results_file(lmms_out, "oracle-b"), model="runs/elsewhere", model_args="data=hub",
+                               protocol="llava")
+        samples = {**TRAINING, "preset": "stf-7b", "model_args": {"k": 4, "e": 8},
+                   "data": {"source": "samples (train-v1)"}}
+        store.record_lmms_eval(with_training(lmms_out, "oracle-a", tmp_path / "on-samples", samples),
+                               model="runs/stf-7b-k4", model_args="data=hub", protocol="llava")
+        tables = {t.id: t for t in build_tables(PUB, store, ["2", "5", "6", EVERY_BENCHMARK], iters=20)}
+        asked = {t.id: t for t in build_tables(PUB, store, ["5"], iters=20, include_samples=True)}
+    label = "runs/avgpool-7b (data=hub) [llava], trained with stf-bench (avgpool-7b, finetune, 5198 steps, training data=hub)"
+    row = _row(tables["6"], label)
+    assert row.compared_to == "AvgPool" and row.attributes["trained_with"] == "stf-bench"
+    assert row.cells["SQA"].delta is not None and row.cells["SQA"].verdict is not None
+    methods = [r.method for r in tables["6"].rows]
+    assert methods.index(label) == methods.index("AvgPool") + 1
+    assert _row(tables["2"], label).compared_to == "LLaVA-1.5 (AvgPool)"
+    plain = "runs/elsewhere (data=hub) [llava]"
+    assert {r.method for r in tables[EVERY_BENCHMARK].rows} >= {label, plain}
+    assert plain not in {r.method for r in tables["6"].rows + tables["5"].rows}
+    # trained on the training samples: not a reproduction, out of the paper's tables unless asked for
+    on_samples = ("runs/stf-7b-k4 (data=hub) [llava], trained with stf-bench (stf-7b, finetune, 5198 steps, training "
+                  "data=samples)")
+    assert on_samples not in {r.method for r in tables["5"].rows} and _row(tables[EVERY_BENCHMARK], on_samples)
+    assert _row(asked["5"], on_samples).compared_to == "k=4, E=8"

@@ -182,3 +182,22 @@ def lmms_output(base: Path) -> Path:
 def lmms_out(tmp_path_factory) -> Path:
     """Folder with lmms-eval output of two tiny deterministic models (oracle-a, oracle-b) on four tasks."""
     return lmms_output(tmp_path_factory.mktemp("lmms"))
+
+
+TRAINING = {"stage": "finetune", "preset": "avgpool-7b", "model_args": {}, "projector": "", "recipe": {"lr": 2e-5},
+            "data": {"source": "hub", "rows": 665298, "masked_rows": 0, "skipped_rows": 0}, "steps": 5198,
+            "stf_bench_version": "0.1.0"}
+
+
+def with_training(lmms_out: Path, model: str, dest: Path, training: dict | None = TRAINING) -> Path:
+    """A copy of `model`'s lmms-eval output in `dest` whose results JSON carries `training` as `stf-bench run`
+    writes a trained checkpoint's provenance (`stf_bench.training`); returns the results file."""
+    import json
+    import shutil
+
+    shutil.copytree(lmms_out / model, dest)
+    results = next(dest.glob("*_results.json"))
+    data = json.loads(results.read_text())
+    data["stf_bench"] = {"training": training}
+    results.write_text(json.dumps(data))
+    return results

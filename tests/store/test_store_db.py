@@ -10,7 +10,15 @@ import textwrap
 import pytest
 
 from stf_bench.errors import StfBenchError
-from stf_bench.store.db import DB_ENV, Store, default_db_path, ingest_paths, open_store, resolve_db_path
+from stf_bench.store.db import (
+    DB_ENV,
+    SCHEMA_VERSION,
+    Store,
+    default_db_path,
+    ingest_paths,
+    open_store,
+    resolve_db_path,
+)
 from stf_bench.store.ingest import parse_paths
 
 
@@ -138,10 +146,31 @@ def test_a_schema_1_store_is_migrated_when_opened(tmp_path, lmms_out):
         store.conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
         before = store.counts()
     with open_store(path) as store:
-        assert store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        assert store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == SCHEMA_VERSION
         ran, ingested = store.runs()
         assert store.counts() == before
     assert ran.lmms_eval_version == collect_environment()["libraries"]["lmms_eval"]
     assert ran.environment["lmms_eval_describe"] == "main@0123abcd"
     assert ingested.lmms_eval_version is None and ingested.model_args["data"] == "samples"
     assert ingested.model_args["preset"] == "llava-tiny" and ingested.model == "llava-tiny"
+
+
+def test_a_schema_2_store_gets_the_training_column_when_opened(tmp_path, lmms_out):
+    """Schema 3 (issue 25) keeps a trained checkpoint's provenance with its run; a schema-2 store (no such column)
+    opens as schema 3, its runs without one, and records provenance from then on."""
+    from lmms_run import TRAINING, with_training
+
+    path = tmp_path / "old.sqlite"
+    with open_store(path) as store:
+        store.record_lmms_eval(next((lmms_out / "oracle-b").glob("*_results.json")), model="llava-tiny")
+        before = store.counts()
+    conn = sqlite3.connect(path)  # what a schema-2 stf-bench wrote: runs without the column
+    conn.execute("ALTER TABLE runs DROP COLUMN training")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with open_store(path) as store:
+        assert store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+        assert store.counts() == before and store.runs()[0].training is None
+        store.record_lmms_eval(with_training(lmms_out, "oracle-a", tmp_path / "trained"), model="runs/avgpool-7b")
+        assert store.runs()[1].training == TRAINING

@@ -224,3 +224,29 @@ def test_lmms_eval_on_the_sample_data_is_ingested_as_sample_data(where, tmp_path
     (run,) = store.runs()
     assert run.model == "llava-tiny"
     assert run.model_args.get("data") == ("samples" if where == "samples" else None)
+
+
+def test_a_trained_checkpoints_training_record_is_read_and_checked(tmp_path):
+    from lmms_run import TRAINING
+
+    from stf_bench.store.ingest import TRAINING_FILE, read_training
+
+    assert read_training(tmp_path) is None and read_training("stf-tiny") is None  # made elsewhere, or a preset
+    (tmp_path / TRAINING_FILE).write_text(json.dumps(TRAINING))
+    assert read_training(tmp_path) == TRAINING
+    (tmp_path / TRAINING_FILE).write_text(json.dumps({k: v for k, v in TRAINING.items() if k != "steps"}))
+    with pytest.raises(StfBenchError, match=r"training.json: the training record has no 'steps'"):
+        read_training(tmp_path)
+    (tmp_path / TRAINING_FILE).write_text("{not json")
+    with pytest.raises(StfBenchError, match=r"training.json: not JSON .*restore the file `stf-bench train` wrote"):
+        read_training(tmp_path)
+
+
+def test_the_training_record_in_a_results_file_reaches_the_store(store, lmms_out, tmp_path):
+    from lmms_run import TRAINING, with_training
+
+    store.record_lmms_eval(with_training(lmms_out, "oracle-a", tmp_path / "trained"), model="runs/avgpool-7b",
+                           model_args="data=hub")
+    store.record_lmms_eval(_results(lmms_out, "oracle-b"), model="llava-tiny")
+    trained, plain = store.runs()
+    assert trained.training == TRAINING and plain.training is None

@@ -148,3 +148,13 @@ def test_from_pretrained_loads_on_meta_without_hub_kernels(tmp_path):
     assert next(model.parameters()).is_meta, f"{compat.library('transformers')}: from_pretrained ignored meta"
     assert not getattr(model, "use_kernels", False), \
         f"{compat.library('transformers')}: from_pretrained kernelized despite use_kernels=False"
+
+
+def test_package_version_is_the_installed_one_or_none():
+    from importlib.metadata import version
+
+    from stf_bench.compat import library, package_version
+
+    assert package_version("transformers") == version("transformers")
+    assert library("transformers") == f"transformers {version('transformers')}"
+    assert package_version("stf-bench-no-such-distribution") is None

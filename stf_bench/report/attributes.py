@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from stf_bench.args import TRUE_WORDS
+
 # model-args / config keys -> attribute names
 ARG_ALIASES = {"projector": "projector", "projector_type": "projector", "k": "k", "stf_k": "k", "e": "e",
                "stf_e": "e", "mbtf_blocks": "mbtf_blocks", "llm": "llm", "image_size": "image_size",
@@ -56,7 +58,7 @@ def _normalize(values: dict) -> dict:
             except (TypeError, ValueError):
                 continue
         elif name == "vision_tuned":
-            value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+            value = value if isinstance(value, bool) else str(value).lower() in TRUE_WORDS
         out[name] = value
     return out
 

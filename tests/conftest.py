@@ -1,8 +1,13 @@
-"""Shared test set-up: offline hub, and a tiny two-task lmms-eval registry (parquet rows + YAML) for the runner."""
+"""Shared test set-up: offline hub, a tiny two-task lmms-eval registry (parquet rows + YAML) for the runner, tiny
+models built once per session for tests that only read them, and free ports for multi-process tests.
+
+Safe under pytest-xdist (`pytest -n 2`): each worker process imports this file and gets its own results store and
+cache folder; tests write only under their tmp_path; multi-process tests take a free port, never a fixed one."""
 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -168,3 +173,30 @@ def sample_predictions():
         return preds
 
     return read
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """`tiny_model("stf-tiny")` -> (model, processor), built once per session (per xdist worker) and per preset.
+
+    Only for tests that read them (forward passes, configs, weights): a test that changes the model, its config or
+    the processor (a flag, the padding side, train mode, hooks, save_pretrained) builds its own with load_model."""
+    from stf_bench import load_model
+
+    built: dict[str, tuple] = {}
+
+    def get(name: str) -> tuple:
+        if name not in built:
+            built[name] = load_model(name)
+        return built[name]
+
+    return get
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a multi-process test's rendezvous (torchrun's default 29500 would collide
+    with another test or run on the same machine)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

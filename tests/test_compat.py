@@ -128,6 +128,7 @@ def test_calflops_counts_the_extra_function_and_every_patch_is_undone():
     assert torch.bmm is bmm and torch.nn.functional.linear is linear
 
 
+@pytest.mark.slow
 def test_lmms_eval_s_own_filelock_patch_runs_in_this_environment():
     """Item 4's pin: lmms-eval's CLI calls `_enable_reentrant_filelocks` for every model but ours (which drops
     it); with filelock >= 4.3 (no `filelock._api`) it raises and lmms-eval writes nothing. A subprocess: the

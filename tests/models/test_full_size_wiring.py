@@ -35,6 +35,7 @@ def test_stand_in_tokenizer_puts_image_at_the_given_id():
     assert build_tiny_tokenizer().convert_tokens_to_ids(IMAGE_TOKEN) == 260  # the tiny presets' unchanged
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FULL)
 def test_full_size_preset_prefills_and_decodes(name, one_layer):
     model, processor = load_model(name, random_weights=True, dtype="float32")
@@ -49,6 +50,7 @@ def test_full_size_preset_prefills_and_decodes(name, one_layer):
     assert out.shape[1] == inputs["input_ids"].shape[1] + 3
 
 
+@pytest.mark.slow
 def test_latency_and_run_paths_of_a_full_size_preset(one_layer, tmp_path, capsys):
     """The two commands of Table 9 / docs/BENCHMARKS.md, on stf-7b cut to one layer each (shared by every preset)."""
     name = "stf-7b"

@@ -182,3 +182,8 @@ def lmms_output(base: Path) -> Path:
 def lmms_out(tmp_path_factory) -> Path:
     """Folder with lmms-eval output of two tiny deterministic models (oracle-a, oracle-b) on four tasks."""
     return lmms_output(tmp_path_factory.mktemp("lmms"))
+
+
+def results_file(lmms_out: Path, model: str) -> Path:
+    """The results JSON lmms-eval wrote for `model`."""
+    return next((lmms_out / model).glob("*_results.json"))

@@ -17,6 +17,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist (`-n N`) each worker gets its share of the cores for torch's threads: N workers each running as
+# many OpenMP threads as there are cores oversubscribe the CPU, and spinning threads then wait on descheduled ones.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 # Hermetic: the suite never writes into the user's results store or sample cache (subprocesses inherit these).
 _HOME = tempfile.mkdtemp(prefix="stf-bench-tests-")
 os.environ["STF_BENCH_DB"] = os.path.join(_HOME, "results.sqlite")

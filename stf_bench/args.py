@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from stf_bench.errors import StfBenchError
+
+TRUE_WORDS = ("true", "1", "yes")  # a boolean argument given as text, in any case (lmms-eval passes strings)
+FALSE_WORDS = ("false", "0", "no")
+
+
+def parse_bool(value: str) -> bool:
+    """'true'/'1'/'yes' -> True, 'false'/'0'/'no' -> False (any case); anything else raises ValueError, which the
+    caller turns into a message naming the argument."""
+    low = value.lower()
+    if low not in TRUE_WORDS + FALSE_WORDS:
+        raise ValueError(f"{value!r} is not true or false")
+    return low in TRUE_WORDS
+
+
+def env_flag(name: str) -> bool:
+    """Whether environment variable `name` is switched on ('1', 'true', 'yes' or 'on', as huggingface_hub reads
+    HF_HUB_OFFLINE); unset or anything else is off."""
+    return os.environ.get(name, "0").lower() in (*TRUE_WORDS, "on")
 
 
 def parse_value(value: str) -> Any:

@@ -8,7 +8,8 @@ runs on a CPU in seconds with deterministic weights.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from stf_bench.args import parse_model_args
@@ -180,6 +181,23 @@ def get_preset(name: str) -> Preset:
     except KeyError:
         raise StfBenchError(f"unknown model preset {name!r}; valid presets: {', '.join(PRESETS)} "
                             f"(or a local checkpoint directory, or a hub id); `stf-bench models` lists them") from None
+
+
+def cut_full_size(llm_layers: int = 1, vision_layers: int = 1,
+                  setitem: Callable[[dict, str, object], None] | None = None) -> None:
+    """Every full-size preset keeps its widths, vocabulary and token ids, with its vision tower and LLM cut to a few
+    layers (MBTF then fuses the one block there is): the wiring of a 7B-13B model on a CPU, never a figure (the GPU
+    benchmark's dry run, tests/models/test_full_size_wiring.py). Changes this process's registry; a test passes
+    `monkeypatch.setitem` as `setitem` so that the cut is undone after it."""
+    put = setitem or dict.__setitem__
+    full = [p for p in PRESETS.values() if not p.tiny]
+    for vision in sorted({p.vision for p in full}):
+        put(VISION, vision, {**VISION[vision], "num_hidden_layers": vision_layers})
+    for llm in sorted({p.llm for p in full}):
+        put(LLMS, llm, {**LLMS[llm], "num_hidden_layers": llm_layers})
+    for preset in full:
+        if "mbtf" in preset.projector:
+            put(PRESETS, preset.name, replace(preset, settings={**preset.settings, "mbtf_blocks": 1}))
 
 
 def split_overrides(overrides: dict) -> tuple[dict, dict]:

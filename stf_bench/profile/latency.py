@@ -16,10 +16,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
+from stf_bench.compat import package_version
 from stf_bench.devices import check_fits, weights_bytes
 from stf_bench.errors import StfBenchError
 from stf_bench.models import load_model
@@ -58,12 +58,7 @@ def library_versions() -> dict[str, str | None]:
     """Versions that a timing depends on."""
     out: dict[str, str | None] = {"python": sys.version.split()[0], "torch": torch.__version__,
                                   "cuda": torch.version.cuda}
-    for package in ("transformers", "calflops", "stf-bench"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
+    return out | {package: package_version(package) for package in ("transformers", "calflops", "stf-bench")}
 
 
 class Clock:

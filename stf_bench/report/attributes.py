@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from stf_bench.args import TRUE_WORDS
+
 # model-args / config keys that are not a projector's argument -> attribute names
 BASE_ALIASES = {"projector": "projector", "projector_type": "projector", "llm": "llm", "image_size": "image_size",
                 "vision_tuned": "vision_tuned", "method": "method"}
@@ -86,7 +88,7 @@ def _normalize(values: dict) -> dict:
             except (TypeError, ValueError):
                 continue
         elif name == "vision_tuned":
-            value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+            value = value if isinstance(value, bool) else str(value).lower() in TRUE_WORDS
         elif name is None:
             continue
         out[name] = value

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import importlib.metadata
 import json
 import os
 import platform
@@ -238,12 +237,9 @@ def now_utc() -> str:
 
 def collect_environment() -> dict:
     """Library versions, Python, platform and the git commit of this checkout (no heavy imports)."""
-    versions = {}
-    for lib in LIBRARIES:
-        try:
-            versions[lib] = importlib.metadata.version(lib)
-        except importlib.metadata.PackageNotFoundError:
-            versions[lib] = None
+    from stf_bench.compat import package_version
+
+    versions = {lib: package_version(lib) for lib in LIBRARIES}
     env = {"python": sys.version.split()[0], "platform": platform.platform(), "libraries": versions,
            "git_commit": git_commit()}
     torch = sys.modules.get("torch")

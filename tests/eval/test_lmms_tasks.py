@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from stf_bench.eval import lmms_tasks
@@ -32,6 +33,7 @@ def _local(argv: list[str]) -> list[str]:
     return [sys.executable, *argv[1:]]
 
 
+@pytest.mark.slow
 def test_the_readme_lmms_eval_example_runs_offline(tmp_path):
     export, run = readme_lmms_commands()
     assert "--include_path" in run and "--limit" in run

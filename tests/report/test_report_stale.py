@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import results_file
+from lmms_run import results_file
 
 from stf_bench.eval import scorer_versions
 from stf_bench.published import load_published

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import results_file
+from lmms_run import results_file
 
 from stf_bench.published import load_published
 from stf_bench.report.tables import (

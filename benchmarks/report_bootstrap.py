@@ -11,7 +11,7 @@ import argparse
 import random
 import time
 
-from stf_bench.benchmarks import of_column
+from stf_bench.accuracy import of_column
 from stf_bench.report.bootstrap import score_ci, task_units
 from stf_bench.store.db import SampleRow
 

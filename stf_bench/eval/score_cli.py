@@ -21,7 +21,7 @@ from typing import Any
 
 from lmms_eval.api.model import lmms
 
-from stf_bench.benchmarks import BENCHMARKS
+from stf_bench.accuracy import BENCHMARKS
 from stf_bench.errors import StfBenchError
 from stf_bench.store.cli import add_store_arguments
 
@@ -193,7 +193,7 @@ def rescore_data(results: dict, results_path: Path, benchmarks: list[str]) -> tu
 
 def rescore_spec(results: dict, results_path: Path, tasks: list[str], protocol: str | None):
     """The RunSpec that replays a recorded run: its model, arguments, data and limit, written beside it."""
-    from stf_bench.benchmarks import of_task
+    from stf_bench.accuracy import of_task
     from stf_bench.eval import tasks as task_registry
     from stf_bench.eval.runner import RunSpec
 

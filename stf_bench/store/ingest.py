@@ -374,7 +374,7 @@ def _origin_of_files(benchmark: str, folder: str, files: list[str]) -> DataOrigi
 def data_origins(results: dict) -> dict[str, DataOrigin]:
     """{benchmark: DataOrigin} of an lmms-eval results JSON, from its own task configs (`configs`); benchmarks
     stf-bench does not declare are left out."""
-    from stf_bench.benchmarks import of_task
+    from stf_bench.accuracy import of_task
 
     configs = results.get("configs") if isinstance(results.get("configs"), dict) else {}
     groups = results.get("group_subtasks") if isinstance(results.get("group_subtasks"), dict) else {}

@@ -1,6 +1,6 @@
 """Small deterministic training sets in LLaVA's JSON format (`stf-bench train --data samples`, the default).
 
-Drawn like the evaluation samples (stf_bench.eval.drawing: shape scenes of the same colours and shapes) so that
+Drawn like the evaluation samples (stf_bench.accuracy.drawing: shape scenes of the same colours and shapes) so that
 what a tiny model learns here is what the evaluation samples ask (the colour of a shape, the shape of a colour,
 whether an object is there), with their prompts (`... Answer the question using a single word or phrase.`). The
 scenes come from their own random stream on a shifted grid, so no image is one of the evaluation samples'.
@@ -16,8 +16,8 @@ import json
 import random
 from pathlib import Path
 
-from stf_bench.eval.drawing import COLORS, SHAPES, Shape, png_bytes, shape_scene
-from stf_bench.eval.llava_protocol import SHORT
+from stf_bench.accuracy.drawing import COLORS, SHAPES, Shape, png_bytes, shape_scene
+from stf_bench.accuracy.rules import SHORT
 
 TRAIN_SAMPLES_VERSION = 1
 N_IMAGES = 96

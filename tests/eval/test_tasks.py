@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from stf_bench import benchmarks
+from stf_bench import accuracy as benchmarks
+from stf_bench.accuracy import gqa
 from stf_bench.errors import StfBenchError
 from stf_bench.eval import data_sources, samples, tasks
 
@@ -216,7 +217,7 @@ def test_gqa_join_checks_the_image_table(sample_root, tmp_path):
 
     files = data_sources.locate(["gqa"], data_dir=sample_root)["gqa"]
     questions = datasets.load_dataset("parquet", data_files=files.data_files(), split="testdev")
-    joined = data_sources.gqa_join_images(questions, files.image_files)
+    joined = gqa.join_images(questions, files.image_files)
     assert isinstance(joined[0]["image"], Image.Image) and joined[0]["question"] == questions[0]["question"]
     images = pq.read_table(files.image_files)
     broken = tmp_path / "images.parquet"  # first image corrupt, last one missing
@@ -224,10 +225,10 @@ def test_gqa_join_checks_the_image_table(sample_root, tmp_path):
     cells[0] = {"bytes": b"not an image", "path": None}
     pq.write_table(pa.table({"id": images.column("id").to_pylist()[:-1], "image": cells[:-1]}), broken)
     with pytest.raises(StfBenchError, match="refer to images missing"):
-        data_sources.gqa_join_images(questions, [str(broken)])
+        gqa.join_images(questions, [str(broken)])
     keep = images.column("id").to_pylist()[:-1]
     subset = questions.filter(lambda d: d["imageId"] in keep)
-    joined = data_sources.gqa_join_images(subset, [str(broken)])
+    joined = gqa.join_images(subset, [str(broken)])
     first_id = images.column("id")[0].as_py()
     row = next(r for r in joined if r["imageId"] == first_id)
     assert row["image"] is None  # the adapter reports and skips the row; the others still load

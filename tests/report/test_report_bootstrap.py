@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from stf_bench.benchmarks import of_column
+from stf_bench.accuracy import of_column
 from stf_bench.report.bootstrap import paired_bootstrap, resample_stats, score_ci, task_units
 from stf_bench.report.metrics import headline, task_column
 from stf_bench.store.db import SampleRow
@@ -117,7 +117,7 @@ def test_paired_bootstrap_sees_a_real_difference_and_none_where_there_is_none():
 
 
 def test_llava_mmbench_units_follow_the_llava_rule():
-    from stf_bench.eval import scoring
+    from stf_bench.accuracy import mmbench
 
     rows, i = [], 0
     preds = {0: ["A", "B"], 1: ["B or C", "C"], 2: ["C", "nothing readable"], 3: ["D.", "(A)"]}
@@ -130,4 +130,4 @@ def test_llava_mmbench_units_follow_the_llava_rule():
     units = task_units(of_column("MMB").headlines()[0], rows)
     records = [r.metrics["circular_accuracy"] for r in rows]
     assert units.keys == ["0", "1", "2", "3"]
-    assert units.point() == pytest.approx(100 * scoring.mmbench_circular(records)) == pytest.approx(50.0)
+    assert units.point() == pytest.approx(100 * mmbench.circular(records)) == pytest.approx(50.0)

@@ -6,6 +6,20 @@ from typing import Any
 
 from stf_bench.errors import StfBenchError
 
+METHOD_ARG_PREFIX = "method."  # `method.r=0.5`: an argument of the training-free method, in the model arguments
+TRUE_WORDS = ("true", "1", "yes")
+FALSE_WORDS = ("false", "0", "no")
+
+
+def parse_bool(value: bool | str) -> bool:
+    """A boolean argument: a bool, or one of 'true'/'1'/'yes', 'false'/'0'/'no' in any case (lmms-eval and the
+    method arguments pass strings); ValueError for anything else."""
+    if isinstance(value, str):
+        if value.lower() not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError(value)
+        return value.lower() in TRUE_WORDS
+    return bool(value)
+
 
 def parse_value(value: str) -> Any:
     """'4' -> 4, '0.5' -> 0.5, 'true' -> True, 'none' -> None, anything else stays a string."""

@@ -8,13 +8,32 @@ drawing changes.
 
 from __future__ import annotations
 
+import hashlib
 import random
+import re
 
 from stf_bench.accuracy.declaration import Source
 from stf_bench.accuracy.drawing import COLORS, SHAPES, Shape, png_bytes
 
 SampleFiles = dict[str, tuple[dict, list[dict]]]
+_DIRNAME = re.compile(r"^samples-v\d+-[0-9a-f]{8}$")
 SAMPLES_VERSION = 1
+
+
+
+def samples_dirname() -> str:
+    """`samples-v<N>-<digest of the declared benchmark names>`: the folder the sample data is generated into; a
+    benchmark added to stf_bench.accuracy gets a fresh sample set, never a cached one that lacks it."""
+    from stf_bench.accuracy import names
+
+    declared = ",".join(names())
+    return f"samples-v{SAMPLES_VERSION}-{hashlib.sha256(declared.encode()).hexdigest()[:8]}"
+
+
+def is_samples_dirname(name: str) -> bool:
+    """Whether a folder name is one `samples_dirname` writes (any version, any set of benchmarks)."""
+    return _DIRNAME.match(name) is not None
+
 
 COLOR_NAMES = tuple(COLORS)
 CN_COLORS = {"red": "红色", "green": "绿色", "blue": "蓝色", "yellow": "黄色", "purple": "紫色", "orange": "橙色",

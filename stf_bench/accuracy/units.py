@@ -20,7 +20,7 @@ from stf_bench.accuracy.declaration import Metric
 
 
 class Record(Protocol):
-    """One per-sample record, as the results store holds it (`stf_bench.store.db.SampleRecord`)."""
+    """One per-sample record, as the results store holds it (`stf_bench.store.ingest.SampleRecord`)."""
 
     doc_id: Any
     target: Any

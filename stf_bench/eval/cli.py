@@ -80,13 +80,10 @@ DATA_NAMES = {"samples": "samples (the embedded sample rows, not the benchmarks:
 
 
 def partial_tasks(results: dict) -> dict[str, str]:
-    """lmms-eval tasks scored on fewer rows than their full set -> 'N of M rows' (as the store's task_rows says)."""
-    out = {}
-    for task, counts in (results.get("n-samples") or {}).items():
-        scored, full = counts.get("effective"), counts.get("original")
-        if isinstance(scored, int) and isinstance(full, int) and scored < full:
-            out[task] = f"{scored} of {full} rows"
-    return out
+    """lmms-eval tasks scored on fewer rows than their full set -> 'N of M rows' (the store's rule)."""
+    from stf_bench.store.ingest import partial_rows, rows_per_task
+
+    return partial_rows(rows_per_task(results.get("n-samples") or {}))
 
 
 def run_description(results: dict) -> list[tuple[str, str]]:

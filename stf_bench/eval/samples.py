@@ -11,7 +11,6 @@ them. Bump `stf_bench.accuracy.sampling.SAMPLES_VERSION` whenever a row or a dra
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -19,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stf_bench.accuracy import BENCHMARKS, names
-from stf_bench.accuracy.sampling import SAMPLES_VERSION
+from stf_bench.accuracy.sampling import SAMPLES_VERSION, samples_dirname
 from stf_bench.errors import StfBenchError
 
 _MARKER = "SAMPLES_COMPLETE"
@@ -62,13 +61,6 @@ def cache_root() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("stf-bench"))
-
-
-def samples_dirname() -> str:
-    """`samples-v<N>-<digest of the declared benchmark names>`: a benchmark added to stf_bench.accuracy gets a
-    fresh sample set, never a cached one that lacks it."""
-    declared = ",".join(names())
-    return f"samples-v{SAMPLES_VERSION}-{hashlib.sha256(declared.encode()).hexdigest()[:8]}"
 
 
 def ensure_samples(root: Path | None = None) -> Path:

@@ -155,17 +155,18 @@ def paper_scores(results: dict, lmms_names: dict[str, str]) -> dict[str, dict[st
                 if i == 0:
                     raise StfBenchError(f"{bench}: no value for its headline metric {metric.key!r} in task {task!r}")
                 continue
-            metrics[metric.name] = metric.in_paper_units(value, _rows_scored(results, task) if metric.per_row else None)
+            counts = results.get("n-samples", {}).get(task, {})
+            metrics[metric.name] = metric.in_paper_units(value, rows_scored(counts) or None if metric.per_row else None)
             if metrics[metric.name] is None:
                 raise StfBenchError(f"{bench}: results lack n-samples for {task!r}; cannot convert to {metric.name}")
         out[bench] = metrics
     return out
 
 
-def _rows_scored(results: dict, task: str) -> int | None:
-    """How many rows lmms-eval scored for `task` (n-samples), a fractional --limit read as its get_sample_size does."""
-    counts = results.get("n-samples", {}).get(task, {})
-    rows = counts.get("effective")
-    if rows is not None and 0 < rows < 1:
+def rows_scored(counts: dict) -> int:
+    """How many rows lmms-eval scored for a task, from its n-samples entry ({"original", "effective"}); a fractional
+    --limit (the Python API still takes one) read as lmms-eval's get_sample_size does: ceil(original x fraction)."""
+    rows = counts.get("effective") or 0
+    if 0 < rows < 1:
         rows = math.ceil(counts.get("original", 0) * rows)
-    return rows or None
+    return int(rows)

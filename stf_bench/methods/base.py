@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from stf_bench.args import parse_bool
 from stf_bench.errors import StfBenchError
 
 if TYPE_CHECKING:
@@ -61,10 +62,8 @@ class Param:
         if value is None and self.default is None:
             return None
         try:
-            if self.kind is bool and isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                cast = value.lower() in ("true", "1", "yes")
+            if self.kind is bool:
+                cast = parse_bool(value)
             elif self.kind is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             else:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from stf_bench.args import METHOD_ARG_PREFIX
+
 # model-args / config keys -> attribute names
 ARG_ALIASES = {"projector": "projector", "projector_type": "projector", "k": "k", "stf_k": "k", "e": "e",
                "stf_e": "e", "mbtf_blocks": "mbtf_blocks", "llm": "llm", "image_size": "image_size",
                "vision_tuned": "vision_tuned", "method": "method"}
-METHOD_ARG_PREFIX = "method."  # `method.r=0.5`: an argument of the training-free method
 DEFAULT_IMAGE_SIZE = 336
 # model arguments that do not change what the model computes: left out of a row's label and identity
 # (`data` stays: a score on the embedded sample rows is not a benchmark score)

@@ -65,7 +65,7 @@ class Param:
         if value is None and self.default is None:
             return None
         try:
-            if self.kind is bool and isinstance(value, str):
+            if self.kind is bool:
                 cast = parse_bool(value)
             elif self.kind is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)

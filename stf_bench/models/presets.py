@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from stf_bench.args import parse_model_args
+from stf_bench.args import METHOD_ARG_PREFIX, parse_model_args
 from stf_bench.errors import StfBenchError
 
 # The public, fixed CLIP-L/336 vision config (openai/clip-vit-large-patch14-336), embedded: no download needed.
@@ -48,7 +48,6 @@ VISION = {"clip-vit-large-patch14-336": CLIP_L_336, "clip-tiny": CLIP_TINY}
 # User-facing override names (lmms-eval `k=v` style) -> config fields; each projector's own arguments come from
 # its registry entry (`override_fields`). `method=NAME` picks a training-free method, `method.ARG=v` its arguments.
 BASE_OVERRIDE_FIELDS = {"image_aspect_ratio": "image_aspect_ratio", "projector": "projector_type", "method": "method"}
-METHOD_ARG_PREFIX = "method."
 LOAD_OPTIONS = ("attn_implementation", "seed", "projector_weights", "vision_tower")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stf_bench import benchmarks
+from stf_bench import accuracy as benchmarks
 from stf_bench.cli import main
 from stf_bench.errors import StfBenchError
 from stf_bench.eval import cli as run_cli

@@ -58,7 +58,7 @@ def test_task_files_include_the_project_s_and_read_local_parquet(tmp_path):
     assert "!function stf_bench_data.gqa_process_docs" in (tmp_path / "stf_gqa.yaml").read_text()
     hooks = (tmp_path / "stf_bench_data.py").read_text()
     compile(hooks, "stf_bench_data.py", "exec")
-    assert "def gqa_process_docs" in hooks and "mmbench_process_docs = mmbench_int_index" in hooks
+    assert "\ngqa_process_docs = " in hooks and "\nmmbench_cn_dev_process_docs = " in hooks
 
 
 def test_a_relative_data_dir_is_written_as_an_absolute_path(tmp_path, monkeypatch):

@@ -118,7 +118,8 @@ class ModelShape:
 class FastPaths:
     """Which of the adapter's fast generation paths a method (or a model's methods together) allows.
 
-    - `visual_cache`: visual tokens cached by image content alone: only if the method does not read the question.
+    - `visual_cache`: visual tokens cached by image content alone: only if the method does not read the question
+      before the LLM (`reads_question`, or `text_conditioned` on a method that does not act in the LLM).
     - `shared_prefill`: `greedy_generate`, which prefills the prompt up to the image once for all questions about
       it and runs the question through a hand-built mask: only if the method neither reads the question nor
       changes the sequence inside the LLM.
@@ -237,7 +238,11 @@ class Method:
         """The fast paths this method's declarations allow (see `FastPaths`)."""
         in_llm = cls.acts_on == "llm"
         question = cls.text_conditioned or getattr(cls, "reads_question", False)
-        return FastPaths(visual_cache=not question, shared_prefill=not question and not in_llm, lean_decode=not in_llm)
+        # The visual tokens depend on the question only where the method reads it before the LLM: a vision-side
+        # method that reads it, not an in-LLM one (FastV ranks inside the LLM; the image's tokens are its own).
+        before_llm = getattr(cls, "reads_question", False) or (cls.text_conditioned and not in_llm)
+        return FastPaths(visual_cache=not before_llm, shared_prefill=not question and not in_llm,
+                         lean_decode=not in_llm)
 
     @classmethod
     def describe(cls) -> dict:

@@ -194,6 +194,9 @@ class Method:
     needs_attention: ClassVar[bool] = False
     attention_block: ClassVar[int] = 0  # 0: attention of the CLIP block read; 1: of the next one (VisionContext)
     params: ClassVar[tuple[Param, ...]] = ()
+    # The method's published settings, by the visual-token budget they are published for: {128: {arg: value}}. A
+    # published row names one as `method.preset: 128` (baselines/tables.yaml); benchmarks/method_ttft.py times it.
+    presets: ClassVar[dict[int, dict[str, Any]]] = {}
     summary: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()  # other spellings found in result files (`tokenconcat`, ...)
     source: ClassVar[str] = "built-in"  # set by the registry for a method found through an entry point
@@ -252,7 +255,8 @@ class Method:
                 "prunes_kv_cache": getattr(cls, "prunes_kv_cache", False),
                 "params": [p.to_dict() for p in cls.params], "aliases": list(cls.aliases), "summary": cls.summary,
                 "source": cls.source, "reads_question": getattr(cls, "reads_question", False),
-                "after_projector": getattr(cls, "after_projector", False)}
+                "after_projector": getattr(cls, "after_projector", False),
+                "presets": {str(n): dict(args) for n, args in cls.presets.items()}}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.args.items())})"

@@ -39,6 +39,7 @@ from stf_bench.eval.resume import AnswerCache, request_key
 from stf_bench.eval.stopping import GreedyStops, RowStops, cut_at_stop, max_new_tokens, until_strings
 from stf_bench.eval.visual_cache import VisualTokenCache, image_key, visual_cache_bytes
 from stf_bench.methods import FastPaths
+from stf_bench.models import generation
 from stf_bench.models.conversation import TEMPLATE_ID, vicuna_v1
 from stf_bench.models.generation import eos_ids, greedy_generate, heads_to_prefill, plain_greedy, share_heads
 from stf_bench.models.loading import parse_dtype
@@ -276,7 +277,8 @@ class StfBenchLmms(RunState, lmms):
             inputs = self._inputs(prompts, images)
             prompt_len = inputs["input_ids"].shape[1]
             if self.pruned_cache and sampling["num_beams"] == 1:  # beams would reorder the cache's rows
-                sampling["use_cache"] = True
+                sampling["use_cache"] = True  # each step writes its token in place (a pruned layer keeps its own length)
+                sampling["past_key_values"] = generation.reserved_cache(self.model, max(max_new))
             with torch.inference_mode():
                 out = self.model.generate(
                     **inputs, max_new_tokens=max(max_new), **sampling,

@@ -120,7 +120,8 @@ class ModelShape:
 class FastPaths:
     """Which of the adapter's fast generation paths a method (or a model's methods together) allows.
 
-    - `visual_cache`: visual tokens cached by image content alone: only if the method does not read the question.
+    - `visual_cache`: visual tokens cached by image content alone: only if the method does not read the question
+      before the LLM (`reads_question`, or `text_conditioned` on a method that does not act in the LLM).
     - `shared_prefill`: `greedy_generate`, which prefills the prompt up to the image once for all questions about
       it and runs the question through a hand-built mask: only if the method neither reads the question nor
       changes the sequence inside the LLM.
@@ -203,6 +204,9 @@ class Method:
     vision_hook: ClassVar[int | None] = None  # CLIP block after which `hook_vision` runs (`LlmMethod` only)
     varying_tokens: ClassVar[bool] = False  # visual tokens differ in number per image; tokens_out(n) is the bound
     params: ClassVar[tuple[Param, ...]] = ()
+    # The method's published settings, by the visual-token budget they are published for: {128: {arg: value}}. A
+    # published row names one as `method.preset: 128` (baselines/tables.yaml); benchmarks/method_ttft.py times it.
+    presets: ClassVar[dict[int, dict[str, Any]]] = {}
     summary: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()  # other spellings found in result files (`tokenconcat`, ...)
     source: ClassVar[str] = "built-in"  # set by the registry for a method found through an entry point
@@ -251,9 +255,12 @@ class Method:
         """The fast paths this method's declarations allow (see `FastPaths`)."""
         in_llm = cls.acts_on == "llm"
         question = cls.text_conditioned or getattr(cls, "reads_question", False)
+        # The visual tokens depend on the question only where the method reads it before the LLM: a vision-side
+        # method that reads it, not an in-LLM one (FastV ranks inside the LLM; the image's tokens are its own).
+        before_llm = getattr(cls, "reads_question", False) or (cls.text_conditioned and not in_llm)
         # a vision hook's findings (`VisionContext.notes`) reach the LLM stage with the image: not kept by the cache
-        cached = not question and cls.vision_hook is None
-        return FastPaths(visual_cache=cached, shared_prefill=not question and not in_llm, lean_decode=not in_llm)
+        return FastPaths(visual_cache=not before_llm and cls.vision_hook is None,
+                         shared_prefill=not question and not in_llm, lean_decode=not in_llm)
 
     @classmethod
     def describe(cls) -> dict:
@@ -264,7 +271,8 @@ class Method:
                 "params": [p.to_dict() for p in cls.params], "aliases": list(cls.aliases), "summary": cls.summary,
                 "source": cls.source, "reads_question": getattr(cls, "reads_question", False),
                 "after_projector": getattr(cls, "after_projector", False), "vision_hook": cls.vision_hook,
-                "varying_tokens": cls.varying_tokens}
+                "varying_tokens": cls.varying_tokens,
+                "presets": {str(n): dict(args) for n, args in cls.presets.items()}}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.args.items())})"

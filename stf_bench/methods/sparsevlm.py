@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING
 from stf_bench import compat
 from stf_bench.errors import StfBenchError
 from stf_bench.methods.base import LlmMethod, Param
-from stf_bench.methods.fastv import _rotate, causal_mask, decode_mask
+from stf_bench.methods.fastv import causal_mask, decode_mask
 from stf_bench.methods.registry import register
+from stf_bench.models.generation import apply_rotary
 
 if TYPE_CHECKING:
     import torch
@@ -125,7 +126,7 @@ def rows_attention(layer: nn.Module, hidden: torch.Tensor, rotary: tuple[torch.T
     q = attn.q_proj(x[:, rows]).view(1, len(rows), -1, attn.head_dim).transpose(1, 2)
     k = attn.k_proj(x).view(1, t, -1, attn.head_dim).transpose(1, 2)
     cos, sin = rotary
-    q, k = _rotate(q, cos[:, rows], sin[:, rows]), _rotate(k, cos, sin)
+    q, k = apply_rotary(q, cos[:, rows], sin[:, rows]), apply_rotary(k, cos, sin)
     k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
     scores = (q @ k.transpose(-1, -2)).float() * attn.scaling  # (1, heads, R, T)
     future = torch.arange(t, device=x.device)[None, :] > rows[:, None]
@@ -152,6 +153,7 @@ class SparseVLM(LlmMethod):
     text_conditioned = True
     needs_attention = True
     prunes_kv_cache = True
+    presets = PRESETS  # the published settings by visual-token budget (Table 4 picks the 128 one)
     params = (Param("scale", 13.5, float, "tokens kept per rank of the raters' attention (published: 13.5, 9, 0.8)",
                     minimum=0.0),
               Param("bias", 0.0, float, "tokens kept besides (published: 0, 6, 0)"),

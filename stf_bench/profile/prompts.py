@@ -66,6 +66,14 @@ def vqav2_requests(n: int, data: str = "samples", data_dir: str | Path | None = 
                       f"{', repeated' if len(rows) < n else ''}; image sizes {sizes}")
 
 
+def question_inputs(processor: object, model: object, requests: list[Request]) -> dict:
+    """For a model whose method reads the question (`reads_question`): the processor's `question_inputs` of the
+    requests' own prompts (`question_ids`, `image_sizes`), so that `latency` and the `prefill` FLOPs run such a
+    method on each request's real question, as an evaluation does; {} for any other model."""
+    return processor.question_inputs([r.prompt for r in requests], [r.image for r in requests],
+                                     model.config.token_method)
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """`--data` / `--data-dir`: where the VQAv2 rows come from, as in `stf-bench run`."""
     parser.add_argument("--data", choices=("samples", "hub"), default="samples",

@@ -12,7 +12,7 @@ import torch
 
 from stf_bench.cli import main
 from stf_bench.models import load_model
-from stf_bench.train import outputs
+from stf_bench.train import outputs, samples
 from stf_bench.train.cli import add_arguments
 
 QUICK = ["--max-steps", "1", "--global-batch-size", "2", "--warmup-ratio", "0", "--save-steps", "1"]
@@ -120,7 +120,7 @@ def test_dump_examples_writes_one_line_per_row_without_weights(tmp_path, capsys)
     dump = tmp_path / "rows.jsonl"
     assert main(["train", "--stage", "pretrain", "--dump-examples", str(dump)]) == 0
     lines = [json.loads(x) for x in dump.read_text().splitlines()]
-    assert len(lines) == 96 and set(lines[0]) == {"id", "input_ids", "labels"}
+    assert len(lines) == samples.N_IMAGES and set(lines[0]) == {"id", "input_ids", "labels"}  # a caption per image
     assert all(r["input_ids"][:2] == [1, -200] and r["labels"][:2] == [-100, -100] for r in lines)
 
 

@@ -39,7 +39,6 @@ from stf_bench.errors import StfBenchError
 from stf_bench.methods.base import LlmMethod, Param
 from stf_bench.methods.fastv import causal_mask, decode_mask
 from stf_bench.methods.registry import register
-from stf_bench.models.generation import apply_rotary
 
 if TYPE_CHECKING:
     import torch
@@ -119,6 +118,8 @@ def rows_attention(layer: nn.Module, hidden: torch.Tensor, rotary: tuple[torch.T
     """(R, T): the causal attention weights of `layer` from the positions `rows` to every position, averaged over
     heads, as the layer computes them on its input `hidden` (1, T, H) (eager softmax in float32)."""
     import torch
+
+    from stf_bench.models.generation import apply_rotary
 
     attn = layer.self_attn
     x = layer.input_layernorm(hidden)

@@ -122,7 +122,10 @@ def tiny_registry(folder: Path) -> SimpleNamespace:
         return {b: {m: 100 * results["results"][t][f"{m},none"] for m in ("pred_len", "first_byte", "match")}
                 for b, t in lmms_names.items()}
 
-    return SimpleNamespace(expand_tasks=expand_tasks, resolve=resolve, paper_scores=paper_scores)
+    from stf_bench.eval.tasks import rows_scored  # not about the tasks: the runner's row count, kept as it is
+
+    return SimpleNamespace(expand_tasks=expand_tasks, resolve=resolve, paper_scores=paper_scores,
+                           rows_scored=rows_scored)
 
 
 @pytest.fixture

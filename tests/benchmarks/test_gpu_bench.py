@@ -19,8 +19,11 @@ SCRIPT = ROOT / "benchmarks" / "gpu_bench.py"
 
 # Distributions a library imports only when they happen to be installed: here, not on the GPU image. transformers
 # (5.25, transformers/integrations/hub_kernels.py) imports `kernels` under `is_kernels_available()`, and the lock
-# holds kernels because transformers 5.25 declares it; the GPU image's transformers 5.17 runs without it.
-IMPORTED_ONLY_WHEN_INSTALLED = {"kernels"}
+# holds kernels because transformers 5.25 declares it; the GPU image's transformers 5.17 runs without it. accelerate
+# and transformers import DeepSpeed (and with it hjson and pydantic) when it is installed (`is_deepspeed_available`):
+# the test install holds it for `stf-bench train --deepspeed`; the GPU image does not, and the benchmark runs without.
+IMPORTED_ONLY_WHEN_INSTALLED = {"kernels", "deepspeed", "hjson", "pydantic", "pydantic-core", "annotated-types",
+                                "typing-inspection"}
 
 
 def _names(lines: list[str]) -> set[str]:

@@ -29,7 +29,6 @@ timed iteration: the wiring, never a figure.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
@@ -45,10 +44,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # the other benchmarks, and stf_bench from the working tree
 
+from stf_bench.files import write_text_atomically  # noqa: E402
+from stf_bench.models.presets import cut_full_size as cut_presets  # noqa: E402  (train_step.py's dry run too)
+
 DEFAULT_BUDGET_S = 540  # the whole run, inside one 600 s command of the GPU tool (the wheels' install comes first)
 MIN_STEP_S = 15  # a step with less time left than this is not started
-FULL_VISION = "clip-vit-large-patch14-336"
-FULL_LLMS = ("vicuna-1.5-7b", "vicuna-1.5-13b", "llama-3.1-8b")
 # An untrained model never emits its end token, so every answer runs to its task's max_new_tokens (llava protocol:
 # 16 for ChartQA, 128 for most, 1024 for MMBench and ScienceQA). At batch 1 and 7B, llava_hf spends about that many
 # decode steps per request: the 7B comparison takes the tasks capped at 16 or 128 tokens, and the tiny-preset
@@ -97,11 +97,12 @@ def run_table9(params: dict, emit: Callable[[dict, str], None]) -> None:
 
 
 def run_methods(params: dict, emit: Callable[[dict, str], None]) -> None:
-    """Each training-free method at its published setting against the base model, rows kept as they come."""
-    from method_ttft import HEADER, published_settings, time_methods, with_overrides
+    """Each training-free method at its published (128-token) setting against the base model, rows kept as they
+    come (`method_ttft.method_settings`)."""
+    from method_ttft import HEADER, method_settings, time_methods, with_overrides
 
     base, device = "llava-1.5-7b", _device(params)
-    settings = with_overrides(published_settings(), params.get("set", []))
+    settings = with_overrides(method_settings(), params.get("set", []))
     if "only" in params:
         settings = {name: settings[name] for name in params["only"]}
     rows, lines = [], [HEADER.format(base=base, batch=params["batch_size"], dtype=params["dtype"])]
@@ -109,7 +110,8 @@ def run_methods(params: dict, emit: Callable[[dict, str], None]) -> None:
                             params["iters"], random_weights=True):
         rows.append(row)
         lines.append(row["markdown_row"])
-        note = f"\ndevice: {row['report']['device']}; prompts: {row['report']['prompts_source']}"
+        report = row.get("report") or next((r["report"] for r in rows if "report" in r), None)  # None: refused
+        note = f"\ndevice: {report['device']}; prompts: {report['prompts_source']}" if report else ""
         emit({"rows": rows}, "#### Training-free methods against llava-1.5-7b\n\n" + "\n".join(lines) + note)
 
 
@@ -195,22 +197,6 @@ STEPS = (
 )
 
 
-def cut_presets(llm_layers: int = 1, vision_layers: int = 1, setitem: Callable[[dict, str, object], None] | None = None
-                ) -> None:
-    """The dry run's models: every full-size preset keeps its widths, vocabulary and token ids, with its vision
-    tower and LLM cut to a few layers (MBTF then fuses the one block there is). Changes this process only; a test
-    passes `monkeypatch.setitem` as `setitem` so that the cut is undone after it."""
-    from stf_bench.models import presets
-
-    put = setitem or dict.__setitem__
-    put(presets.VISION, FULL_VISION, {**presets.VISION[FULL_VISION], "num_hidden_layers": vision_layers})
-    for name in FULL_LLMS:
-        put(presets.LLMS, name, {**presets.LLMS[name], "num_hidden_layers": llm_layers})
-    for name, preset in list(presets.PRESETS.items()):
-        if not preset.tiny and "mbtf" in preset.projector:
-            put(presets.PRESETS, name, dataclasses.replace(preset, settings={**preset.settings, "mbtf_blocks": 1}))
-
-
 def imported_distributions() -> list[str]:
     """The installed distributions (normalised names) that this process imported: checked against what the GPU
     machine's image holds plus what scripts/gpu_wheels.sh carries (tests/benchmarks/test_gpu_bench.py)."""
@@ -235,9 +221,7 @@ def environment() -> dict:
 
 def write_json(path: Path, data: dict) -> None:
     """Write whole or not at all (a step killed mid-write leaves the previous version)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    write_text_atomically(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 CARRY_LIMIT = 64 * 2**20  # what one call of the GPU tool takes along: the working tree plus the carried paths

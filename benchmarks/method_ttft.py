@@ -1,9 +1,12 @@
 """Benchmark: time to first token of each training-free method against its base model, beside its FLOPs ratios.
 
-The methods and their settings are those of the published rows in baselines/tables.yaml (FastV and PruMerge+ of
-Table 2, VisionZip of Table 4); `--set NAME:k=v,...` overrides one (the tiny twins' LLM has 2 layers, so FastV
-needs k=1 there). The base model is built once; each method is timed interleaved with it in its own `latency`
-report.
+Every registered training-free method, built in or installed as a plug-in (`stf-bench methods`), at its published
+128-token setting: the arguments it declares in `presets[128]` (VisionZip 108 + 20, MMTok 128, SparseVLM and
+MustDrop their 128-token thresholds). A method that declares none runs at the setting of its published row in
+baselines/tables.yaml (FastV and PruMerge+ beside Table 2's rows: 144 tokens), else at its defaults. `--set
+NAME:k=v,...` overrides one (the tiny twins' LLM has 2 layers, so FastV needs k=1 there); a setting the model refuses
+is listed with the reason and skipped. The base model is built once; each method is timed interleaved with it in
+its own `latency` report.
 
     .venv/bin/python benchmarks/method_ttft.py --threads 1 --set fastv:k=1,r=0.75      # CPU, llava-tiny
     .venv/bin/python benchmarks/method_ttft.py --gpu                                    # llava-1.5-7b, bf16
@@ -21,6 +24,7 @@ import torch
 
 from stf_bench.args import parse_model_args
 from stf_bench.devices import resolve_device
+from stf_bench.errors import StfBenchError
 from stf_bench.methods.options import METHOD_ARG_PREFIX, method_model_args
 from stf_bench.profile.flops import count_paper
 from stf_bench.profile.latency import latency_report, load_subject, measure
@@ -41,6 +45,24 @@ def published_settings() -> dict[str, dict]:
             if match.get("method"):
                 out[match["method"]] = {k[len(METHOD_ARG_PREFIX):]: v for k, v in match.items()
                                         if k.startswith(METHOD_ARG_PREFIX)}
+    return out
+
+
+PUBLISHED_TOKENS = 128  # Table 4 prints every training-free method's 128-token results
+
+
+def method_settings() -> dict[str, dict]:
+    """{method: its arguments} for every registered training-free method (built in or plug-in): its declared
+    128-token preset, else its published row's setting (`published_settings`), else {} (its defaults)."""
+    from stf_bench.methods.registry import list_methods
+
+    published = published_settings()
+    out = {}
+    for method in list_methods():
+        if method.acts_on == "projector":
+            continue
+        preset = method.presets.get(PUBLISHED_TOKENS)
+        out[method.name] = dict(preset) if preset is not None else published.get(method.name, {})
     return out
 
 
@@ -65,8 +87,14 @@ def time_methods(base: str, settings: dict[str, dict], device: torch.device, dty
     requests, source = vqav2_requests(batch_size, "samples", None)
     base_subject = load_subject(base, {}, requests, device, dtype, random_weights)
     for name, method_args in settings.items():
-        subjects = [rebatch(base_subject, batch_size),
-                    load_subject(base, method_model_args(name, method_args), requests, device, dtype, random_weights)]
+        try:
+            subject = load_subject(base, method_model_args(name, method_args), requests, device, dtype,
+                                   random_weights)
+        except StfBenchError as exc:  # a setting this model cannot take (FastV's k=2 on a 2-layer LLM)
+            yield {"method": name, "args": method_args, "refused": str(exc),
+                   "markdown_row": f"| {name}({method_args}) | refused: {exc} | | | | |"}
+            continue
+        subjects = [rebatch(base_subject, batch_size), subject]
         measure(subjects, device, warmup, iters)
         report = latency_report(subjects, device, next(subjects[0].model.parameters()).dtype, warmup, iters,
                                 source, None)
@@ -81,7 +109,7 @@ def time_methods(base: str, settings: dict[str, dict], device: torch.device, dty
         yield {"method": name, "args": method_args, "label": subjects[1].label, "visual_tokens": tokens,
                "ttft_ratio": ttft[0] / ttft[1], "prefill_flops_ratio": prefill, "paper_flops_ratio": paper,
                "markdown_row": row, "report": report}
-        del subjects, report, a, b
+        del subjects, subject, report, a, b
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -102,11 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     base = "llava-1.5-7b" if args.gpu else "llava-tiny"
     device = resolve_device("cuda" if args.gpu else "cpu")
     dtype = "bfloat16" if args.gpu else "float32"
-    settings = with_overrides(published_settings(), args.set)
+    settings = with_overrides(method_settings(), args.set)
     print(HEADER.format(base=base, batch=args.batch_size, dtype=dtype))
+    report = None
     for result in time_methods(base, settings, device, dtype, args.batch_size, args.warmup, args.iters, args.gpu):
         print(result["markdown_row"], flush=True)
-    print(f"\ndevice: {result['report']['device']}; prompts: {result['report']['prompts_source']}")
+        report = result.get("report", report)
+    if report is not None:
+        print(f"\ndevice: {report['device']}; prompts: {report['prompts_source']}")
     return 0
 
 if __name__ == "__main__":

@@ -11,15 +11,15 @@ import argparse
 import random
 import time
 
-from stf_bench.benchmarks import of_column
+from stf_bench.accuracy import of_column
 from stf_bench.report.bootstrap import score_ci, task_units
-from stf_bench.store.db import SampleRow
+from stf_bench.store.ingest import SampleRecord
 
 # column -> (rows in the real evaluation set, index of the headline metric used: llava protocol first)
 SIZES = {"GQA": 12578, "SQA": 2017, "VQA^T": 5000, "POPE": 9000, "MMB": 4377, "VQA^v2": 214354, "OCRBench": 1000}
 
 
-def rows_for(column: str, n: int, rng: random.Random) -> list[SampleRow]:
+def rows_for(column: str, n: int, rng: random.Random) -> list[SampleRecord]:
     """Made-up per-sample records in the shape the headline metric of `column` reads."""
     metric = of_column(column).headlines()[0]
     rows = []
@@ -35,7 +35,7 @@ def rows_for(column: str, n: int, rng: random.Random) -> list[SampleRow]:
                      "C": "c", "D": "d"}
         else:
             value = {"score": float(rng.random() < 0.6)}
-        rows.append(SampleRow(i, None, "t", "", {metric.key: value}))
+        rows.append(SampleRecord(i, None, "t", "", {metric.key: value}))
     return rows
 
 

@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from stf_bench.errors import StfBenchError
+
+METHOD_ARG_PREFIX = "method."  # `method.r=0.5`: an argument of the training-free method, in the model arguments
+TRUE_WORDS = ("true", "1", "yes")  # a boolean argument given as text, in any case (lmms-eval passes strings)
+FALSE_WORDS = ("false", "0", "no")
+
+
+def parse_bool(value: bool | str) -> bool:
+    """A boolean argument: a bool, or one of 'true'/'1'/'yes', 'false'/'0'/'no' in any case (lmms-eval and the
+    method arguments pass strings); anything else raises ValueError, which the caller turns into a message naming
+    the argument."""
+    if isinstance(value, str):
+        if value.lower() not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError(f"{value!r} is not true or false")
+        return value.lower() in TRUE_WORDS
+    return bool(value)
+
+
+def env_flag(name: str) -> bool:
+    """Whether environment variable `name` is switched on ('1', 'true', 'yes' or 'on', as huggingface_hub reads
+    HF_HUB_OFFLINE); unset or anything else is off."""
+    return os.environ.get(name, "0").lower() in (*TRUE_WORDS, "on")
 
 
 def parse_value(value: str) -> Any:

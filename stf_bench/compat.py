@@ -13,13 +13,22 @@ import inspect
 import threading
 from collections.abc import Iterator
 from functools import cache
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of distribution `name`, or None when it is not installed: what the results store and
+    the latency report record, and what `library` names."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
 
 def library(name: str) -> str:
     """'name version', for messages that say which release broke an assumption."""
-    return f"{name} {version(name)}"
+    return f"{name} {package_version(name)}"
 
 
 # ---------------------------------------------------------------- transformers

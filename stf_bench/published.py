@@ -123,9 +123,10 @@ def _load(folder: str) -> Published:
             if r.get("beside") and not r.get("beside_note"):
                 raise StfBenchError(f"{layout_path}: table {tid} row {method!r}: `beside` needs a `beside_note` "
                                     f"saying why those runs are a different setting")
+            where = f"{layout_path}: table {tid} row {method!r}"
             rows.append(PublishedRow(method, {c: v for c, (v, _) in got.items()},
-                                     {c: s for c, (_, s) in got.items()}, dict(r.get("match") or {}),
-                                     dict(r.get("beside") or {}), str(r.get("beside_note") or ""),
+                                     {c: s for c, (_, s) in got.items()}, with_preset(r.get("match") or {}, where),
+                                     with_preset(r.get("beside") or {}, where), str(r.get("beside_note") or ""),
                                      str(r.get("note") or ""), cell_notes, not_judged))
         members = spec.get("members", "any")
         tables[tid] = TableSpec(tid, str(spec.get("title", f"Table {tid}")), columns, rows,
@@ -135,6 +136,32 @@ def _load(folder: str) -> Published:
         table, method = next(iter(cells))
         raise StfBenchError(f"{cells_path}: cells for table {table} row {method!r}, which {layout_path} does not list")
     return Published(str(layout.get("paper", "")), [str(b) for b in layout.get("benchmarks", [])], tables)
+
+
+PRESET_KEY = "method.preset"
+
+
+def with_preset(pattern: dict, where: str) -> dict:
+    """A match pattern whose `method.preset: N` is replaced by the arguments the method declares for its published
+    N-token setting (`Method.presets`), as `method.ARG` keys: the row follows the method's own declaration. A method
+    that is not registered here (the report renders without the model code, or without a plug-in) keeps the key,
+    which no run has, so that nothing is matched; a registered method without that preset is an error."""
+    pattern = dict(pattern)
+    if PRESET_KEY not in pattern:
+        return pattern
+    try:
+        from stf_bench.methods.registry import find_method
+    except Exception:  # the model code is optional for a report
+        return pattern
+    method = find_method(str(pattern.get("method")))
+    if method is None:
+        return pattern
+    tokens = int(pattern.pop(PRESET_KEY))
+    if tokens not in method.presets:
+        raise StfBenchError(f"{where}: {method.name} declares no {tokens}-token preset; it declares "
+                            f"{sorted(method.presets) or 'none'} (Method.presets)")
+    pattern.update({f"method.{k}": v for k, v in method.presets[tokens].items()})
+    return pattern
 
 
 def _read_cells(path: Path) -> dict[tuple[str, str], dict[str, tuple[float | None, str]]]:

@@ -1,8 +1,13 @@
-"""Shared test set-up: offline hub, and a tiny two-task lmms-eval registry (parquet rows + YAML) for the runner."""
+"""Shared test set-up: offline hub, a tiny two-task lmms-eval registry (parquet rows + YAML) for the runner, tiny
+models built once per session for tests that only read them, and free ports for multi-process tests.
+
+Safe under pytest-xdist (`pytest -n 2`): each worker process imports this file and gets its own results store and
+cache folder; tests write only under their tmp_path; multi-process tests take a free port, never a fixed one."""
 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +17,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist (`-n N`) each worker gets its share of the cores for torch's threads: N workers each running as
+# many OpenMP threads as there are cores oversubscribe the CPU, and spinning threads then wait on descheduled ones.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 # Hermetic: the suite never writes into the user's results store or sample cache (subprocesses inherit these).
 _HOME = tempfile.mkdtemp(prefix="stf-bench-tests-")
 os.environ["STF_BENCH_DB"] = os.path.join(_HOME, "results.sqlite")
@@ -168,3 +178,30 @@ def sample_predictions():
         return preds
 
     return read
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """`tiny_model("stf-tiny")` -> (model, processor), built once per session (per xdist worker) and per preset.
+
+    Only for tests that read them (forward passes, configs, weights): a test that changes the model, its config or
+    the processor (a flag, the padding side, train mode, hooks, save_pretrained) builds its own with load_model."""
+    from stf_bench import load_model
+
+    built: dict[str, tuple] = {}
+
+    def get(name: str) -> tuple:
+        if name not in built:
+            built[name] = load_model(name)
+        return built[name]
+
+    return get
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a multi-process test's rendezvous (torchrun's default 29500 would collide
+    with another test or run on the same machine)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -19,7 +19,7 @@ def pope_data_dir(root: Path, answer: str) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from stf_bench.benchmarks import BENCHMARKS
+    from stf_bench.accuracy import BENCHMARKS
     from stf_bench.eval.samples import ensure_samples
 
     folder = BENCHMARKS["pope"].source.folder

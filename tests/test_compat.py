@@ -128,6 +128,7 @@ def test_calflops_counts_the_extra_function_and_every_patch_is_undone():
     assert torch.bmm is bmm and torch.nn.functional.linear is linear
 
 
+@pytest.mark.slow
 def test_lmms_eval_s_own_filelock_patch_runs_in_this_environment():
     """Item 4's pin: lmms-eval's CLI calls `_enable_reentrant_filelocks` for every model but ours (which drops
     it); with filelock >= 4.3 (no `filelock._api`) it raises and lmms-eval writes nothing. A subprocess: the
@@ -148,3 +149,13 @@ def test_from_pretrained_loads_on_meta_without_hub_kernels(tmp_path):
     assert next(model.parameters()).is_meta, f"{compat.library('transformers')}: from_pretrained ignored meta"
     assert not getattr(model, "use_kernels", False), \
         f"{compat.library('transformers')}: from_pretrained kernelized despite use_kernels=False"
+
+
+def test_package_version_is_the_installed_one_or_none():
+    from importlib.metadata import version
+
+    from stf_bench.compat import library, package_version
+
+    assert package_version("transformers") == version("transformers")
+    assert library("transformers") == f"transformers {version('transformers')}"
+    assert package_version("stf-bench-no-such-distribution") is None

@@ -24,7 +24,7 @@ def test_the_wheel_ships_tasks_and_baselines_and_runs_from_outside_the_checkout(
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next((tmp_path / "dist").glob("stf_bench-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for shipped in ("stf_bench/tasks/stf_llava/utils.py", "stf_bench/tasks/stf_llava/stf_pope.yaml",
+    for shipped in ("stf_bench/accuracy/pope.py", "stf_bench/tasks/stf_llava/stf_pope.yaml",
                     "stf_bench/tasks/stf_llava/_stf_llava_template_yaml", "stf_bench/baselines/tables.yaml",
                     "stf_bench/baselines/published.csv"):
         assert shipped in names, f"{shipped} is not in the wheel"

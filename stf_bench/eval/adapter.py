@@ -30,14 +30,16 @@ from PIL import Image
 from tqdm import tqdm
 from transformers import StoppingCriteriaList
 
+from stf_bench.args import parse_bool
 from stf_bench.devices import check_fits, resolve_device, weights_bytes
 from stf_bench.errors import StfBenchError
-from stf_bench.eval.identity import identity_hash, model_identity
+from stf_bench.eval.identity import RunState, model_identity, weights_fingerprint
 from stf_bench.eval.progress import RunBar
 from stf_bench.eval.resume import AnswerCache, request_key
 from stf_bench.eval.stopping import GreedyStops, RowStops, cut_at_stop, max_new_tokens, until_strings
 from stf_bench.eval.visual_cache import VisualTokenCache, image_key, visual_cache_bytes
 from stf_bench.methods import FastPaths
+from stf_bench.models import generation
 from stf_bench.models.conversation import TEMPLATE_ID, vicuna_v1
 from stf_bench.models.generation import eos_ids, greedy_generate, heads_to_prefill, plain_greedy, share_heads
 from stf_bench.models.loading import parse_dtype
@@ -73,7 +75,7 @@ class _Job:
     continuation: Any = None
 
 
-class StfBenchLmms(lmms):
+class StfBenchLmms(RunState, lmms):
     """lmms-eval model for every stf-bench preset or checkpoint; vicuna_v1 prompts, greedy by default."""
 
     is_simple = True
@@ -119,7 +121,8 @@ class StfBenchLmms(lmms):
         model.eval()
         processor.tokenizer.padding_side = "left"
         self._loaded = _Loaded(model, processor)
-        self.identity = model_identity(self.name, model, random_weights, overrides)
+        self.weights = weights_fingerprint(model)
+        self.identity = model_identity(self.name, model, random_weights, overrides, self.weights)
         self.answer_cache: AnswerCache | None = AnswerCache(cache_dir, self._rank) if cache_dir else None
         self.skipped: dict[tuple[str, int], str] = {}
         self._stops = GreedyStops(processor.tokenizer)  # keeps each token's text alone, for the stop check
@@ -154,10 +157,10 @@ class StfBenchLmms(lmms):
     def batch_size(self) -> int:
         return self.batch_size_per_gpu
 
-    @property
-    def identity_hash(self) -> str:
-        """Short hash of the model identity (name, dtype, overrides, weights, template): the cache folder name."""
-        return identity_hash(self.identity)
+    def method_summary(self) -> dict | None:
+        """The training-free method's summary of the run (e.g. PruMerge+'s adaptive token counts), if any."""
+        method = getattr(self.model.model, "token_method", None)
+        return method.run_summary() if method is not None else None
 
     def clean(self) -> None:
         """Free cached memory (visual tokens included) but keep the model: lmms-eval calls this after every evaluation."""
@@ -274,7 +277,8 @@ class StfBenchLmms(lmms):
             inputs = self._inputs(prompts, images)
             prompt_len = inputs["input_ids"].shape[1]
             if self.pruned_cache and sampling["num_beams"] == 1:  # beams would reorder the cache's rows
-                sampling["use_cache"] = True
+                sampling["use_cache"] = True  # each step writes its token in place (a pruned layer keeps its own length)
+                sampling["past_key_values"] = generation.reserved_cache(self.model, max(max_new))
             with torch.inference_mode():
                 out = self.model.generate(
                     **inputs, max_new_tokens=max(max_new), **sampling,
@@ -485,12 +489,11 @@ def _sampling_kwargs(gen: dict) -> dict:
 
 
 def _truthy(value: bool | str) -> bool:
-    """A boolean model argument: True, or 'true'/'1'/'yes' (lmms-eval passes strings)."""
-    if isinstance(value, str):
-        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise StfBenchError(f"fast_paths must be true or false, not {value!r}")
-        return value.lower() in ("true", "1", "yes")
-    return bool(value)
+    """The `fast_paths` model argument as a bool (lmms-eval passes strings)."""
+    try:
+        return parse_bool(value)
+    except ValueError:
+        raise StfBenchError(f"fast_paths must be true or false, not {value!r}") from None
 
 
 def _fixed_visuals(visuals: list, _doc: dict) -> list:

@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from stf_bench.benchmarks import BENCHMARKS
+from stf_bench.accuracy import BENCHMARKS
 from stf_bench.errors import StfBenchError, writable_dir
 from stf_bench.methods.options import add_method_arguments, merge_method_args
 from stf_bench.store.cli import add_store_arguments
@@ -75,19 +75,15 @@ def metric_unit(benchmark: str) -> str:
     return BENCHMARKS[benchmark].unit if benchmark in BENCHMARKS else "%"
 
 
-POPE_SPLITS = ("adversarial", "popular", "random")  # the llava protocol's F1 is the mean of one F1 per split
 DATA_NAMES = {"samples": "samples (the embedded sample rows, not the benchmarks: not comparable with the paper)",
               "hub": "hub (the real datasets)"}
 
 
 def partial_tasks(results: dict) -> dict[str, str]:
-    """lmms-eval tasks scored on fewer rows than their full set -> 'N of M rows' (as the store's task_rows says)."""
-    out = {}
-    for task, counts in (results.get("n-samples") or {}).items():
-        scored, full = counts.get("effective"), counts.get("original")
-        if isinstance(scored, int) and isinstance(full, int) and scored < full:
-            out[task] = f"{scored} of {full} rows"
-    return out
+    """lmms-eval tasks scored on fewer rows than their full set -> 'N of M rows' (the store's rule)."""
+    from stf_bench.store.ingest import partial_rows, rows_per_task
+
+    return partial_rows(rows_per_task(results.get("n-samples") or {}))
 
 
 def run_description(results: dict) -> list[tuple[str, str]]:
@@ -108,12 +104,10 @@ def run_description(results: dict) -> list[tuple[str, str]]:
 
 
 def _metric_name(benchmark: str, metric: str, metrics: dict) -> str:
-    """The metric's name in the table; POPE's split-mean F1 says so when fewer than three splits were scored."""
-    if benchmark == "pope" and metric == "f1" and any(f"f1_{s}" in metrics for s in POPE_SPLITS):
-        splits = [s for s in POPE_SPLITS if f"f1_{s}" in metrics]
-        if len(splits) < len(POPE_SPLITS):
-            return f"f1 (mean of {len(splits)} of {len(POPE_SPLITS)} splits: {', '.join(splits)})"
-    return metric
+    """The metric's name in the table, as the benchmark's module labels it (`metric_label`: POPE's split-mean F1
+    says so when fewer than three splits were scored), else the metric's own name."""
+    label = BENCHMARKS[benchmark].hook("metric_label") if benchmark in BENCHMARKS else None
+    return label(metric, metrics) if label is not None else metric
 
 
 def format_table(outcome) -> str:

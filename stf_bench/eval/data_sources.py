@@ -1,6 +1,6 @@
 """Where each benchmark's rows come from: the embedded samples, the HF hub, or local snapshots (`--data-dir`).
 
-All three end the same way: a list of local parquet files per benchmark (plus GQA's image files), which the task
+All three end the same way: a list of local parquet files per benchmark (plus those of its images config), which the task
 configs load with `dataset_path: parquet`. A data dir holds one folder per dataset, exactly as
 `hf download --repo-type dataset <repo> --local-dir DIR/<Folder>` writes it (see docs/protocols.md); the files of
 a config's split are found from the dataset card's `configs:` block when it has one, else from the standard
@@ -10,37 +10,18 @@ StfBenchError naming it and the exact command that fetches it.
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stf_bench.benchmarks import BENCHMARKS
+from stf_bench.accuracy import BENCHMARKS
 from stf_bench.errors import StfBenchError
 
 DATA_MODES = ("samples", "hub")
 
-# The columns the task files of either protocol read, per benchmark (those of its images config under "images"):
-# a dataset folder without one of them is refused before any work, not with a KeyError after the whole run.
-# A benchmark not listed here is not checked.
-_MMBENCH = ("image", "index", "question", "hint", "answer", "A", "B", "category", "L2-category", "source", "split")
-COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
-    "gqa": {"main": ("imageId", "question", "answer"), "images": ("id", "image")},
-    "scienceqa_img": {"main": ("image", "question", "choices", "answer", "hint")},
-    "textvqa_val": {"main": ("image", "question", "answers", "question_id")},
-    "pope": {"main": ("image", "question", "answer", "category", "question_id")},
-    "mmbench_en_dev": {"main": _MMBENCH},
-    "mmbench_cn_dev": {"main": _MMBENCH},
-    "vqav2_val": {"main": ("image", "question", "answers", "multiple_choice_answer", "question_id")},
-    "vizwiz_vqa_val": {"main": ("image", "question", "answers")},
-    "ocrbench": {"main": ("image", "question", "answer", "question_type", "dataset")},
-    "chartqa": {"main": ("image", "question", "answer", "type")},
-}
-
-
 @dataclass
 class DataFiles:
-    """The local parquet files of one benchmark's evaluation split (and, for GQA, of its image table)."""
+    """The local parquet files of one benchmark's evaluation split (and of its images config, if any)."""
 
     split: str
     files: list[str]
@@ -132,11 +113,13 @@ def local_files(benchmark: str, root: Path) -> DataFiles:
 
 
 def _folder_files(benchmark: str, folder: Path, how_to_fetch: str) -> DataFiles:
-    """The split files (and GQA image files) inside one dataset folder (a data-dir entry or a hub snapshot)."""
+    """The split files (and image-config files) inside one dataset folder (a data-dir entry or a hub snapshot)."""
     src = BENCHMARKS[benchmark].source
     found: list[list[str]] = []
-    columns = COLUMNS.get(benchmark, {})
-    for config, role in zip(src.configs(), ("main", "images")):
+    bench = BENCHMARKS[benchmark]
+    # the columns the task files of either protocol read: a dataset folder without one of them is refused before
+    # any work, not with a KeyError after the whole run (a benchmark that declares none is not checked)
+    for config, columns in zip(src.configs(), (bench.columns, bench.image_columns)):
         patterns = _card_patterns(folder, config, src.split) or _patterns(config, src.split)
         files = sorted({str(p) for pat in patterns for p in folder.glob(pat) if p.is_file()})
         if not files:
@@ -145,7 +128,7 @@ def _folder_files(benchmark: str, folder: Path, how_to_fetch: str) -> DataFiles:
                                 f"(looked for {', '.join(patterns)}); fetch them with:\n  {how_to_fetch}")
         for f in files:
             _check_parquet(Path(f), benchmark)
-            _check_columns(Path(f), benchmark, columns.get(role, ()), how_to_fetch)
+            _check_columns(Path(f), benchmark, columns, how_to_fetch)
         found.append(files)
     return DataFiles(src.split, found[0], found[1] if len(found) > 1 else [])
 
@@ -201,52 +184,3 @@ def _every(benchmarks: list[str], find) -> dict[str, DataFiles]:
     if errors:
         raise StfBenchError(f"{len(errors)} of {len(benchmarks)} datasets are missing:\n" + "\n".join(errors))
     return found
-
-
-# ---------------------------------------------------------------- MMBench: an integer `index`
-
-
-def mmbench_int_index(dataset):
-    """process_docs for MMBench: `index` as int64 (one version of the hub's card types it as strings, and MMBench's
-    evaluator compares it with 1e6 to find the circular copies, docs/facts.md section 3)."""
-    from datasets import Value
-
-    feature = dataset.features.get("index") if dataset.features else None
-    if feature is None or getattr(feature, "dtype", None) == "int64":
-        return dataset
-    try:
-        return dataset.cast_column("index", Value("int64"))
-    except (ValueError, TypeError) as exc:
-        raise StfBenchError(f"mmbench: the `index` column ({feature.dtype}) does not hold integers ({exc}); "
-                            f"is this MMBench's dev split?") from None
-
-
-# ---------------------------------------------------------------- GQA: join the image table on imageId
-
-
-def gqa_join_images(dataset, image_files: list[str]):
-    """process_docs for GQA: add each question's `image` (a PIL image, opened lazily) from the image table."""
-    import pyarrow.parquet as pq
-    from PIL import Image
-
-    by_id: dict[str, dict] = {}
-    for path in image_files:
-        table = pq.read_table(path, columns=["id", "image"])
-        by_id.update(zip(table.column("id").to_pylist(), table.column("image").to_pylist()))
-    missing = sorted(set(dataset["imageId"]) - by_id.keys())
-    if missing:
-        raise StfBenchError(f"gqa: {len(missing)} questions refer to images missing from {image_files} "
-                            f"(e.g. imageId {missing[0]!r}); the instructions and images configs do not match")
-
-    def _open(image_id: str):
-        cell = by_id[image_id]
-        try:
-            return Image.open(io.BytesIO(cell["bytes"]))
-        except Exception:  # a corrupt image: the adapter reports and skips this row when it is used
-            return None
-
-    def add_images(batch: dict) -> dict:
-        batch["image"] = [_open(i) for i in batch["imageId"]]
-        return batch
-
-    return dataset.with_transform(add_images)

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from stf_bench.eval.tasks import check_task_files, expand_tasks
 
     benchmarks = expand_tasks(args.tasks)
-    check_task_files()
+    check_task_files("", benchmarks)
     out_dir = writable_dir(args.out_dir, "DIR")
     written = write_task_files(out_dir, benchmarks, args.data, args.data_dir)
     names = ",".join(p.stem for p in written)

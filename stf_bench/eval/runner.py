@@ -15,7 +15,6 @@ import contextlib
 import datetime as _dt
 import errno
 import json
-import math
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -65,6 +64,7 @@ class RunOutcome:
     tasks: list[str]
     skipped_by_benchmark: dict[str, int] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)  # benchmark -> rows scored (all of its subtasks)
+    weights: str | None = None  # the answering model's weights fingerprint (`RunSummary.weights`)
 
 
 def quiet_loguru(level: str = "WARNING") -> None:
@@ -184,10 +184,10 @@ def _gather_skipped(lm) -> dict[str, list[dict]]:
 
 def check_honest(results: dict, skipped: dict[str, list[dict]]) -> None:
     """Refuse results that would look like scores but are not: empty datasets, tasks with every row skipped."""
+    from stf_bench.eval.tasks import rows_scored
+
     for task, counts in results.get("n-samples", {}).items():
-        rows = counts.get("effective", 0)
-        if 0 < rows < 1:  # --limit as a fraction of the rows, as lmms-eval reads it
-            rows = math.ceil(counts.get("original", 0) * rows)
+        rows = rows_scored(counts)
         if counts.get("original", 0) == 0 or rows == 0:
             raise StfBenchError(f"task {task!r} has no rows in the selected data; check --data/--data-dir "
                                 f"(the dataset is empty) or raise --limit")
@@ -370,15 +370,13 @@ def _evaluate(spec: RunSpec, lm, task_registry) -> RunOutcome | None:
     with contextlib.redirect_stdout(sys.stderr), lenient_images(), progress_bars(spec.show_progress):
         task_dict = load_tasks(setup.task_specs, setup.task_manager)  # data errors surface before a model loads
     lm = lm if lm is not None else build_model(spec)
-    lm.show_progress = spec.show_progress
     output_dir = Path(spec.output_dir)
+    cache = None
     if spec.resume:
         from stf_bench.eval.resume import AnswerCache
 
-        lm.answer_cache = AnswerCache(output_dir / RESUME_DIR / lm.identity_hash, lm.rank)
-    else:
-        lm.answer_cache = None
-    lm.skipped = {}
+        cache = AnswerCache(output_dir / RESUME_DIR / lm.identity_hash, lm.rank)
+    lm.begin_run(cache, spec.show_progress)
 
     model_args = model_args_string(spec)
     model_dir = sanitize_model_name(spec.model) if spec.model_dir is None else spec.model_dir
@@ -403,25 +401,24 @@ def _evaluate(spec: RunSpec, lm, task_registry) -> RunOutcome | None:
     samples = results.pop("samples")
     headline = task_registry.paper_scores(results, setup.lmms_names)
     results["config"]["model"] = spec.model
+    ran = lm.run_summary()
     results["stf_bench"] = {
-        "model": spec.model, "model_args": spec.model_args, "model_identity": lm.identity,
+        "model": spec.model, "model_args": spec.model_args, "model_identity": ran.identity,
         "tasks": names, "protocol": spec.protocol, "data": spec.data, "data_dir": spec.data_dir,
         "dtype": spec.dtype,
         "limit": spec.limit, "headline": headline, "skipped": skipped,
         "n_skipped": {t: len(rows) for t, rows in skipped.items()},
-        "world_size": lm.world_size, "resumed_answers": 0 if lm.answer_cache is None else lm.answer_cache.hits,
+        "world_size": ran.world_size, "resumed_answers": ran.resumed_answers,
         "scorer_versions": scorer_versions.for_tasks(list(setup.lmms_names.values())),
         "lmms_eval_version": _package_version("lmms_eval"), "training": training,
     }
-    method = getattr(getattr(getattr(lm, "model", None), "model", None), "token_method", None)
-    summary = method.run_summary() if method is not None else None
-    if summary is not None:  # e.g. PruMerge+'s adaptive token counts
-        results["stf_bench"]["method_summary"] = summary
+    if ran.method_summary is not None:  # e.g. PruMerge+'s adaptive token counts
+        results["stf_bench"]["method_summary"] = ran.method_summary
     results_path, sample_paths = _save(tracker, results, samples, datetime_str, output_dir, model_dir)
     groups = results.get("group_subtasks", {})
     by_benchmark = skipped_by_benchmark(skipped, setup.lmms_names, groups)
     return RunOutcome(headline, results, skipped, results_path, sample_paths, names, by_benchmark,
-                      rows_by_benchmark(results.get("n-samples", {}), setup.lmms_names, groups))
+                      rows_by_benchmark(results.get("n-samples", {}), setup.lmms_names, groups), ran.weights)
 
 
 def _package_version(name: str) -> str | None:
@@ -436,23 +433,16 @@ def _package_version(name: str) -> str | None:
 
 def rows_by_benchmark(n_samples: dict[str, dict], lmms_names: dict[str, str], groups: dict[str, list]
                       ) -> dict[str, int]:
-    """Rows scored per benchmark name, from lmms-eval's n-samples (a group's subtasks summed: POPE's three splits)."""
-    out = {}
-    for bench, lmms_name in lmms_names.items():
-        total = 0
-        for task in {lmms_name, *groups.get(lmms_name, [])}:
-            counts = n_samples.get(task, {})
-            rows = counts.get("effective", 0)
-            if 0 < rows < 1:  # a fractional limit (the Python API still takes one)
-                rows = math.ceil(counts.get("original", 0) * rows)
-            total += int(rows)
-        out[bench] = total
-    return out
+    """Rows scored per benchmark name, from lmms-eval's n-samples (a group's subtasks summed)."""
+    from stf_bench.eval.tasks import rows_scored
+
+    return {bench: sum(rows_scored(n_samples.get(task, {})) for task in {lmms_name, *groups.get(lmms_name, [])})
+            for bench, lmms_name in lmms_names.items()}
 
 
 def skipped_by_benchmark(skipped: dict[str, list], lmms_names: dict[str, str], groups: dict[str, list]
                          ) -> dict[str, int]:
-    """Skipped-row counts per benchmark name (a benchmark may be an lmms-eval group of subtasks, like POPE's)."""
+    """Skipped-row counts per benchmark name (a benchmark may be an lmms-eval group of subtasks)."""
     out = {}
     for bench, lmms_name in lmms_names.items():
         members = {lmms_name, *groups.get(lmms_name, [])}
@@ -473,7 +463,7 @@ def record_in_store(outcome: RunOutcome, spec: RunSpec, db_path: str | None = No
         records = store.record_lmms_eval(
             outcome.results_path, outcome.sample_paths, model=spec.model,
             model_args={**spec.model_args, "protocol": spec.protocol, "data": spec.data, "dtype": spec.dtype},
-            checkpoint_fingerprint=json.loads(meta["model_identity"])["weights"], protocol=spec.protocol,
+            checkpoint_fingerprint=outcome.weights, protocol=spec.protocol,
             environment=environment)
         return f"recorded in the results store {store.path} (run {records[0].id})"
 

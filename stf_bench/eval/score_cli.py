@@ -21,8 +21,9 @@ from typing import Any
 
 from lmms_eval.api.model import lmms
 
-from stf_bench.benchmarks import BENCHMARKS
+from stf_bench.accuracy import BENCHMARKS
 from stf_bench.errors import StfBenchError
+from stf_bench.eval.identity import RunState
 from stf_bench.store.cli import add_store_arguments
 
 SAMPLES = re.compile(r"^(?P<date>.+)_samples_(?P<task>.+)\.jsonl$")
@@ -84,18 +85,16 @@ def _answer(row: dict) -> str:
     return "" if value is None else str(value)
 
 
-class ReplayLM(lmms):
+class ReplayLM(RunState, lmms):
     """An lmms-eval model that answers each request with the saved answer for its task and doc id."""
 
     is_simple = True
 
-    def __init__(self, predictions: dict[str, dict[int, dict]], identity: str, protocol: str) -> None:
+    def __init__(self, predictions: dict[str, dict[int, dict]], identity: str, protocol: str,
+                 weights: str | None = None) -> None:
         super().__init__()
-        self.predictions, self.identity, self.protocol = predictions, identity, protocol
-        self.identity_hash = "replay"
-        self.answer_cache = None
-        self.skipped: dict = {}
-        self.show_progress = False
+        self.predictions, self.identity, self.protocol, self.weights = predictions, identity, protocol, weights
+        self.begin_run(None, show_progress=False)
 
     @property
     def device(self) -> str:
@@ -128,14 +127,15 @@ def run_identity(results: dict) -> tuple[str, dict, str]:
     """(model name, model arguments, identity JSON) of a recorded run: what `stf-bench run` wrote, else what
     lmms-eval's config says (`preset=`/`pretrained=` in its model_args, as `stf-bench ingest` reads it), never the
     lmms-eval model's name (`stf_bench`, the adapter)."""
-    from stf_bench.store.ingest import model_name, parse_model_args
+    from stf_bench.args import parse_model_args
+    from stf_bench.store.ingest import model_name
 
     meta = results.get("stf_bench") or {}
     if meta.get("model"):
         return meta["model"], dict(meta.get("model_args") or {}), meta.get("model_identity") or json.dumps(
             {"model": meta["model"], "weights": None})
     config = results.get("config") or {}
-    args = parse_model_args(config.get("model_args"))
+    args = parse_model_args(config.get("model_args"), strict=False)  # a foreign file's: kept, not refused
     name = model_name(results, config, args)
     return name, args, json.dumps({"model": name, "weights": None})
 
@@ -193,7 +193,7 @@ def rescore_data(results: dict, results_path: Path, benchmarks: list[str]) -> tu
 
 def rescore_spec(results: dict, results_path: Path, tasks: list[str], protocol: str | None):
     """The RunSpec that replays a recorded run: its model, arguments, data and limit, written beside it."""
-    from stf_bench.benchmarks import of_task
+    from stf_bench.accuracy import of_task
     from stf_bench.eval import tasks as task_registry
     from stf_bench.eval.runner import RunSpec
 
@@ -244,7 +244,8 @@ def run(args: argparse.Namespace) -> int:
                             f"protocol is prompts and scoring together, so they cannot be scored under "
                             f"{spec.protocol}: rerun the model with --protocol {spec.protocol}")
     _, _, identity = run_identity(results)
-    outcome = evaluate(spec, lm=ReplayLM(predictions, identity, spec.protocol))
+    weights = json.loads(identity).get("weights")  # the recorded model's fingerprint, as its run recorded it
+    outcome = evaluate(spec, lm=ReplayLM(predictions, identity, spec.protocol, weights))
     mismatch = check_targets(predictions, outcome.sample_paths)
     if mismatch:
         for written in (outcome.results_path, *outcome.sample_paths):

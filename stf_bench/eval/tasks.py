@@ -1,24 +1,25 @@
-"""Task selection: the ten benchmarks, the two protocols, and the lmms-eval task specs that run them.
+"""Task selection: the declared benchmarks, the two protocols, and the lmms-eval task specs that run them.
 
 `resolve` returns what `lmms_eval.evaluator.simple_evaluate(tasks=..., task_manager=...)` needs. Every spec is a
 config-override dict that points the task at local parquet files (samples, a hub snapshot, or --data-dir), so
 no task ever touches the hub itself:
-- `llava` (default): the paper's protocol, our YAMLs in tasks/stf_llava (distinct `stf_*` names, never shadowed);
-- `lmms-eval`: lmms-eval's own task definitions, only the data source overridden, plus two fixes that keep the
-  run honest and offline: MMBench scored with the static (no judge) method unless `judge=True`, and OCRBench's
-  aggregate reset before use. `paper_scores` turns lmms-eval's results into the paper's units.
+- `llava` (default): the paper's protocol, our YAMLs in tasks/stf_llava (distinct `stf_*` names, never shadowed;
+  a plug-in benchmark's YAML in its own `task_dir`);
+- `lmms-eval`: lmms-eval's own task definitions, only the data source overridden, plus the fixes a benchmark's
+  module declares in `task_overrides` to keep the run honest and offline (MMBench scored without a judge unless
+  `judge=True`, OCRBench's aggregate reset before use). `paper_scores` turns lmms-eval's results into the
+  paper's units.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stf_bench.benchmarks import BENCHMARKS, names, paper8
+from stf_bench.accuracy import BENCHMARKS, names, paper8
 from stf_bench.errors import StfBenchError
 from stf_bench.resources import shipped_dir
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 PROTOCOLS = ("llava", "lmms-eval")
 TASKS_DIR = shipped_dir("tasks") / "stf_llava"
+TEMPLATE = "_stf_llava_template_yaml"  # what every shipped stf_llava task includes
 
 
 def expand_tasks(spec: str) -> list[str]:
@@ -60,29 +62,27 @@ def lmms_name(benchmark: str, protocol: str) -> str:
     return BENCHMARKS[benchmark].llava_task if protocol == "llava" else benchmark
 
 
-def _spec(benchmark: str, protocol: str, files: DataFiles, judge: bool) -> dict:
-    """The config-override dict for one benchmark: local parquet data, plus the protocol's fixes."""
-    from stf_bench.eval import data_sources, scoring
+def task_dir(benchmark: str) -> Path:
+    """The folder holding `benchmark`'s llava-protocol YAML: its declared `task_dir`, else the shipped one."""
+    return BENCHMARKS[benchmark].task_dir or TASKS_DIR
 
+
+def _spec(benchmark: str, protocol: str, files: DataFiles, judge: bool) -> dict:
+    """The config-override dict for one benchmark: local parquet data, plus what its module adds (its data hook
+    `local_process_docs`, its protocol's fixes `task_overrides`)."""
+    bench = BENCHMARKS[benchmark]
     spec: dict[str, Any] = {
         "task": lmms_name(benchmark, protocol),
         "dataset_path": "parquet",
         "dataset_name": None,
         "dataset_kwargs": {"data_files": files.data_files()},
     }
-    if benchmark == "gqa":
-        spec["process_docs"] = functools.partial(data_sources.gqa_join_images, image_files=files.image_files)
-    if protocol == "lmms-eval" and benchmark == "ocrbench":
-        spec["metric_list"] = [{"metric": "ocrbench_accuracy", "aggregation": scoring.lmms_ocrbench_aggregate,
-                                "higher_is_better": True}]
-    if benchmark.startswith("mmbench"):
-        spec["process_docs"] = data_sources.mmbench_int_index
-        if protocol == "lmms-eval" and not judge:
-            spec["metric_list"] = [{"metric": "gpt_eval_score", "aggregation": scoring.lmms_mmbench_static_for(benchmark),
-                                    "higher_is_better": True}]
-        elif protocol == "llava" and judge:
-            spec["metric_list"] = [{"metric": "circular_accuracy", "aggregation": scoring.mmbench_circular_judge_for(benchmark),
-                                    "higher_is_better": True}]
+    process_docs = bench.hook("local_process_docs")
+    if process_docs is not None:
+        spec["process_docs"] = process_docs(files)
+    overrides = bench.hook("task_overrides")
+    if overrides is not None:
+        spec.update(overrides(protocol, judge))
     return spec
 
 
@@ -108,7 +108,7 @@ def resolve(tasks: list[str], protocol: str, data: str = "samples", data_dir: Pa
         raise StfBenchError("the MMBench judge needs OPENAI_API_KEY (and optionally OPENAI_API_URL, MODEL_VERSION); "
                             "set them, or run without the judge (MMBench's own answer-matching rules only)")
     if protocol == "llava":
-        check_task_files("or use --protocol lmms-eval")
+        check_task_files("or use --protocol lmms-eval", tasks)
     files = locate(list(tasks), data, data_dir)
     return TaskSetup(
         task_manager=_task_manager(tuple(tasks), protocol),
@@ -117,10 +117,13 @@ def resolve(tasks: list[str], protocol: str, data: str = "samples", data_dir: Pa
     )
 
 
-def check_task_files(alternative: str = "") -> None:
-    """The project's own task files (the llava protocol's) are installed, else one error saying how to get them."""
-    if not (TASKS_DIR / "utils.py").is_file():
-        raise StfBenchError(f"the llava protocol's task files are missing ({TASKS_DIR}); install stf-bench from a "
+def check_task_files(alternative: str = "", benchmarks: list[str] | None = None) -> None:
+    """The llava protocol's task files of `benchmarks` (default: the shipped template) are installed, else one
+    error saying how to get them."""
+    wanted = [(task_dir(b) / f"{BENCHMARKS[b].llava_task}.yaml") for b in benchmarks or []]
+    missing = [p for p in [TASKS_DIR / TEMPLATE, *wanted] if not p.is_file()]
+    if missing:
+        raise StfBenchError(f"the llava protocol's task file {missing[0]} is missing; install stf-bench from a "
                             f"source checkout (pip install -e .){' ' + alternative if alternative else ''}")
 
 
@@ -130,7 +133,7 @@ def _task_manager(tasks: tuple[str, ...], protocol: str):
     from lmms_eval.tasks import TaskManager
 
     if protocol == "llava":
-        paths = [str(TASKS_DIR)]
+        paths = sorted({str(task_dir(t)) for t in tasks})
     else:
         root = Path(lmms_eval.tasks.__file__).parent
         paths = sorted({str(root / BENCHMARKS[t].lmms_dir) for t in tasks})
@@ -139,7 +142,7 @@ def _task_manager(tasks: tuple[str, ...], protocol: str):
 
 def paper_scores(results: dict, lmms_names: dict[str, str]) -> dict[str, dict[str, float]]:
     """lmms-eval's results (what simple_evaluate returns, or its results JSON) -> {benchmark: {metric: value}} in
-    the paper's units (stf_bench.benchmarks: percent, OCRBench in points out of 1000). The headline comes first."""
+    the paper's units (stf_bench.accuracy: percent, OCRBench in points out of 1000). The headline comes first."""
     table = results.get("results", {})
     out: dict[str, dict[str, float]] = {}
     for bench, task in lmms_names.items():
@@ -152,17 +155,18 @@ def paper_scores(results: dict, lmms_names: dict[str, str]) -> dict[str, dict[st
                 if i == 0:
                     raise StfBenchError(f"{bench}: no value for its headline metric {metric.key!r} in task {task!r}")
                 continue
-            metrics[metric.name] = metric.in_paper_units(value, _rows_scored(results, task) if metric.per_row else None)
+            counts = results.get("n-samples", {}).get(task, {})
+            metrics[metric.name] = metric.in_paper_units(value, rows_scored(counts) or None if metric.per_row else None)
             if metrics[metric.name] is None:
                 raise StfBenchError(f"{bench}: results lack n-samples for {task!r}; cannot convert to {metric.name}")
         out[bench] = metrics
     return out
 
 
-def _rows_scored(results: dict, task: str) -> int | None:
-    """How many rows lmms-eval scored for `task` (n-samples), a fractional --limit read as its get_sample_size does."""
-    counts = results.get("n-samples", {}).get(task, {})
-    rows = counts.get("effective")
-    if rows is not None and 0 < rows < 1:
+def rows_scored(counts: dict) -> int:
+    """How many rows lmms-eval scored for a task, from its n-samples entry ({"original", "effective"}); a fractional
+    --limit (the Python API still takes one) read as lmms-eval's get_sample_size does: ceil(original x fraction)."""
+    rows = counts.get("effective") or 0
+    if 0 < rows < 1:
         rows = math.ceil(counts.get("original", 0) * rows)
-    return rows or None
+    return int(rows)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from stf_bench.args import parse_bool
 from stf_bench.errors import StfBenchError
 
 if TYPE_CHECKING:
@@ -64,10 +65,8 @@ class Param:
         if value is None and self.default is None:
             return None
         try:
-            if self.kind is bool and isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                cast = value.lower() in ("true", "1", "yes")
+            if self.kind is bool:
+                cast = parse_bool(value)
             elif self.kind is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             else:
@@ -121,7 +120,8 @@ class ModelShape:
 class FastPaths:
     """Which of the adapter's fast generation paths a method (or a model's methods together) allows.
 
-    - `visual_cache`: visual tokens cached by image content alone: only if the method does not read the question.
+    - `visual_cache`: visual tokens cached by image content alone: only if the method does not read the question
+      before the LLM (`reads_question`, or `text_conditioned` on a method that does not act in the LLM).
     - `shared_prefill`: `greedy_generate`, which prefills the prompt up to the image once for all questions about
       it and runs the question through a hand-built mask: only if the method neither reads the question nor
       changes the sequence inside the LLM.
@@ -204,6 +204,9 @@ class Method:
     vision_hook: ClassVar[int | None] = None  # CLIP block after which `hook_vision` runs (`LlmMethod` only)
     varying_tokens: ClassVar[bool] = False  # visual tokens differ in number per image; tokens_out(n) is the bound
     params: ClassVar[tuple[Param, ...]] = ()
+    # The method's published settings, by the visual-token budget they are published for: {128: {arg: value}}. A
+    # published row names one as `method.preset: 128` (baselines/tables.yaml); benchmarks/method_ttft.py times it.
+    presets: ClassVar[dict[int, dict[str, Any]]] = {}
     summary: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()  # other spellings found in result files (`tokenconcat`, ...)
     source: ClassVar[str] = "built-in"  # set by the registry for a method found through an entry point
@@ -252,9 +255,12 @@ class Method:
         """The fast paths this method's declarations allow (see `FastPaths`)."""
         in_llm = cls.acts_on == "llm"
         question = cls.text_conditioned or getattr(cls, "reads_question", False)
+        # The visual tokens depend on the question only where the method reads it before the LLM: a vision-side
+        # method that reads it, not an in-LLM one (FastV ranks inside the LLM; the image's tokens are its own).
+        before_llm = getattr(cls, "reads_question", False) or (cls.text_conditioned and not in_llm)
         # a vision hook's findings (`VisionContext.notes`) reach the LLM stage with the image: not kept by the cache
-        cached = not question and cls.vision_hook is None
-        return FastPaths(visual_cache=cached, shared_prefill=not question and not in_llm, lean_decode=not in_llm)
+        return FastPaths(visual_cache=not before_llm and cls.vision_hook is None,
+                         shared_prefill=not question and not in_llm, lean_decode=not in_llm)
 
     @classmethod
     def describe(cls) -> dict:
@@ -265,7 +271,8 @@ class Method:
                 "params": [p.to_dict() for p in cls.params], "aliases": list(cls.aliases), "summary": cls.summary,
                 "source": cls.source, "reads_question": getattr(cls, "reads_question", False),
                 "after_projector": getattr(cls, "after_projector", False), "vision_hook": cls.vision_hook,
-                "varying_tokens": cls.varying_tokens}
+                "varying_tokens": cls.varying_tokens,
+                "presets": {str(n): dict(args) for n, args in cls.presets.items()}}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.args.items())})"

@@ -37,25 +37,17 @@ log = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # warnings already given (the config rebuilds its method each time it is read)
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Llama's rotary embedding of (B, heads, T, D) with cos/sin (B, T, D)."""
-    import torch
-
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
-
-
 def causal_mask(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(B, T) bool of real tokens -> (B, 1, T, T) additive mask: each query sees the real tokens up to it (and
     itself, so that a padding row stays finite)."""
     import torch
 
+    from stf_bench.models.generation import additive_mask
+
     t = valid.shape[1]
     order = torch.arange(t, device=valid.device)
     allowed = (order[None, :, None] >= order[None, None, :]) & valid[:, None, :]
-    allowed = allowed | torch.eye(t, dtype=torch.bool, device=valid.device)[None]
-    return torch.where(allowed, 0.0, torch.finfo(dtype).min).to(dtype)[:, None]
+    return additive_mask(allowed | torch.eye(t, dtype=torch.bool, device=valid.device)[None], dtype)
 
 
 def decode_mask(past_valid: torch.Tensor, new_valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -63,12 +55,13 @@ def decode_mask(past_valid: torch.Tensor, new_valid: torch.Tensor, dtype: torch.
     mask: each new token sees every real cached token, and the new ones up to itself."""
     import torch
 
+    from stf_bench.models.generation import additive_mask
+
     b, past = past_valid.shape
     q = new_valid.shape[1]
     causal = torch.ones(q, q, dtype=torch.bool, device=new_valid.device).tril()
     new = (new_valid[:, None, :] & causal[None]) | torch.eye(q, dtype=torch.bool, device=new_valid.device)[None]
-    allowed = torch.cat([past_valid[:, None, :].expand(b, q, past), new], dim=-1)
-    return torch.where(allowed, 0.0, torch.finfo(dtype).min).to(dtype)[:, None]
+    return additive_mask(torch.cat([past_valid[:, None, :].expand(b, q, past), new], dim=-1), dtype)
 
 
 def last_token_attention(layer: nn.Module, hidden: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor],
@@ -78,6 +71,8 @@ def last_token_attention(layer: nn.Module, hidden: torch.Tensor, rotary: tuple[t
     (eager softmax; grouped KV heads repeated)."""
     import torch
 
+    from stf_bench.models.generation import rotate_half
+
     attn = layer.self_attn
     x = layer.input_layernorm(hidden)
     b, t, _ = x.shape
@@ -85,8 +80,9 @@ def last_token_attention(layer: nn.Module, hidden: torch.Tensor, rotary: tuple[t
     valid = valid & (torch.arange(t, device=valid.device) <= at)
     q = attn.q_proj(x[:, at:at + 1]).view(b, 1, -1, attn.head_dim).transpose(1, 2)  # (B, heads, 1, D)
     k = attn.k_proj(x).view(b, t, -1, attn.head_dim).transpose(1, 2)  # (B, kv_heads, T, D)
-    cos, sin = rotary
-    q, k = _rotate(q, cos[:, at:at + 1], sin[:, at:at + 1]), _rotate(k, cos, sin)
+    cos, sin = (t.unsqueeze(1) for t in rotary)  # (B, 1, T, D): broadcast over heads
+    q = q * cos[:, :, at:at + 1] + rotate_half(q) * sin[:, :, at:at + 1]
+    k = k * cos + rotate_half(k) * sin
     k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
     scores = (q @ k.transpose(-1, -2)).float() * attn.scaling  # (B, heads, 1, T)
     scores = scores.masked_fill(~valid[:, None, None, :], torch.finfo(torch.float32).min)
@@ -145,6 +141,8 @@ class FastV(LlmMethod):
         tokens `embeds` (B, q, H) through every layer against the cache, layers k, ... seeing only what was kept."""
         import torch
 
+        from stf_bench.models.generation import decode_step
+
         past = cache.get_seq_length()  # layer 0 is never pruned: the unpruned length so far
         valid = self._valid(embeds, attention_mask, past)
         positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
@@ -154,16 +152,12 @@ class FastV(LlmMethod):
             return hidden
         prompt, index = cache.stf_fastv_kept
         new_valid, new_positions = valid[:, past:], positions[:, past:]
-        rotary = llm.rotary_emb(embeds, position_ids=new_positions)
         full = decode_mask(valid[:, :past], new_valid, embeds.dtype)
         pruned = full if index is None else decode_mask(
             torch.cat([valid[:, :prompt].gather(1, index), valid[:, prompt:past]], dim=1), new_valid, embeds.dtype)
-        hidden = embeds
-        for i, layer in enumerate(llm.layers[:llm.config.num_hidden_layers]):
-            hidden = layer(hidden, attention_mask=full if i < self.args["k"] else pruned,
-                           position_ids=new_positions, position_embeddings=rotary, use_cache=True,
-                           **compat.cache_kw(cache))
-        return llm.norm(hidden)
+        layers = llm.config.num_hidden_layers
+        return decode_step(llm, embeds, [full if i < self.args["k"] else pruned for i in range(layers)],
+                           new_positions, cache)
 
     @staticmethod
     def _valid(embeds: torch.Tensor, attention_mask: torch.Tensor | None, past: int = 0) -> torch.Tensor:

@@ -105,6 +105,7 @@ class MMTok(TokenMethod):
     text_conditioned = True
     reads_question = True
     after_projector = True
+    presets = PRESETS
     summary = "MMTok: greedy coverage of the question's keywords and the image, after the projector"
     params = (Param("tokens", 64, int, "visual tokens kept (published: 64, 128, 192)", minimum=1),
               Param("alpha", 0.5, float, "weight of the image's self-coverage", minimum=0.0),

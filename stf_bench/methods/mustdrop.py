@@ -107,14 +107,14 @@ def _row_attention(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor, si
     on, causal over the real tokens `valid` (T,), float32 softmax (grouped KV heads repeated)."""
     import torch
 
-    from stf_bench.methods.fastv import _rotate
+    from stf_bench.models.generation import apply_rotary
 
     attn = layer.self_attn
     x = layer.input_layernorm(hidden)[None]
     t = x.shape[1]
     q = attn.q_proj(x[:, start:]).view(1, t - start, -1, attn.head_dim).transpose(1, 2)
     k = attn.k_proj(x).view(1, t, -1, attn.head_dim).transpose(1, 2)
-    q, k = _rotate(q, cos[None, start:], sin[None, start:]), _rotate(k, cos[None], sin[None])
+    q, k = apply_rotary(q, cos[None, start:], sin[None, start:]), apply_rotary(k, cos[None], sin[None])
     k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
     scores = (q @ k.transpose(-1, -2)).float()[0] * attn.scaling  # (heads, T - start, T)
     order = torch.arange(t, device=hidden.device)
@@ -148,6 +148,7 @@ class MustDrop(LlmMethod):
     varying_tokens = True
     prunes_kv_cache = True
     uses_kv_cache = True
+    presets = PRESETS  # the published settings by visual-token budget (Table 4 picks the 128 one)
     params = (Param("global_thr", 0.0012, float, "drop a token whose summed attention from the question is below "
                     "this share of the total (published: 0.001 / 0.0012 / 0.011 for 192 / 128 / 64 tokens)",
                     minimum=0.0, maximum=1.0),

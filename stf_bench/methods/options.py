@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from stf_bench.args import parse_model_args
+from stf_bench.args import METHOD_ARG_PREFIX, parse_model_args
 from stf_bench.errors import StfBenchError
-
-METHOD_ARG_PREFIX = "method."
 
 
 def add_method_arguments(parser: argparse.ArgumentParser) -> None:

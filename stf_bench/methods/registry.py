@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "stf_bench.methods"
 # one module per built-in method, imported on first use of the registry
 BUILTIN_MODULES = ("llava_mlp", "avgpool", "token_concat", "qformer", "mbtf", "stf", "mbtf_stf", "fastv", "visionzip",
-                   "prumerge_plus", "mmtok", "mustdrop")
+                   "prumerge_plus", "mmtok", "mustdrop", "sparsevlm")
 
 _REGISTRY: dict[str, type[Method]] = {}
 _loaded = False

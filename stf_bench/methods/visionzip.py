@@ -42,6 +42,8 @@ class VisionZip(TokenMethod):
 
     name = "visionzip"
     needs_attention = True
+    # the published LLaVA-1.5 rows (SETTINGS without our 144-token choice, which no one published)
+    presets = {n: {"dominant": d, "contextual": c, "cls": True} for n, (d, c) in SETTINGS.items() if n != 144}
     summary = "VisionZip: dominant tokens by CLS attention + contextual tokens merged by key similarity"
     params = (Param("dominant", 54, int, "dominant tokens kept by CLS attention (CLS included when cls=true)",
                     minimum=1),

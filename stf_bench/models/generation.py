@@ -72,6 +72,15 @@ class ReservedLayer(DynamicLayer):
             self.keys, self.values = self._keys[:, :, :self.length], self._values[:, :, :self.length]
 
 
+def reserved_cache(model, answer_tokens: int) -> Cache:
+    """An empty KV cache of `ReservedLayer`s, one per LLM layer, with room for `answer_tokens` (at most
+    `DECODE_ROOM`) after whatever the prefill stores: what `generate(past_key_values=...)` takes so that each decode
+    step writes its token in place instead of re-concatenating every layer's cache (transformers' `DynamicLayer`).
+    Each layer keeps its own length, so an in-LLM method may store fewer tokens in some layers (FastV)."""
+    room = min(max(answer_tokens, 1), DECODE_ROOM)
+    return Cache(layers=[ReservedLayer(room) for _ in range(model.config.text_config.num_hidden_layers)])
+
+
 def plain_greedy(generation_config) -> bool:
     """True when the model's generation config adds nothing to greedy decoding but stop tokens."""
     return all(getattr(generation_config, name, default) in (default, None) for name, default in
@@ -120,8 +129,9 @@ def _right_padded(rows: list[list[int]], pad: int) -> torch.Tensor:
     return out
 
 
-def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(n, q, S) bool -> (n, 1, q, S) additive float mask: 0 where a query may look, the dtype's minimum elsewhere."""
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(n, q, S) bool -> (n, 1, q, S) additive float mask: 0 where a query may look, the dtype's minimum elsewhere
+    (what Llama's layers take as a ready 4D `attention_mask`; FastV's masks are built with it too)."""
     return torch.where(allowed, 0.0, torch.finfo(dtype).min).to(dtype)[:, None]
 
 
@@ -132,9 +142,15 @@ def _rms_norm(norm, x: torch.Tensor) -> torch.Tensor:
     return norm.weight * h.to(x.dtype)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """Llama's rotary `rotate_half`: (..., D) -> (-second half, first half) on the last dimension."""
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Llama's rotary embedding of x (B, heads, T, D) with cos/sin (B, T, D) (used by the in-LLM methods)."""
+    return x * cos.unsqueeze(1) + rotate_half(x) * sin.unsqueeze(1)
 
 
 def _lean_decodable(llm) -> bool:
@@ -155,7 +171,7 @@ def _lean_layer(layer, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tenso
     x = _rms_norm(layer.input_layernorm, hidden)
     q, k, v = (F.linear(x, proj.weight, proj.bias).view(shape).transpose(1, 2)  # (rows, heads, 1, head_dim)
                for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
-    q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+    q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
     k, v = cache_layer.update(k, v)  # (rows, heads, S, head_dim)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, scale=attn.scaling, is_causal=False)
     out = out.transpose(1, 2).contiguous().reshape(hidden.shape[0], 1, -1).contiguous()
@@ -166,25 +182,41 @@ def _lean_layer(layer, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tenso
     return hidden + x
 
 
-def _decode_step(llm, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Cache,
-                 lean: bool) -> torch.Tensor:
+def _decode_step(llm, embeds: torch.Tensor, mask: torch.Tensor | list[torch.Tensor], positions: torch.Tensor,
+                 cache: Cache, lean: bool) -> torch.Tensor:
     """The LLM backbone on one new token per row, as `LlamaModel.forward` computes it when handed a ready 4D mask;
-    through `_lean_layer` where `lean` (what `_lean_decodable` says of `llm`), else through the layers' forward."""
+    through `_lean_layer` where `lean` (what `_lean_decodable` says of `llm`), else through the layers' forward.
+    `mask`: one (rows, 1, 1, S) mask for every layer, or a list of one per layer (an in-LLM method whose layers
+    cache different tokens: FastV's pruned layers)."""
     if not all(hasattr(llm, name) for name in ("rotary_emb", "layers", "norm")):  # not Llama-shaped
+        if isinstance(mask, list):
+            raise ValueError("per-layer decode masks need a Llama-shaped backbone (rotary_emb, layers, norm)")
         return llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **cache_kw(cache),
                    use_cache=True).last_hidden_state
     hidden = embeds  # (rows, 1, H)
     rotary = llm.rotary_emb(hidden, position_ids=positions)
     layers = llm.layers[:llm.config.num_hidden_layers]
+    masks = mask if isinstance(mask, list) else [mask] * len(layers)
     if lean:
         cos, sin = (t.unsqueeze(1) for t in rotary)  # (rows, 1, 1, head_dim): broadcast over heads
-        for layer, cache_layer in zip(layers, cache.layers):
-            hidden = _lean_layer(layer, hidden, cos, sin, mask, cache_layer)
+        for layer, cache_layer, layer_mask in zip(layers, cache.layers, masks):
+            hidden = _lean_layer(layer, hidden, cos, sin, layer_mask, cache_layer)
         return _rms_norm(llm.norm, hidden)
-    for layer in layers:
-        hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, position_ids=positions,
+    for layer, layer_mask in zip(layers, masks):
+        hidden = layer(hidden, attention_mask=layer_mask, position_embeddings=rotary, position_ids=positions,
                        **cache_kw(cache), use_cache=True)
     return llm.norm(hidden)
+
+
+def decode_step(llm, embeds: torch.Tensor, masks: list[torch.Tensor], positions: torch.Tensor,
+                cache: Cache) -> torch.Tensor:
+    """One decode step of new tokens `embeds` (rows, q, H) at `positions` (rows, q) through a Llama backbone whose
+    layer i attends to its cached keys with `masks[i]` (rows, 1, q, S_i); the normed last hidden state (rows, q, H).
+    One token per row on a backbone `_lean_decodable` accepts takes the lean layers (the same bits as the layers'
+    own forward, without their per-call overhead); anything else the layers' forward. For in-LLM methods that
+    decode from their pruned KV cache (FastV's `forward_llm_cached`)."""
+    lean = embeds.shape[1] == 1 and _lean_decodable(llm) and len(cache.layers) >= len(masks)
+    return _decode_step(llm, embeds, masks, positions, cache, lean)
 
 
 def heads_to_prefill(head_keys: list[Hashable], head_cache: dict | None) -> list[int]:
@@ -285,13 +317,13 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
     embed = model.get_input_embeddings()
     hidden = model.model.language_model(
         inputs_embeds=embed(_right_padded(tails, pad_token_id).to(device)),
-        attention_mask=_additive(seen[:, :, :width_head + width_tail], dtype), position_ids=positions,
+        attention_mask=additive_mask(seen[:, :, :width_head + width_tail], dtype), position_ids=positions,
         **cache_kw(cache), use_cache=True,
     ).last_hidden_state  # (n, tail, H)
     next_ids = model.lm_head(hidden[torch.arange(n, device=device), tail_len - 1]).argmax(-1)  # (n,)
 
     # 3. Decode: new tokens go to slots width_head + width_tail, + 1, ...; padding slots stay masked out.
-    mask = _additive(seen[torch.arange(n, device=device), tail_len - 1][:, None, :], dtype)  # (n, 1, 1, S)
+    mask = additive_mask(seen[torch.arange(n, device=device), tail_len - 1][:, None, :], dtype)  # (n, 1, 1, S)
     first_slot = width_head + width_tail
     positions = head_len + tail_len  # (n,) position id of each row's next token
     rows = list(range(n))  # original index of each row still in the batch

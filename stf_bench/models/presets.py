@@ -8,10 +8,11 @@ runs on a CPU in seconds with deterministic weights.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from stf_bench.args import parse_model_args
+from stf_bench.args import METHOD_ARG_PREFIX, parse_model_args
 from stf_bench.errors import StfBenchError
 
 # The public, fixed CLIP-L/336 vision config (openai/clip-vit-large-patch14-336), embedded: no download needed.
@@ -47,7 +48,6 @@ VISION = {"clip-vit-large-patch14-336": CLIP_L_336, "clip-tiny": CLIP_TINY}
 # User-facing override names (lmms-eval `k=v` style) -> config fields; each projector's own arguments come from
 # its registry entry (`override_fields`). `method=NAME` picks a training-free method, `method.ARG=v` its arguments.
 BASE_OVERRIDE_FIELDS = {"image_aspect_ratio": "image_aspect_ratio", "projector": "projector_type", "method": "method"}
-METHOD_ARG_PREFIX = "method."
 LOAD_OPTIONS = ("attn_implementation", "seed", "projector_weights", "vision_tower")
 
 
@@ -185,6 +185,23 @@ def get_preset(name: str) -> Preset:
     except KeyError:
         raise StfBenchError(f"unknown model preset {name!r}; valid presets: {', '.join(PRESETS)} "
                             f"(or a local checkpoint directory, or a hub id); `stf-bench models` lists them") from None
+
+
+def cut_full_size(llm_layers: int = 1, vision_layers: int = 1,
+                  setitem: Callable[[dict, str, object], None] | None = None) -> None:
+    """Every full-size preset keeps its widths, vocabulary and token ids, with its vision tower and LLM cut to a few
+    layers (MBTF then fuses the one block there is): the wiring of a 7B-13B model on a CPU, never a figure (the GPU
+    benchmark's dry run, tests/models/test_full_size_wiring.py). Changes this process's registry; a test passes
+    `monkeypatch.setitem` as `setitem` so that the cut is undone after it."""
+    put = setitem or dict.__setitem__
+    full = [p for p in PRESETS.values() if not p.tiny]
+    for vision in sorted({p.vision for p in full}):
+        put(VISION, vision, {**VISION[vision], "num_hidden_layers": vision_layers})
+    for llm in sorted({p.llm for p in full}):
+        put(LLMS, llm, {**LLMS[llm], "num_hidden_layers": llm_layers})
+    for preset in full:
+        if "mbtf" in preset.projector:
+            put(PRESETS, preset.name, replace(preset, settings={**preset.settings, "mbtf_blocks": 1}))
 
 
 def split_overrides(overrides: dict) -> tuple[dict, dict]:

@@ -142,12 +142,14 @@ def prefill_parts(model: nn.Module) -> dict[str, nn.Module]:
     return parts
 
 
-def count_prefill(model: nn.Module, input_ids: torch.Tensor) -> dict[str, int]:
+def count_prefill(model: nn.Module, input_ids: torch.Tensor, question: dict | None = None) -> dict[str, int]:
     """FLOPs per component of one prefill of `input_ids` (B, T), one image per row, up to the first token's logits.
 
     `projector` is what the projector does besides MBTF / STF (the whole projector when it has neither).
     `method`: a training-free vision method's own work (the attention it reads and its `reduce`; the q/k projections
     it recomputes count in `vision_tower`, whose modules they are).
+    `question`: the processor's `question_inputs` for a method that reads the question (kept on the CPU: the
+    method's ids are looked up in the meta twin's embedding table).
     """
     method = getattr(model.model, "token_method", None)
     if method is not None and method.varying_tokens:
@@ -162,7 +164,7 @@ def count_prefill(model: nn.Module, input_ids: torch.Tensor) -> dict[str, int]:
 
     def run() -> object:
         return twin(input_ids=ids, pixel_values=pixels, attention_mask=_meta_ones(batch, length), use_cache=False,
-                    logits_to_keep=1)
+                    logits_to_keep=1, **(question or {}))
 
     parts = prefill_parts(twin)
     flops = count_flops(twin, run, parts)
@@ -210,9 +212,10 @@ def paper_report(model: nn.Module, name: str) -> FlopsReport:
                        tflops=flops["llm"] / 1e12, components=_tera(flops), details=details)
 
 
-def prefill_report(model: nn.Module, name: str, input_ids: torch.Tensor, prompt: str | None = None) -> FlopsReport:
-    """The `prefill` convention for a tokenised prompt batch (B, T)."""
-    flops = count_prefill(model, input_ids)
+def prefill_report(model: nn.Module, name: str, input_ids: torch.Tensor, prompt: str | None = None,
+                   question: dict | None = None) -> FlopsReport:
+    """The `prefill` convention for a tokenised prompt batch (B, T) (`question`: see `count_prefill`)."""
+    flops = count_prefill(model, input_ids, question)
     batch, length = input_ids.shape
     details = _model_details(model)
     if prompt is not None:

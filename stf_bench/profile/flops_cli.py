@@ -45,7 +45,7 @@ def model_report(name: str, overrides: dict, convention: str, data: str = "sampl
     from stf_bench.models.loading import load_model
     from stf_bench.profile.flops import paper_report, prefill_report
     from stf_bench.profile.flops_tables import model_label
-    from stf_bench.profile.prompts import describe_tokenizer, vqav2_requests
+    from stf_bench.profile.prompts import describe_tokenizer, question_inputs, vqav2_requests
 
     model, processor = load_model(name, random_weights=True, device="meta", **overrides)
     label = model_label(name, overrides)
@@ -53,7 +53,7 @@ def model_report(name: str, overrides: dict, convention: str, data: str = "sampl
         return paper_report(model, label), None
     requests, source = vqav2_requests(1, data, data_dir)
     input_ids = processor(images=[requests[0].image], text=[requests[0].prompt], return_tensors="pt")["input_ids"]
-    report = prefill_report(model, label, input_ids, requests[0].prompt)
+    report = prefill_report(model, label, input_ids, requests[0].prompt, question_inputs(processor, model, requests))
     report.details["tokenizer"] = describe_tokenizer(processor.tokenizer, model.config.text_config.vocab_size)
     return report, source
 

@@ -16,10 +16,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
+from stf_bench.compat import package_version
 from stf_bench.devices import check_fits, weights_bytes
 from stf_bench.errors import StfBenchError
 from stf_bench.models import load_model
@@ -28,7 +28,7 @@ from stf_bench.models.presets import PRESETS
 from stf_bench.profile.flops import count_prefill
 from stf_bench.profile.flops_tables import model_label
 from stf_bench.profile.peaks import dtype_name, lookup_peak
-from stf_bench.profile.prompts import Request, describe_tokenizer
+from stf_bench.profile.prompts import Request, describe_tokenizer, question_inputs
 
 DEFINITION = ("TTFT: preprocessed batch on the device -> first generated token (vision tower + projector + LLM "
               "prefill with KV cache + lm_head + argmax); preprocessing and host-to-device copy timed separately")
@@ -58,12 +58,7 @@ def library_versions() -> dict[str, str | None]:
     """Versions that a timing depends on."""
     out: dict[str, str | None] = {"python": sys.version.split()[0], "torch": torch.__version__,
                                   "cuda": torch.version.cuda}
-    for package in ("transformers", "calflops", "stf-bench"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
+    return out | {package: package_version(package) for package in ("transformers", "calflops", "stf-bench")}
 
 
 class Clock:
@@ -119,8 +114,9 @@ class Subject:
                               return_tensors="pt", padding=True)
         self.input_ids = data["input_ids"]
         dtype = next(self.model.parameters()).dtype
+        question = {k: v.to(device) for k, v in question_inputs(self.processor, self.model, self.requests).items()}
         return {"input_ids": data["input_ids"].to(device), "attention_mask": data["attention_mask"].to(device),
-                "pixel_values": data["pixel_values"].to(device, dtype)}
+                "pixel_values": data["pixel_values"].to(device, dtype), **question}
 
 
 def load_subject(name: str, overrides: dict, requests: list[Request], device: torch.device, dtype: str | None,

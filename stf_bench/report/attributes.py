@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from stf_bench.args import METHOD_ARG_PREFIX, TRUE_WORDS
+
 # model-args / config keys that are not a projector's argument -> attribute names
 BASE_ALIASES = {"projector": "projector", "projector_type": "projector", "llm": "llm", "image_size": "image_size",
                 "vision_tuned": "vision_tuned", "method": "method"}
 TRAINED_WITH = "trained_with"  # attribute of a checkpoint `stf-bench train` made: "stf-bench"
 TRAINING_DATA = "training_data"  # ... and the data it was trained on ("samples", "hub", a file)
-METHOD_ARG_PREFIX = "method."  # `method.r=0.5`: an argument of the training-free method
 DEFAULT_IMAGE_SIZE = 336
 # model arguments that do not change what the model computes: left out of a row's label and identity
 # (`data` stays: a score on the embedded sample rows is not a benchmark score)
@@ -86,7 +87,7 @@ def _normalize(values: dict) -> dict:
             except (TypeError, ValueError):
                 continue
         elif name == "vision_tuned":
-            value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+            value = value if isinstance(value, bool) else str(value).lower() in TRUE_WORDS
         elif name is None:
             continue
         out[name] = value

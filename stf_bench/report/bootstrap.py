@@ -1,22 +1,25 @@
 """Bootstrap confidence intervals and paired bootstrap tests over per-sample records.
 
-A task's score is recomputed from its per-sample records as a function of summed per-unit vectors: the mean of
-per-doc scores (exact match, relaxed accuracy; OCRBench x 1000 = points out of 1000), F1 from per-doc (tp, fp, fn)
-counts (POPE; the llava protocol averages the F1 of its three splits), or the mean of per-question hits where a
-question counts only if all its circular copies are right (MMBench, lmms-eval's static matcher). Resampling units with replacement and recomputing gives the CI. The recomputed point estimate must equal
-the score in lmms-eval's results file, otherwise no CI is given (the records do not describe that score).
+A task's score is recomputed from its per-sample records as a function of summed per-unit vectors
+(`stf_bench.accuracy.units.Units`): by default the mean of per-row scores (exact match, relaxed accuracy; OCRBench
+x 1000 = points out of 1000); a benchmark whose score is something else says how it resamples in its module's
+`bootstrap_units` (POPE: F1 from per-row (tp, fp, fn) counts, per split; MMBench: one unit per question, right only
+if all its circular copies are). Resampling units with replacement and recomputing gives the CI. The recomputed
+point estimate must equal the score in lmms-eval's results file, otherwise no CI is given (the records do not
+describe that score).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from stf_bench.benchmarks import MMBENCH_COPY, MMBENCH_SYS_PROMPT, Metric
-from stf_bench.store.db import SampleRow
+from stf_bench.accuracy import of_task
+from stf_bench.accuracy.declaration import Metric
+from stf_bench.accuracy.units import Record, Units, row_units
 
 DEFAULT_ITERS = 2000
 DEFAULT_SEED = 0
@@ -24,133 +27,22 @@ LEVEL = 0.95
 CHUNK = 64
 
 
-@dataclass
-class Units:
-    """Per-unit vectors (n, d), their keys (doc ids or question ids), targets for pairing, and the statistic."""
-
-    keys: list[str]
-    targets: list[str]
-    values: np.ndarray
-    statistic: Callable[[np.ndarray, int], np.ndarray]
-
-    def point(self) -> float:
-        """The statistic on all units."""
-        return float(self.statistic(self.values.sum(axis=0, keepdims=True), len(self.keys))[0])
-
-    def subset(self, keys: list[str]) -> Units:
-        """The units with these keys, in this order."""
-        where = {k: i for i, k in enumerate(self.keys)}
-        idx = [where[k] for k in keys]
-        return Units(list(keys), [self.targets[i] for i in idx], self.values[idx], self.statistic)
-
-
-def _mean(scale: float) -> Callable[[np.ndarray, int], np.ndarray]:
-    return lambda sums, n: sums[:, 0] / n * scale
-
-
-MEAN_SCALE = {"mean_pct": 100.0, "mean_points": 1000.0}
-
-
-def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
-    """F1 of 'yes' as lmms-eval computes it (0 where precision + recall is 0), in percent."""
-    denom = 2 * tp + fp + fn
-    return np.where(denom > 0, 200.0 * tp / np.where(denom > 0, denom, 1), 0.0)
-
-
-def _pope_f1(sums: np.ndarray, n: int) -> np.ndarray:
-    return _f1(sums[:, 0], sums[:, 1], sums[:, 2])
-
-
-def _pope_f1_split_avg(sums: np.ndarray, n: int) -> np.ndarray:
-    """Mean over splits (present in the resample) of each split's F1; columns are (tp, fp, fn, count) per split."""
-    per = sums.reshape(sums.shape[0], -1, 4)
-    f1 = _f1(per[..., 0], per[..., 1], per[..., 2])
-    present = per[..., 3] > 0
-    return (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
-
-
-def _score(value: object) -> float | None:
-    if isinstance(value, dict):
-        value = value.get("score")
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _confusion(v: object) -> tuple[bool, bool, bool] | None:
-    if not isinstance(v, dict) or "prediction" not in v or "ground_truth" not in v:
-        return None
-    pred, gt = str(v["prediction"]), str(v["ground_truth"])
-    return pred == "yes" and gt == "yes", pred == "yes" and gt == "no", pred == "no" and gt == "yes"
-
-
-def task_units(metric: Metric, samples: list[SampleRow]) -> Units | None:
-    """Per-unit vectors for `metric` from per-sample records, or None if the records lack what it needs."""
+def task_units(metric: Metric, samples: Sequence[Record], task: str | None = None) -> Units | None:
+    """Per-unit vectors for `metric` from per-sample records, or None if the records lack what it needs: the
+    benchmark's own `bootstrap_units` (the benchmark of `task`, else the one declaring `metric`), else rows."""
     if not samples:
         return None
-    if metric.aggregator == "mmbench_circular":
-        return _mmbench_units(metric, samples)
-    keys = [str(s.doc_id) for s in samples]
-    targets = [str(s.target) for s in samples]
-    raw = [s.metrics.get(metric.key) for s in samples]
-    if metric.aggregator in ("pope_f1", "pope_f1_split_avg"):
-        counts = [_confusion(v) for v in raw]
-        if any(c is None for c in counts):
-            return None
-        if metric.aggregator == "pope_f1":
-            return Units(keys, targets, np.asarray(counts, dtype=float).reshape(-1, 3), _pope_f1)
-        if not all("category" in v for v in raw):
-            return None
-        splits = sorted({str(v["category"]) for v in raw})
-        values = np.zeros((len(raw), 4 * len(splits)))
-        for i, (v, c) in enumerate(zip(raw, counts)):
-            j = 4 * splits.index(str(v["category"]))
-            values[i, j:j + 4] = (*c, 1.0)
-        return Units(keys, targets, values, _pope_f1_split_avg)
-    if metric.aggregator not in MEAN_SCALE:
-        return None
-    scores = [_score(v) for v in raw]
-    if any(s is None for s in scores):
-        return None
-    return Units(keys, targets, np.asarray(scores, dtype=float).reshape(-1, 1), _mean(MEAN_SCALE[metric.aggregator]))
+    bench = of_task(task) if task else _declaring(metric)
+    own = bench.hook("bootstrap_units") if bench is not None else None
+    units = own(metric, samples) if own is not None else None
+    return units if units is not None else row_units(metric, samples)
 
 
-def _mmbench_units(metric: Metric, samples: list[SampleRow]) -> Units | None:
-    """One unit per MMBench question: 1 if every circular copy is answered right (the llava protocol's
-    circular_accuracy: VLMEvalKit's exact matching; lmms-eval's gpt_eval_score: its static matcher)."""
-    records = [s.metrics.get(metric.key) for s in samples]
-    if not all(isinstance(r, dict) and "index" in r and "answer" in r and "prediction" in r for r in records):
-        return None
-    if metric.key == "circular_accuracy":
-        from stf_bench.eval.scoring import mmbench_question_hits
+def _declaring(metric: Metric):
+    """The benchmark that declares `metric` (metrics are frozen values: the first equal one)."""
+    from stf_bench.accuracy import BENCHMARKS
 
-        answers: dict[int, list[str]] = {}
-        for r in sorted(records, key=lambda r: int(r["index"])):
-            answers.setdefault(int(r["index"]) % MMBENCH_COPY, []).append(str(r["answer"]))
-        found = mmbench_question_hits(records)
-        if not found:
-            return None
-        hits = np.asarray([float(h) for h in found.values()]).reshape(-1, 1)
-        return Units([str(q) for q in found], ["".join(answers[q]) for q in found], hits, _mean(100.0))
-    import pandas as pd
-    from lmms_eval.tasks.mmbench.mmbench_evals import MMBench_Evaluator
-
-    evaluator = MMBench_Evaluator(sys_prompt=MMBENCH_SYS_PROMPT)
-    data = pd.DataFrame(records).sort_values(by="index")
-    data["prediction"] = [str(x) for x in data["prediction"]]
-    data.columns = [c if c in "ABCD" else c.lower() for c in data.columns]
-    answer_map = dict(zip(data["index"], data["answer"]))
-    groups = data.groupby(data["index"] % MMBENCH_COPY)
-    keys, targets, hits = [], [], []
-    for question, sub in groups:
-        if question not in answer_map:
-            return None  # a copy without its main question: not the layout lmms-eval scores
-        keys.append(str(question))
-        targets.append("".join(str(a) for a in sub["answer"]))
-        hits.append(float(evaluator.eval_sub_data(sub, answer_map, static_only=True)))
-    return Units(keys, targets, np.asarray(hits, dtype=float).reshape(-1, 1), _mean(100.0))
+    return next((b for b in BENCHMARKS.values() if metric in (*b.llava_metrics, *b.lmms_metrics)), None)
 
 
 def resample_stats(units: Units, iters: int, seed: int, paired: Units | None = None) -> np.ndarray:
@@ -185,10 +77,11 @@ class ScoreCI:
     note: str = ""
 
 
-def score_ci(metric: Metric, samples: list[SampleRow], reported: float, *, iters: int = DEFAULT_ITERS,
-             seed: int = DEFAULT_SEED) -> ScoreCI:
-    """Bootstrap CI of a reported score from its per-sample records, checked against the reported value."""
-    units = task_units(metric, samples)
+def score_ci(metric: Metric, samples: Sequence[Record], reported: float, *, iters: int = DEFAULT_ITERS,
+             seed: int = DEFAULT_SEED, task: str | None = None) -> ScoreCI:
+    """Bootstrap CI of a reported score from its per-sample records (of lmms-eval task `task`), checked against the
+    reported value."""
+    units = task_units(metric, samples, task)
     if units is None:
         return ScoreCI(None, None, len(samples), f"per-sample records lack what {metric.key} needs")
     point = units.point()

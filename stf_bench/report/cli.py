@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from stf_bench.errors import StfBenchError, writable_dir
+from stf_bench.files import write_text_atomically
 from stf_bench.published import load_published
 from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED
 from stf_bench.report.formats import EXTENSIONS, FORMATS, render
@@ -107,10 +108,10 @@ def run(args: argparse.Namespace) -> int:
                 figures.setdefault(PLOT_TABLE[p.stem], []).append((p.stem, p.read_bytes()))
     for f in fmts:
         for t in tables:
-            written.append(_write(out / f"table_{t.id}.{EXTENSIONS[f]}", render([t], f, footer, figures.get(t.id))))
+            written.append(write_text_atomically(out / f"table_{t.id}.{EXTENSIONS[f]}", render([t], f, footer, figures.get(t.id))))
         if len(tables) > 1:
             every = [fig for t in tables for fig in figures.get(t.id, [])]
-            written.append(_write(out / f"report.{EXTENSIONS[f]}", render(tables, f, footer, every)))
+            written.append(write_text_atomically(out / f"report.{EXTENSIONS[f]}", render(tables, f, footer, every)))
     log = sys.stdout
     if args.stdout and len(fmts) == 1:
         print(render(tables, fmts[0]))
@@ -120,10 +121,3 @@ def run(args: argparse.Namespace) -> int:
         print(p, file=log)
     print(f"{len(tables)} table(s), {n_rep} reproduced row(s), {len(written)} file(s) in {out}", file=log)
     return 0
-
-
-def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stf_bench.benchmarks import BENCHMARKS, columns
+from stf_bench.accuracy import BENCHMARKS, columns
 from stf_bench.errors import StfBenchError
 from stf_bench.report.attributes import identity_args, row_label
 from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED, Units, paired_bootstrap, task_units
@@ -87,7 +87,7 @@ def _column_units(store: Store, runs: list[RunRow]) -> dict[str, tuple[int, str,
             head = headline(task, {s.metric: s.value for s in rows}, n=next((s.n for s in rows if s.n), None))
             if head is None:
                 continue
-            units = task_units(head.metric, store.samples(run.id, task))
+            units = task_units(head.metric, store.samples(run.id, task), task)
             if units is not None:
                 out[head.column] = (run.id, task, units)
     return out

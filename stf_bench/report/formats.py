@@ -18,7 +18,7 @@ import io
 import json
 import math
 
-from stf_bench.benchmarks import of_column
+from stf_bench.accuracy import of_column
 from stf_bench.report.tables import (
     AVG,
     LATENCY,

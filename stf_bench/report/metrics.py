@@ -1,7 +1,7 @@
 """A task's headline score in the paper's units, from the metric values the store holds for it.
 
 Which lmms-eval task fills which paper column, and which of its metrics is the headline (with its scale and its
-per-sample aggregator for bootstrap CIs), are facts of the benchmark declaration (`stf_bench.benchmarks`); this
+per-sample aggregator for bootstrap CIs), are facts of the benchmark declaration (`stf_bench.accuracy`); this
 module only applies them to a run's stored values.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from stf_bench.benchmarks import Metric, of_column, of_task
+from stf_bench.accuracy import Metric, of_column, of_task
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stf_bench.accuracy import BENCHMARKS, columns, of_column, paper8
 from stf_bench.args import parse_model_args
-from stf_bench.benchmarks import BENCHMARKS, columns, of_column, paper8
 from stf_bench.published import Published, TableSpec
 from stf_bench.report.attributes import (
     TRAINING_DATA,
@@ -41,7 +41,7 @@ FLOPS_CONVENTION = "paper"
 SAMPLE_DATA = "samples"  # `stf-bench run --data samples`: the embedded sample rows, not the benchmark
 
 # Largest |reproduced - published| still called a match, for the columns that are not a benchmark's (a benchmark's
-# own is its declared `tolerance`, stf_bench.benchmarks): half the printed precision for TFLOPs (a deterministic
+# own is its declared `tolerance`, stf_bench.accuracy): half the printed precision for TFLOPs (a deterministic
 # count); 0.3x for the speedup; 0.3 for the mean of eight. docs/report.md gives the numbers behind each value.
 TOLERANCE: dict[str, float] = {AVG: 0.3, TFLOPS: 0.05, SPEEDUP: 0.3, SPEEDUP_MEDIAN: 0.3}
 DEVICE_DEPENDENT = {LATENCY: "absolute time depends on the device (published: one A100)"}
@@ -164,7 +164,7 @@ def collect_reproduced(store: Store, *, iters: int = DEFAULT_ITERS, seed: int = 
         if task not in sample_tasks.get(run_id, set()):
             rep.cells[column].note = "no per-sample records: no CI"
             continue
-        result = score_ci(head.metric, store.samples(run_id, task), head.value, iters=iters, seed=seed)
+        result = score_ci(head.metric, store.samples(run_id, task), head.value, iters=iters, seed=seed, task=task)
         cell = rep.cells[column]
         cell.ci, cell.n = result.ci, result.n
         cell.note = "; ".join(x for x in (cell.note, result.note) if x)
@@ -412,7 +412,7 @@ TABLE_ORDER = ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "
 
 
 def every_benchmark_spec() -> TableSpec:
-    """The table with a column for every declared benchmark (stf_bench.benchmarks): reproduced rows only, so a
+    """The table with a column for every declared benchmark (stf_bench.accuracy): reproduced rows only, so a
     benchmark the paper does not have is still reported."""
     return TableSpec(EVERY_BENCHMARK, "Every benchmark stf-bench runs (reproduced rows; the paper's own numbers are in "
                      "its tables)", [TFLOPS, *columns()], [], "any", [])

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import importlib.metadata
 import json
 import os
 import platform
@@ -37,12 +36,13 @@ from stf_bench.errors import StfBenchError
 from stf_bench.store.ingest import (
     Parsed,
     ParsedRun,
+    SampleRecord,
     Score,
     check_flops,
     check_latency,
-    parse_model_args,
     parse_paths,
     parse_results,
+    partial_rows,
     sha256_json,
 )
 
@@ -179,17 +179,6 @@ class ScoreRow(Score):
     run_id: int
 
 
-@dataclass(frozen=True)
-class SampleRow:
-    """One per-sample record."""
-
-    doc_id: int
-    doc_hash: str | None
-    target: str | None
-    response: Any
-    metrics: dict
-
-
 def default_db_path() -> Path:
     """The store used when neither --db nor $STF_BENCH_DB is given: a file in the user cache dir."""
     from platformdirs import user_cache_dir
@@ -238,12 +227,9 @@ def now_utc() -> str:
 
 def collect_environment() -> dict:
     """Library versions, Python, platform and the git commit of this checkout (no heavy imports)."""
-    versions = {}
-    for lib in LIBRARIES:
-        try:
-            versions[lib] = importlib.metadata.version(lib)
-        except importlib.metadata.PackageNotFoundError:
-            versions[lib] = None
+    from stf_bench.compat import package_version
+
+    versions = {lib: package_version(lib) for lib in LIBRARIES}
     env = {"python": sys.version.split()[0], "platform": platform.platform(), "libraries": versions,
            "git_commit": git_commit()}
     torch = sys.modules.get("torch")
@@ -472,11 +458,11 @@ class Store:
             digest = sha256_json({"measurement": measurement, "model": name})
             cur.execute("INSERT INTO latency (content_hash, measurement, model, device, figures, payload, environment, "
                         "created_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(content_hash) DO NOTHING",
-                        (digest, measurement, name, device_name(payload.get("device")), _json(figures), _json(top),
+                        (digest, measurement, name, payload_device(payload.get("device")), _json(figures), _json(top),
                          env, now_utc()))
             added = cur.rowcount == 1
             row_id = cur.execute("SELECT id FROM latency WHERE content_hash = ?", (digest,)).fetchone()[0]
-            out.append(RecordResult("latency", row_id, added, f"{name} on {device_name(payload.get('device'))}"
+            out.append(RecordResult("latency", row_id, added, f"{name} on {payload_device(payload.get('device'))}"
                                     + ("" if added else " (already in the store)")))
         return out
 
@@ -509,8 +495,7 @@ class Store:
         run recorded before rows were kept, any run with a --limit in its config."""
         rows = self._query("SELECT task, scored, full_set FROM task_rows WHERE run_id = ?", (run.id,))
         if rows:
-            return {task: f"{scored} of {full} rows" for task, scored, full in rows
-                    if scored is not None and full is not None and scored < full}
+            return partial_rows({task: (scored, full) for task, scored, full in rows})
         limit = run.config.get("limit")
         if limit is None:
             return {}
@@ -524,11 +509,11 @@ class Store:
         """Tasks of a run that have per-sample records."""
         return [r[0] for r in self._query("SELECT task FROM sample_files WHERE run_id = ? ORDER BY task", (run_id,))]
 
-    def samples(self, run_id: int, task: str) -> list[SampleRow]:
+    def samples(self, run_id: int, task: str) -> list[SampleRecord]:
         """Per-sample records of one task of one run, by doc_id."""
         rows = self._query("SELECT doc_id, doc_hash, target, response, metrics FROM samples WHERE run_id = ? AND "
                            "task = ? ORDER BY doc_id", (run_id, task))
-        return [SampleRow(r[0], r[1], r[2], json.loads(r[3]) if r[3] is not None else None, json.loads(r[4]))
+        return [SampleRecord(r[0], r[1], r[2], json.loads(r[3]) if r[3] is not None else None, json.loads(r[4]))
                 for r in rows]
 
     def flops(self) -> list[dict]:
@@ -599,7 +584,7 @@ def recorded_scorer_versions(results_path: str | os.PathLike) -> dict[str, str]:
     return {str(k): str(v) for k, v in versions.items()} if isinstance(versions, dict) else {}
 
 
-def device_name(device: Any) -> str | None:
+def payload_device(device: Any) -> str | None:
     """A latency payload's device as text: its 'name' when it is an object ({type, name, ...})."""
     if isinstance(device, dict):
         device = device.get("name") or device.get("type")
@@ -614,5 +599,5 @@ def ingest_paths(store: Store, paths: list[str | Path], *, model: str | None = N
 
 
 __all__ = ["Store", "open_store", "resolve_db_path", "default_db_path", "collect_environment", "RecordResult",
-           "RunRow", "ScoreRow", "SampleRow", "parse_model_args", "DB_ENV", "ingest_paths"]
+           "RunRow", "ScoreRow", "SampleRecord", "DB_ENV", "ingest_paths"]
 

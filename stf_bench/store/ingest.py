@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stf_bench.args import parse_model_args as _parse_model_args
+from stf_bench.accuracy.sampling import is_samples_dirname
+from stf_bench.args import parse_model_args
 from stf_bench.errors import StfBenchError
 
 RESULTS_SUFFIX = "_results.json"
@@ -34,9 +35,10 @@ TRAINING_FILE = "training.json"
 TRAINING_KEYS = ("stage", "preset", "model_args", "recipe", "data", "steps", "stf_bench_version")
 
 
-@dataclass
+@dataclass(frozen=True)
 class SampleRecord:
-    """One line of a samples JSONL: the doc, the model's answer and the per-doc metric values."""
+    """One per-sample record: the doc, the model's answer and the per-doc metric values (a line of a samples JSONL,
+    and what the store gives back)."""
 
     doc_id: int
     doc_hash: str | None
@@ -100,11 +102,6 @@ def sha256_file(path: Path) -> str:
 def sha256_json(obj: Any) -> str:
     """Content hash of a JSON-able object (canonical: sorted keys, no spaces)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
-def parse_model_args(text: str | dict | None) -> dict:
-    """Model arguments of a foreign results file: lenient (parts without `=` kept under "_positional")."""
-    return _parse_model_args(text, strict=False)
 
 
 def _number(value: Any) -> float | None:
@@ -173,14 +170,13 @@ def _parse_results_data(path: Path, data: Any, samples_paths: list[Path] | None,
     scores: list[Score] = []
     tasks: list[str] = []
     task_rows: dict[str, tuple[int | None, int | None]] = {}
+    counted = rows_per_task(n_samples)
     for task, metrics in data["results"].items():
         if not isinstance(metrics, dict):
             raise StfBenchError(f"{path}: results[{task!r}] is {type(metrics).__name__}; {expected}")
         tasks.append(task)
-        n_info = n_samples.get(task) if isinstance(n_samples.get(task), dict) else {}
-        n = n_info.get("effective") if isinstance(n_info.get("effective"), int) else None
-        original = n_info.get("original") if isinstance(n_info.get("original"), int) else None
-        task_rows[task] = (n, original)
+        task_rows[task] = counted.get(task, (None, None))
+        n = task_rows[task][0]
         for key, value in metrics.items():
             parts = split_metric_key(key)
             if parts is None or parts[2] is not None:
@@ -204,7 +200,7 @@ def _parse_results_data(path: Path, data: Any, samples_paths: list[Path] | None,
     if own is not None and model is None and model_args is None:  # stf-bench's own output: what `run` records
         args, name, fingerprint = _own_identity(own)
     else:
-        args = parse_model_args(model_args if model_args is not None else config.get("model_args"))
+        args = parse_model_args(model_args if model_args is not None else config.get("model_args"), strict=False)
         name, fingerprint = model or model_name(data, config, args), None
     if "data" not in args and run_data(data) == SAMPLES:  # e.g. lmms-eval on `stf-bench lmms-tasks` files
         args["data"] = SAMPLES
@@ -334,9 +330,24 @@ def parse_samples(path: Path, task: str, metric_names: set[str]) -> ParsedSample
     return ParsedSamples(task, path, sha256_file(path), records)
 
 
+def rows_per_task(n_samples: dict) -> dict[str, tuple[int | None, int | None]]:
+    """(rows scored, rows in the full set) per task of lmms-eval's `n-samples` (effective, original); None where
+    it does not say."""
+    out: dict[str, tuple[int | None, int | None]] = {}
+    for task, info in n_samples.items():
+        info = info if isinstance(info, dict) else {}
+        scored, full = info.get("effective"), info.get("original")
+        out[task] = (scored if isinstance(scored, int) else None, full if isinstance(full, int) else None)
+    return out
+
+
+def partial_rows(rows: dict[str, tuple[int | None, int | None]]) -> dict[str, str]:
+    """Tasks scored on fewer rows than their full set -> 'N of M rows' (from `rows_per_task`, or the store)."""
+    return {task: f"{scored} of {full} rows" for task, (scored, full) in rows.items()
+            if scored is not None and full is not None and scored < full}
+
+
 # ---------------------------------------------------------------------------------------------- data origin
-# `stf_bench.eval.samples.samples_dirname()`: the folder the embedded sample data is generated into
-SAMPLES_FOLDER = re.compile(r"^samples-v\d+-[0-9a-f]{8}$")
 SAMPLES, LOCAL, HUB = "samples", "local", "hub"
 LOCAL_BUILDERS = {"parquet", "json", "csv", "arrow"}
 
@@ -373,7 +384,7 @@ def _origin_of_files(benchmark: str, folder: str, files: list[str]) -> DataOrigi
         return DataOrigin(benchmark, HUB, None, tuple(files))
     parents = [p for p in path.parents if p.name == folder]
     root = parents[0].parent if parents else None
-    if root is not None and SAMPLES_FOLDER.match(root.name):
+    if root is not None and is_samples_dirname(root.name):
         return DataOrigin(benchmark, SAMPLES, str(root), tuple(files))
     return DataOrigin(benchmark, LOCAL, None if root is None else str(root), tuple(files))
 
@@ -381,7 +392,7 @@ def _origin_of_files(benchmark: str, folder: str, files: list[str]) -> DataOrigi
 def data_origins(results: dict) -> dict[str, DataOrigin]:
     """{benchmark: DataOrigin} of an lmms-eval results JSON, from its own task configs (`configs`); benchmarks
     stf-bench does not declare are left out."""
-    from stf_bench.benchmarks import of_task
+    from stf_bench.accuracy import of_task
 
     configs = results.get("configs") if isinstance(results.get("configs"), dict) else {}
     groups = results.get("group_subtasks") if isinstance(results.get("group_subtasks"), dict) else {}

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stf_bench.args import env_flag
 from stf_bench.errors import StfBenchError
 from stf_bench.models.conversation import IMAGE_TOKEN
 
@@ -95,7 +96,7 @@ def _hub(stage: str, image_folder: str | os.PathLike | None) -> tuple[Path, Path
     from huggingface_hub import snapshot_download
 
     hub = HUB_SETS[stage]
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    offline = env_flag("HF_HUB_OFFLINE")
     try:
         root = Path(snapshot_download(hub.repo, repo_type="dataset", allow_patterns=[hub.json], etag_timeout=10,
                                       local_files_only=offline))

@@ -1,8 +1,8 @@
 """Small deterministic training sets in LLaVA's JSON format (`stf-bench train --data samples`, the default).
 
-Drawn like the evaluation samples (stf_bench.eval.drawing: shape scenes, single large shapes, blank photos and
-signs of the same colours, shapes and words) and asked with the evaluation samples' own prompts (the llava
-protocol's `*_doc_to_text`), so that what a tiny model learns here transfers to the evaluation samples of several
+Drawn like the evaluation samples (stf_bench.accuracy.drawing: shape scenes, single large shapes, blank photos and
+signs of the same colours, shapes and words) and asked with the evaluation samples' own prompts (each benchmark
+module's `doc_to_text`), so that what a tiny model learns here transfers to the evaluation samples of several
 benchmarks: yes/no (POPE, GQA, VQAv2), one word (GQA, VQAv2, VizWiz's colour, shape and 'unanswerable', TextVQA's
 word from the reference OCR tokens), a number (VQAv2's counts) and an option letter (ScienceQA, MMBench EN and CN).
 The scenes come from their own random stream, on a grid shifted from the evaluation samples' and with other sizes
@@ -21,9 +21,10 @@ import json
 import random
 from pathlib import Path
 
-from stf_bench.eval import llava_protocol as prompts
-from stf_bench.eval.drawing import COLORS, SHAPES, Shape, png_bytes, shape_scene, text_image
-from stf_bench.eval.samples import CN_COLORS, CN_SHAPES, WORDS
+from stf_bench.accuracy import gqa, mmbench_cn_dev, mmbench_en_dev, scienceqa_img, textvqa_val, vizwiz_vqa_val
+from stf_bench.accuracy.drawing import COLORS, SHAPES, Shape, png_bytes, shape_scene, text_image
+from stf_bench.accuracy.rules import SHORT
+from stf_bench.accuracy.sampling import CN_COLORS, CN_SHAPES, WORDS
 
 TRAIN_SAMPLES_VERSION = 2
 N_IMAGES = 480
@@ -72,7 +73,7 @@ def _caption(shapes: list[Shape]) -> str:
 
 def _short(question: str, answer: str) -> tuple[str, str]:
     """GQA / POPE / VQAv2 style: the question with the short-answer suffix."""
-    return prompts.gqa_doc_to_text({"question": question}), answer
+    return gqa.doc_to_text({"question": question}), answer
 
 
 def _absent(rng: random.Random, shapes: list[Shape]) -> tuple[str, str]:
@@ -90,9 +91,9 @@ def _choice(rng: random.Random, question: str, right: str, wrong: list[str], n: 
     rng.shuffle(options)
     letter = "ABCD"[options.index(right)]
     if lang == "sqa":
-        return prompts.sqa_doc_to_text({"hint": hint, "question": question, "choices": options}), letter
+        return scienceqa_img.doc_to_text({"hint": hint, "question": question, "choices": options}), letter
     doc = {"question": question, "hint": hint, **dict(zip("ABCD", options))}
-    text = prompts.mmbench_cn_doc_to_text(doc) if lang == "cn" else prompts.mmbench_en_doc_to_text(doc)
+    text = mmbench_cn_dev.doc_to_text(doc) if lang == "cn" else mmbench_en_dev.doc_to_text(doc)
     return text, letter
 
 
@@ -152,24 +153,24 @@ def _image_and_questions(rng: random.Random, kind: str) -> tuple[object, str, li
     if kind == "single":  # VizWiz: one large shape near the centre, never the evaluation samples' size
         s = Shape(rng.choice(SHAPES), rng.choice(COLOR_NAMES), 0.5 + rng.choice((-0.03, 0.0, 0.03)), 0.5,
                   radius=rng.choice((48, 62)))
-        qa = [(prompts.vizwiz_doc_to_text({"question": "What color is this?"}), s.color),
-              (prompts.vizwiz_doc_to_text({"question": "What shape is this?"}), s.kind),
+        qa = [(vizwiz_vqa_val.doc_to_text({"question": "What color is this?"}), s.color),
+              (vizwiz_vqa_val.doc_to_text({"question": "What shape is this?"}), s.kind),
               _short(f"What color is the {s.kind}?", s.color)]
         rng.shuffle(qa)
         return shape_scene([s]), _caption([s]), qa
     if kind == "blank":  # VizWiz: nothing to see (greys the evaluation samples do not use)
         grey = 115 + 10 * rng.randrange(7)
-        qa = [(prompts.vizwiz_doc_to_text({"question": q}), "unanswerable")
+        qa = [(vizwiz_vqa_val.doc_to_text({"question": q}), "unanswerable")
               for q in ("What is this?", "What color is this?", "What does this say?")]
         return shape_scene([], background=(grey, grey, grey)), "A blank grey picture.", qa[:1 + rng.randrange(3)]
     first, second = rng.sample(WORDS, 2)  # a sign (TextVQA, with its reference OCR tokens), scaled unlike eval's
     number = str(rng.randint(10, 999))
     lines = rng.choice(([first], [first, second], [first, number]))
     doc = {"ocr_tokens": lines}
-    qa = [(prompts.textvqa_doc_to_text({**doc, "question": "what word is written on the sign?"}), first.lower()),
-          (prompts.textvqa_doc_to_text({**doc, "question": "what is the first word on the sign?"}), first.lower())]
+    qa = [(textvqa_val.doc_to_text({**doc, "question": "what word is written on the sign?"}), first.lower()),
+          (textvqa_val.doc_to_text({**doc, "question": "what is the first word on the sign?"}), first.lower())]
     if number in lines:
-        qa.append((prompts.textvqa_doc_to_text({**doc, "question": "what number is on the sign?"}), number))
+        qa.append((textvqa_val.doc_to_text({**doc, "question": "what number is on the sign?"}), number))
     rng.shuffle(qa)
     return text_image(lines, scale=2), f"A sign that says {' '.join(lines)}.", qa
 
@@ -193,7 +194,7 @@ def build_train_samples() -> tuple[dict[str, bytes], list[dict], list[dict]]:
         finetune.append({"id": f"qa{i:05d}", "image": name, "conversations": turns})
     for j, (q, a) in enumerate(TEXT_ONLY):
         finetune.append({"id": f"text{j:03d}", "conversations": [
-            {"from": "human", "value": q + prompts.SHORT}, {"from": "gpt", "value": a}]})
+            {"from": "human", "value": q + SHORT}, {"from": "gpt", "value": a}]})
     return images, pretrain, finetune
 
 

@@ -1,6 +1,9 @@
 """benchmarks/method_decode.py: every subject timed on the same requests, ratios to the base model."""
 
+import pytest
 
+
+@pytest.mark.slow
 def test_each_subject_is_timed_on_the_same_requests(load_benchmark):
     module = load_benchmark("method_decode")
     result = module.measure("llava-tiny", "fastv", {"k": 1, "r": 0.5}, "pope", 1, 4, 2, recompute=False)

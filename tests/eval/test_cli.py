@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stf_bench import benchmarks
+from stf_bench import accuracy as benchmarks
 from stf_bench.cli import main
 from stf_bench.errors import StfBenchError
 from stf_bench.eval import cli as run_cli
@@ -101,6 +101,7 @@ def _argv(out: Path) -> list[str]:  # batch 1: one fsynced cache write per answe
     return ["run", "--output-dir", str(out), "--batch-size", "1", "--format", "json", "--no-store", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_scores(tmp_path, tiny_tasks, monkeypatch, capsys,
                                                                     cli_child, sample_predictions):
     import stf_bench.eval
@@ -138,6 +139,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_scores(tmp_path, ti
     assert saved["stf_bench"]["resumed_answers"] >= answered
 
 
+@pytest.mark.slow
 def test_lmms_eval_cli_runs_the_registered_model(tmp_path, tiny_tasks, cli_child):
     reg = tiny_tasks(rows=3)
     out = tmp_path / "lmms"

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from stf_bench.accuracy import names
 from stf_bench.errors import StfBenchError
 from stf_bench.eval import data_sources
 from stf_bench.eval.samples import ensure_samples
@@ -33,4 +34,4 @@ def test_a_renamed_column_is_named_with_the_fix(tmp_path, benchmark, folder, col
 
 def test_every_declared_benchmark_has_its_columns_in_the_sample_data():
     """The sample data carries the real schema, so every column declared as needed is in it."""
-    data_sources.locate(list(data_sources.COLUMNS), data="samples")
+    data_sources.locate(names(), data="samples")

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from stf_bench.cli import main
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _argv(out: Path) -> list[str]:
@@ -21,12 +16,13 @@ def _argv(out: Path) -> list[str]:
             "--device", "cpu"]
 
 
-def test_two_processes_match_one(tmp_path, tiny_tasks, monkeypatch, capsys, cli_child, sample_predictions):
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path, tiny_tasks, monkeypatch, capsys, cli_child, sample_predictions, free_port):
     import stf_bench.eval
 
     reg = tiny_tasks(rows=5)  # odd: the ranks get 3 and 2 rows, lmms-eval pads the short one
     out2 = tmp_path / "two"
-    port = _free_port()
+    port = free_port
     procs = []
     for rank in range(2):
         command, env = cli_child(reg.folder, _argv(out2), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",

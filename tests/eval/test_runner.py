@@ -224,3 +224,16 @@ def test_the_lock_dies_with_its_process(tmp_path):
         child.wait()
     with output_dir_lock(tmp_path):
         pass
+
+
+def test_a_run_is_started_and_read_through_the_adapter_s_run_api(lm, tmp_path):
+    from stf_bench.eval.resume import AnswerCache
+
+    lm.skipped = {("a task", 1): "a row of an earlier run"}
+    lm.begin_run(AnswerCache(tmp_path), show_progress=False)
+    assert lm.skipped == {} and lm.show_progress is False and lm.answer_cache is not None
+    summary = lm.run_summary()
+    assert summary.identity == lm.identity and summary.weights == json.loads(lm.identity)["weights"]
+    assert (summary.world_size, summary.resumed_answers, summary.method_summary) == (1, 0, None)
+    lm.begin_run(None, show_progress=False)
+    assert lm.answer_cache is None and lm.run_summary().resumed_answers == 0

@@ -13,9 +13,14 @@ import zlib
 import pytest
 from scripted_lm import ScriptedLM
 
-from stf_bench import benchmarks
+from stf_bench import accuracy as benchmarks
 from stf_bench.compat import lmms_evaluator_patched
-from stf_bench.eval import llava_protocol, samples, tasks
+from stf_bench.eval import samples, tasks
+
+
+def _target(bench: str, doc: dict) -> str:
+    """The row's right answer, as its benchmark module gives it."""
+    return benchmarks.BENCHMARKS[bench].target(doc)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +47,7 @@ def _run(cache, monkeypatch, tmp_path, answer, protocol, names=None) -> dict:
 
 @pytest.mark.parametrize("protocol", tasks.PROTOCOLS)
 def test_oracle_scores_100_in_the_papers_units(cache, monkeypatch, tmp_path, protocol):
-    out = _run(cache, monkeypatch, tmp_path, llava_protocol.target, protocol)
+    out = _run(cache, monkeypatch, tmp_path, _target, protocol)
     assert list(out) == list(benchmarks.names())
     for bench, metrics in out.items():
         expected = 1000.0 if bench == "ocrbench" else 100.0
@@ -72,7 +77,7 @@ def test_pope_parsing_is_the_protocol_difference(cache, monkeypatch, tmp_path, p
 
 def _mixed(bench, doc):
     """Right on about two rows in three, a near miss otherwise: exercises partial credit and both branches."""
-    right = llava_protocol.target(bench, doc)
+    right = _target(bench, doc)
     if zlib.crc32(f"{doc['question']}|{right}".encode()) % 3:
         return right
     return {"pope": "yes" if right == "no" else "no", "scienceqa_img": "A" if right != "A" else "B",

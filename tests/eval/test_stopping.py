@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from stf_bench import load_model
 from stf_bench.errors import StfBenchError
 from stf_bench.eval.stopping import GreedyStops, cut_at_stop, max_new_tokens, until_strings
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return load_model("stf-tiny", device="cpu")[1].tokenizer
+@pytest.fixture
+def tok(tiny_model):
+    return tiny_model("stf-tiny")[1].tokenizer
 
 
 def test_until_and_max_new_tokens_from_gen_kwargs():

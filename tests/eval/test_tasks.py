@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from stf_bench import benchmarks
+from stf_bench import accuracy as benchmarks
+from stf_bench.accuracy import gqa
 from stf_bench.errors import StfBenchError
 from stf_bench.eval import data_sources, samples, tasks
 
@@ -137,8 +138,9 @@ def test_lmms_eval_protocol_keeps_lmms_evals_functions(cache_env):
                 continue
             assert "lmms_eval/tasks/" in f.__code__.co_filename, (name, fn)
     agg = {n: {m["metric"]: m["aggregation"] for m in task_dict[n].config.metric_list} for n in task_dict}
-    assert agg["mmbench_en_dev"]["gpt_eval_score"].__qualname__.startswith("lmms_mmbench_static_for")  # no judge
-    assert agg["ocrbench"]["ocrbench_accuracy"].__name__ == "lmms_ocrbench_aggregate"  # reset global total
+    mmb, ocr = agg["mmbench_en_dev"]["gpt_eval_score"], agg["ocrbench"]["ocrbench_accuracy"]
+    assert mmb.__module__ == "stf_bench.accuracy.mmbench" and mmb.__qualname__.startswith("lmms_static_for")  # no judge
+    assert (ocr.__module__, ocr.__name__) == ("stf_bench.accuracy.ocrbench", "lmms_aggregate")  # reset global total
     assert agg["pope"]["pope_f1_score"].__module__ == "utils"  # lmms-eval's pope utils, loaded by path
 
 
@@ -216,7 +218,7 @@ def test_gqa_join_checks_the_image_table(sample_root, tmp_path):
 
     files = data_sources.locate(["gqa"], data_dir=sample_root)["gqa"]
     questions = datasets.load_dataset("parquet", data_files=files.data_files(), split="testdev")
-    joined = data_sources.gqa_join_images(questions, files.image_files)
+    joined = gqa.join_images(questions, files.image_files)
     assert isinstance(joined[0]["image"], Image.Image) and joined[0]["question"] == questions[0]["question"]
     images = pq.read_table(files.image_files)
     broken = tmp_path / "images.parquet"  # first image corrupt, last one missing
@@ -224,10 +226,10 @@ def test_gqa_join_checks_the_image_table(sample_root, tmp_path):
     cells[0] = {"bytes": b"not an image", "path": None}
     pq.write_table(pa.table({"id": images.column("id").to_pylist()[:-1], "image": cells[:-1]}), broken)
     with pytest.raises(StfBenchError, match="refer to images missing"):
-        data_sources.gqa_join_images(questions, [str(broken)])
+        gqa.join_images(questions, [str(broken)])
     keep = images.column("id").to_pylist()[:-1]
     subset = questions.filter(lambda d: d["imageId"] in keep)
-    joined = data_sources.gqa_join_images(subset, [str(broken)])
+    joined = gqa.join_images(subset, [str(broken)])
     first_id = images.column("id")[0].as_py()
     row = next(r for r in joined if r["imageId"] == first_id)
     assert row["image"] is None  # the adapter reports and skips the row; the others still load

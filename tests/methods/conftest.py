@@ -11,6 +11,7 @@ import pytest
 from stf_bench.methods import registry
 
 PLUGIN_SRC = Path(__file__).resolve().parents[2] / "examples" / "method-plugin" / "src"
+QUESTION_PLUGIN_SRC = Path(__file__).resolve().parents[2] / "examples" / "question-plugin" / "src"
 
 
 @pytest.fixture
@@ -42,3 +43,12 @@ def random_drop_plugin(fresh_registry, monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGIN_SRC))
     fresh_registry(EntryPoint("random-drop", "stf_random_drop:RandomDrop", registry.ENTRY_POINT_GROUP))
     return registry.get_method("random-drop")
+
+
+@pytest.fixture
+def question_keep_plugin(fresh_registry, monkeypatch):
+    """The question-reading example plug-in (examples/question-plugin) registered through an entry point, as
+    `pip install -e` does."""
+    monkeypatch.syspath_prepend(str(QUESTION_PLUGIN_SRC))
+    fresh_registry(EntryPoint("question-keep", "stf_question_keep:QuestionKeep", registry.ENTRY_POINT_GROUP))
+    return registry.get_method("question-keep")

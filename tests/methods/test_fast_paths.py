@@ -84,8 +84,17 @@ class _InLlm(LlmMethod):
     name = "fake-in-llm"
 
 
+class _InLlmReadsQuestion(LlmMethod):
+    """Reads the question inside the LLM only (as FastV ranks by the last prompt token): the image's visual tokens do
+    not depend on it, so they may be cached by image; the shared prefill and the lean decode stay off."""
+
+    name = "fake-in-llm-query-aware"
+    text_conditioned = True
+
+
 @pytest.mark.parametrize("cls,paths", [(_ReadsQuestion, FastPaths(False, False, True)),
-                                       (_InLlm, FastPaths(True, False, False))])
+                                       (_InLlm, FastPaths(True, False, False)),
+                                       (_InLlmReadsQuestion, FastPaths(True, False, False))])
 def test_query_aware_and_in_llm_methods_take_generate(fresh_registry, monkeypatch, cls, paths):
     fresh_registry()
     register(cls)

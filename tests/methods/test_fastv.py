@@ -212,13 +212,25 @@ def test_decoding_from_the_pruned_cache_equals_recomputation(r):
         assert torch.allclose(got, want, atol=1e-5)
 
 
-def test_the_evaluation_adapter_decodes_fastv_from_its_cache_not_the_whole_prompt():
+def test_the_evaluation_adapter_decodes_fastv_from_its_cache_not_the_whole_prompt(monkeypatch):
     """Regression (issue 27): FastV recomputed the whole prompt for every generated token. Through the adapter (fast
     paths on or off) the first LLM layer now sees the prompt once, then one token per step; plain `generate()`
-    still recomputes."""
+    still recomputes. Decode steps may run the layer through `generation._lean_layer` (no module call), which is
+    counted too."""
     from lmms_eval.api.instance import Instance
 
     from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.models import generation
+
+    first_layers: list = []  # layer 0 of each model built below
+    lean_layer = generation._lean_layer
+
+    def counted_lean_layer(layer, hidden, *args):
+        if any(layer is first for first in first_layers):
+            seen.append(hidden.shape[1])
+        return lean_layer(layer, hidden, *args)
+
+    monkeypatch.setattr(generation, "_lean_layer", counted_lean_layer)
 
     image = Image.new("RGB", (40, 30), (200, 40, 90))
     for fast in ("true", "false"):
@@ -230,6 +242,7 @@ def test_the_evaluation_adapter_decodes_fastv_from_its_cache_not_the_whole_promp
         request = Instance("generate_until", ("What is this?", gen, lambda d: [d["image"]], 0, "t", "test"), idx=0,
                            metadata={"task": "t", "doc_id": 0, "repeats": 1})
         seen: list[int] = []
+        first_layers.append(lm.model.model.language_model.layers[0])
         lm.model.model.language_model.layers[0].register_forward_hook(
             lambda m, a, o, seen=seen: seen.append(a[0].shape[1]))
         lm.generate_until([request])

@@ -65,3 +65,30 @@ def test_a_vision_method_on_a_projector_that_mixes_tokens_is_refused(random_drop
     assert main(["flops", "--model", "stf-tiny", "--method", "random-drop", "--no-store"]) == 2
     err = capsys.readouterr().err
     assert "does not map tokens one by one" in err and "mlp2x_gelu" in err
+
+
+def test_the_question_reading_plugin_gets_each_requests_question_through_run_and_flops(question_keep_plugin,
+                                                                                       tmp_path, capsys, monkeypatch):
+    """examples/question-plugin through its entry point: `run` hands its `reduce` the question's word ids and
+    embeddings of each request (never an empty question), the fast paths stay off for it, and `flops` counts it."""
+    seen: list[list[int]] = []
+    reduce = question_keep_plugin.reduce
+
+    def recording(self, features, ctx):
+        seen.extend(ids.numel() for ids in ctx.question_ids)
+        assert all(e.shape == (ids.numel(), features.shape[-1]) for ids, e in zip(ctx.question_ids,
+                                                                                   ctx.question_embeds))
+        return reduce(self, features, ctx)
+
+    monkeypatch.setattr(question_keep_plugin, "reduce", recording)
+    monkeypatch.chdir(tmp_path)
+    assert not question_keep_plugin.fast_paths().visual_cache
+    argv = ["run", "--model", "llava-tiny", "--method", "question-keep", "--method-args", "keep=16", "--tasks",
+            "pope", "--limit", "2", "--output-dir", str(tmp_path / "out"), "--no-store", "--format", "json",
+            "--no-progress"]
+    assert main(argv) == 0
+    assert "pope" in json.loads(capsys.readouterr().out)
+    assert len(seen) >= 2 and all(n > 0 for n in seen)  # every request's question reached the method
+    assert main(["flops", "--model", "llava-1.5-7b", "--method", "question-keep", "--method-args", "keep=144",
+                 "--format", "json", "--no-store"]) == 0
+    assert json.loads(capsys.readouterr().out)["tflops"] == pytest.approx(1.876, abs=5e-4)  # the LLM over 144

@@ -94,10 +94,10 @@ def test_published_settings_give_their_token_counts():
     assert build().args == {"dominant": 54, "contextual": 10, "cls": True} and build().tokens_out(N) == 64
 
 
-def test_keeping_every_token_equals_the_base_model():
+def test_keeping_every_token_equals_the_base_model(tiny_model):
     """dominant=576, contextual=0, cls=false: the base model's visual tokens, same order; with cls (577), CLS first."""
     pixels = torch.randn(2, 3, 336, 336, generator=torch.Generator().manual_seed(1))
-    base, _ = load_model("llava-tiny")
+    base, _ = tiny_model("llava-tiny")
     every, _ = load_model("llava-tiny", method="visionzip",
                           **{"method.dominant": 576, "method.contextual": 0, "method.cls": False})
     with_cls, _ = load_model("llava-tiny", method="visionzip", **{"method.dominant": 577, "method.contextual": 0})

@@ -71,6 +71,7 @@ def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.slow
 def test_lmms_eval_s_own_llava_hf_answers_as_stf_bench_run(exported, tmp_path):
     cli = [sys.executable, "-m", "stf_bench.cli"]
     db = tmp_path / "store.sqlite"

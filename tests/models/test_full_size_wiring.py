@@ -3,7 +3,6 @@ LLM and the vision tower cut to one layer each (prefill, a few decode steps, and
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import json
 
@@ -17,20 +16,12 @@ from stf_bench.models.loading import load_model
 from stf_bench.models.tokenizer import IMAGE_TOKEN, build_tiny_tokenizer
 
 FULL = [p.name for p in presets.list_presets() if not p.tiny]
-FULL_VISION = "clip-vit-large-patch14-336"
 
 
 @pytest.fixture
 def one_layer(monkeypatch):
     """Full-size presets with one LLM layer and one vision layer (MBTF then fuses the one block there is)."""
-    monkeypatch.setitem(presets.VISION, FULL_VISION, {**presets.VISION[FULL_VISION], "num_hidden_layers": 1})
-    for name in ("vicuna-1.5-7b", "vicuna-1.5-13b", "llama-3.1-8b"):
-        monkeypatch.setitem(presets.LLMS, name, {**presets.LLMS[name], "num_hidden_layers": 1})
-    for name in FULL:
-        preset = presets.PRESETS[name]
-        if "mbtf" in preset.projector:
-            monkeypatch.setitem(presets.PRESETS, name, dataclasses.replace(
-                preset, settings={**preset.settings, "mbtf_blocks": 1}))
+    presets.cut_full_size(1, 1, setitem=monkeypatch.setitem)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     yield
     gc.collect()  # one full-width model at a time (up to ~5 GB in float32)
@@ -44,6 +35,7 @@ def test_stand_in_tokenizer_puts_image_at_the_given_id():
     assert build_tiny_tokenizer().convert_tokens_to_ids(IMAGE_TOKEN) == 260  # the tiny presets' unchanged
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FULL)
 def test_full_size_preset_prefills_and_decodes(name, one_layer):
     model, processor = load_model(name, random_weights=True, dtype="float32")
@@ -58,6 +50,7 @@ def test_full_size_preset_prefills_and_decodes(name, one_layer):
     assert out.shape[1] == inputs["input_ids"].shape[1] + 3
 
 
+@pytest.mark.slow
 def test_latency_and_run_paths_of_a_full_size_preset(one_layer, tmp_path, capsys):
     """The two commands of Table 9 / docs/BENCHMARKS.md, on stf-7b cut to one layer each (shared by every preset)."""
     name = "stf-7b"

@@ -163,8 +163,8 @@ def test_format3_stf_release_matches_reference(tmp_path):
     assert torch.allclose(got, want, atol=1e-4)
 
 
-def test_format3_stage1_projector_bin_weights_only(tmp_path):
-    model, _ = load_model("stf-tiny")
+def test_format3_stage1_projector_bin_weights_only(tmp_path, tiny_model):
+    model, _ = tiny_model("stf-tiny")
     c = model.config.vision_config.hidden_size
     h = model.config.text_config.hidden_size
     state = {"model.mm_projector_crosslayer.0.weight": _rand(4 * c, 8 * c, seed=30),

@@ -40,8 +40,8 @@ def test_generate_on_cpu_produces_tokens():
     assert all(isinstance(t, str) for t in processor.batch_decode(new, skip_special_tokens=True))
 
 
-def test_batched_and_single_visual_tokens_agree():
-    model, processor = load_model("stf-tiny")
+def test_batched_and_single_visual_tokens_agree(tiny_model):
+    model, processor = tiny_model("stf-tiny")
     pixels = processor.preprocess_images([_image(), _image((10, 200, 10), (50, 90))])
     with torch.no_grad():
         both = model.visual_tokens(pixels)
@@ -49,8 +49,8 @@ def test_batched_and_single_visual_tokens_agree():
     assert torch.allclose(both[1:], one, atol=1e-6)
 
 
-def test_square_padding_uses_the_clip_mean_colour():
-    _, processor = load_model("llava-tiny")
+def test_square_padding_uses_the_clip_mean_colour(tiny_model):
+    _, processor = tiny_model("llava-tiny")
     pixels = processor.preprocess_images([Image.new("RGB", (336, 100), (255, 255, 255))])
     corner = pixels[0, :, 0, 0]  # padded region, normalised mean colour ~ 0
     assert corner.abs().max() < 0.02
@@ -91,8 +91,8 @@ def test_level_table_pixels_equal_the_image_processors_own():
         ip.do_center_crop = True
 
 
-def test_placeholder_mismatch_is_a_clear_error():
-    model, processor = load_model("stf-tiny")
+def test_placeholder_mismatch_is_a_clear_error(tiny_model):
+    model, processor = tiny_model("stf-tiny")
     ids = processor.tokenizer(["USER: <image>\nHi ASSISTANT:"], return_tensors="pt")["input_ids"]  # 1 placeholder
     with pytest.raises(StfBenchError, match="144"):
         model(input_ids=ids, pixel_values=processor.preprocess_images([_image()]))
@@ -122,8 +122,8 @@ def test_vision_features_stop_at_the_deepest_block_read(name):
 
 
 @pytest.mark.parametrize("name", ["llava-tiny", "stf-tiny"])
-def test_token_ids_equal_the_tokenised_expanded_prompts(name):
-    _, processor = load_model(name)
+def test_token_ids_equal_the_tokenised_expanded_prompts(name, tiny_model):
+    _, processor = tiny_model(name)
     prompts = ["USER: <image>\nWhat colour? ASSISTANT:", "<image>\n<image> two images, one prompt", "no image at all",
                "A chat. USER: <image>\n图中有什么? ASSISTANT:"]
     # the byte-level tokenizer has no dummy prefix and no merges: per-chunk ids equal the whole expanded prompt's

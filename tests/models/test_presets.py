@@ -117,3 +117,23 @@ def test_models_listing_imports_no_torch():
                           env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert proc.stderr.strip().splitlines()[-1] == "0 []", proc.stderr
     assert json.loads(proc.stdout)[0]["name"] == "llava-1.5-7b"
+
+
+def test_cut_full_size_keeps_widths_and_cuts_only_the_full_size_layers(monkeypatch):
+    """The one-layer cut shared by the GPU benchmark's dry run and tests/models/test_full_size_wiring.py."""
+    from stf_bench.models import presets
+
+    tiny_before = {name: presets.preset_config(name).to_dict() for name, p in PRESETS.items() if p.tiny}
+    width = presets.preset_config("stf-13b").text_config.hidden_size
+    presets.cut_full_size(1, 2, setitem=monkeypatch.setitem)
+    for name, preset in PRESETS.items():
+        config = presets.preset_config(name)
+        if preset.tiny:
+            assert config.to_dict() == tiny_before[name]
+            continue
+        assert config.text_config.num_hidden_layers == 1 and config.vision_config.num_hidden_layers == 2, name
+        if "mbtf" in preset.projector:
+            assert preset.settings["mbtf_blocks"] == 1
+    assert presets.preset_config("stf-13b").text_config.hidden_size == width
+    monkeypatch.undo()
+    assert presets.preset_config("stf-7b").text_config.num_hidden_layers == 32

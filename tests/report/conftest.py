@@ -12,11 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
 import lmms_run  # noqa: E402
 
 lmms_out = lmms_run.lmms_out  # session fixture: lmms-eval output of two tiny models
-
-
-def results_file(lmms_out: Path, model: str) -> Path:
-    """The results JSON lmms-eval wrote for `model`."""
-    return next((lmms_out / model).glob("*_results.json"))
+# Test modules import it from lmms_run, never `from conftest import ...`: the name `conftest` is whichever conftest
+# pytest loaded last (tests/benchmarks' one when both folders are named on the command line).
+results_file = lmms_run.results_file
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import random
 import numpy as np
 import pytest
 
-from stf_bench.benchmarks import of_column
+from stf_bench.accuracy import of_column
 from stf_bench.report.bootstrap import paired_bootstrap, resample_stats, score_ci, task_units
 from stf_bench.report.metrics import headline, task_column
-from stf_bench.store.db import SampleRow
+from stf_bench.store.ingest import SampleRecord
 
 
 def test_task_columns_accept_plain_and_stf_names():
@@ -35,13 +35,13 @@ def test_headline_units():
     assert headline("gqa", {"other": 1.0}) is None and headline("mme", {"exact_match": 1.0}) is None
 
 
-def _pope_rows(seed: int, n: int, splits=("adversarial", "popular", "random")) -> list[SampleRow]:
+def _pope_rows(seed: int, n: int, splits=("adversarial", "popular", "random")) -> list[SampleRecord]:
     rng = random.Random(seed)
     rows = []
     for i in range(n):
         gt, pred = rng.choice(["yes", "no"]), rng.choice(["yes", "no", "yes", "maybe"])
         item = {"prediction": pred, "ground_truth": gt, "score": float(pred == gt), "category": splits[i % len(splits)]}
-        rows.append(SampleRow(i, None, gt, pred, {"pope_f1_score": item, "pope_f1_avg": item}))
+        rows.append(SampleRecord(i, None, gt, pred, {"pope_f1_score": item, "pope_f1_avg": item}))
     return rows
 
 
@@ -75,7 +75,7 @@ def test_mmbench_circular_matches_lmms_eval_static():
             rec = {"index": q + copy * 1_000_000, "question": f"q{q}", "answer": answer, "prediction": pred,
                    "hint": "nan", "source": "s", "split": "dev", "category": "c", "L2-category": "l",
                    "A": "a", "B": "b", "C": "c", "D": "d"}
-            rows.append(SampleRow(i, None, answer, pred, {"gpt_eval_score": rec}))
+            rows.append(SampleRecord(i, None, answer, pred, {"gpt_eval_score": rec}))
             i += 1
     expected, _, _ = MMBench_Evaluator(sys_prompt="x").eval_result([r.metrics["gpt_eval_score"] for r in rows],
                                                                    eval_method="static")
@@ -85,7 +85,7 @@ def test_mmbench_circular_matches_lmms_eval_static():
 
 def test_ci_covers_the_score_narrows_with_n_and_is_reproducible():
     metric = of_column("GQA").headlines()[0]
-    rows = [SampleRow(i, None, "a", "a", {"exact_match": float(i % 3 != 0)}) for i in range(300)]
+    rows = [SampleRecord(i, None, "a", "a", {"exact_match": float(i % 3 != 0)}) for i in range(300)]
     point = 100 * np.mean([r.metrics["exact_match"] for r in rows])
     big = score_ci(metric, rows, point, iters=500)
     small = score_ci(metric, rows[:30], 100 * np.mean([r.metrics["exact_match"] for r in rows[:30]]), iters=500)
@@ -96,18 +96,18 @@ def test_ci_covers_the_score_narrows_with_n_and_is_reproducible():
 
 def test_no_ci_when_records_do_not_reproduce_the_score():
     metric = of_column("GQA").headlines()[0]
-    rows = [SampleRow(i, None, "a", "a", {"exact_match": 1.0}) for i in range(10)]
+    rows = [SampleRecord(i, None, "a", "a", {"exact_match": 1.0}) for i in range(10)]
     result = score_ci(metric, rows, 50.0)
     assert result.ci is None and "give 100.0000, the results file 50.0000" in result.note
-    missing = score_ci(metric, [SampleRow(0, None, "a", "a", {})], 50.0)
+    missing = score_ci(metric, [SampleRecord(0, None, "a", "a", {})], 50.0)
     assert missing.ci is None and "lack" in missing.note
 
 
 def test_paired_bootstrap_sees_a_real_difference_and_none_where_there_is_none():
     metric = of_column("SQA").headlines()[0]
     rng = random.Random(0)
-    a = [SampleRow(i, None, "t", "", {"exact_match": float(rng.random() < 0.8)}) for i in range(400)]
-    b = [SampleRow(i, None, "t", "", {"exact_match": float(rng.random() < 0.6)}) for i in range(400)]
+    a = [SampleRecord(i, None, "t", "", {"exact_match": float(rng.random() < 0.8)}) for i in range(400)]
+    b = [SampleRecord(i, None, "t", "", {"exact_match": float(rng.random() < 0.6)}) for i in range(400)]
     ua, ub = task_units(metric, a), task_units(metric, b)
     res = paired_bootstrap(ua, ub, iters=1000)
     assert res.diff == pytest.approx(ua.point() - ub.point()) and res.ci[0] > 0 and res.p_value < 0.01
@@ -117,7 +117,7 @@ def test_paired_bootstrap_sees_a_real_difference_and_none_where_there_is_none():
 
 
 def test_llava_mmbench_units_follow_the_llava_rule():
-    from stf_bench.eval import scoring
+    from stf_bench.accuracy import mmbench
 
     rows, i = [], 0
     preds = {0: ["A", "B"], 1: ["B or C", "C"], 2: ["C", "nothing readable"], 3: ["D.", "(A)"]}
@@ -125,9 +125,9 @@ def test_llava_mmbench_units_follow_the_llava_rule():
         for copy, pred in enumerate(pair):
             rec = {"index": q + copy * 1_000_000, "answer": "ABCD"[(q + copy) % 4], "prediction": pred,
                    "A": "a", "B": "b", "C": "c", "D": "d"}
-            rows.append(SampleRow(i, None, rec["answer"], pred, {"circular_accuracy": rec}))
+            rows.append(SampleRecord(i, None, rec["answer"], pred, {"circular_accuracy": rec}))
             i += 1
     units = task_units(of_column("MMB").headlines()[0], rows)
     records = [r.metrics["circular_accuracy"] for r in rows]
     assert units.keys == ["0", "1", "2", "3"]
-    assert units.point() == pytest.approx(100 * scoring.mmbench_circular(records)) == pytest.approx(50.0)
+    assert units.point() == pytest.approx(100 * mmbench.circular(records)) == pytest.approx(50.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import results_file
+from lmms_run import results_file
 
 from stf_bench.cli import main
 from stf_bench.errors import StfBenchError

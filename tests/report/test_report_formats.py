@@ -8,7 +8,7 @@ import io
 import json
 
 import pytest
-from conftest import results_file
+from lmms_run import results_file
 
 from stf_bench.cli import main
 from stf_bench.published import load_published

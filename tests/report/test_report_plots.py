@@ -16,7 +16,7 @@ def test_tick_labels_use_mathtext_superscripts():
 
 
 def test_deltas_title_promises_hatching_only_when_a_reproduced_series_is_drawn(tmp_path, monkeypatch):
-    from stf_bench.benchmarks import BENCHMARKS, paper8
+    from stf_bench.accuracy import BENCHMARKS, paper8
     from stf_bench.published import load_published
     from stf_bench.report import plots
 

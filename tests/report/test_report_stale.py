@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from conftest import results_file
+import dataclasses
 
+from lmms_run import results_file
+
+from stf_bench.accuracy import BENCHMARKS
 from stf_bench.eval import scorer_versions
 from stf_bench.published import load_published
 from stf_bench.report.formats import ranks, render
@@ -15,6 +18,12 @@ TINY = "stf-tiny (data=hub) [llava] @01234567"
 
 def _table2(store):
     return next(t for t in build_tables(PUB, store, table_ids("2", PUB), iters=50) if t.id == "2")
+
+
+def _bump_sqa(monkeypatch) -> None:
+    """A rule of SQA's lmms-eval task changed: its module declares version 2."""
+    bench = BENCHMARKS["scienceqa_img"]
+    monkeypatch.setitem(BENCHMARKS, bench.name, dataclasses.replace(bench, lmms_scorer_version="2"))
 
 
 def _row_index(table, method):
@@ -38,7 +47,7 @@ def test_a_bump_makes_the_older_cell_stale_and_unranked(filled_store, monkeypatc
     assert "stale" not in render([before], "md")
     ranked = ranks(before)
 
-    monkeypatch.setitem(scorer_versions.SCORER_VERSIONS, "scienceqa_img", "2")  # a rule of SQA changed
+    _bump_sqa(monkeypatch)  # a rule of SQA changed
     after = _table2(filled_store)
     i = _row_index(after, TINY)
     cell = after.rows[i].cells["SQA"]
@@ -69,7 +78,7 @@ def test_recorded_current_versions_are_not_stale(filled_store, lmms_out, monkeyp
     filled_store.record_lmms_eval(copy, model="stf-tiny", model_args="data=hub,run=c", protocol="llava")
     run = filled_store.runs()[-1]
     assert filled_store.scorer_versions(run.id) == {"scienceqa_img": "2"}
-    monkeypatch.setitem(scorer_versions.SCORER_VERSIONS, "scienceqa_img", "2")
+    _bump_sqa(monkeypatch)
     table = _table2(filled_store)
     fresh = [r for r in table.rows if r.source == "reproduced" and "run=c" in r.method]
     assert fresh and not fresh[0].cells["SQA"].stale

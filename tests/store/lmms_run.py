@@ -184,6 +184,11 @@ def lmms_out(tmp_path_factory) -> Path:
     return lmms_output(tmp_path_factory.mktemp("lmms"))
 
 
+def results_file(lmms_out: Path, model: str) -> Path:
+    """The results JSON lmms-eval wrote for `model`."""
+    return next((lmms_out / model).glob("*_results.json"))
+
+
 TRAINING = {"stage": "finetune", "preset": "avgpool-7b", "model_args": {}, "projector": "", "recipe": {"lr": 2e-5},
             "data": {"source": "hub", "rows": 665298, "masked_rows": 0, "skipped_rows": 0}, "steps": 5198,
             "stf_bench_version": "0.1.0"}

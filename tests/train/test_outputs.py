@@ -26,9 +26,9 @@ def test_projector_file_round_trips_through_load_model(preset, tmp_path):
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
 
 
-def test_released_layouts_keep_their_names():
-    llava, _ = load_model("llava-tiny")
-    stf, _ = load_model("stf-tiny")
+def test_released_layouts_keep_their_names(tiny_model):
+    llava, _ = tiny_model("llava-tiny")
+    stf, _ = tiny_model("stf-tiny")
     from stf_bench.train.outputs import projector_state
 
     assert set(projector_state(llava)) == {"model.mm_projector.0.weight", "model.mm_projector.0.bias",

@@ -12,7 +12,7 @@ import torch
 
 from stf_bench.cli import main
 from stf_bench.models import load_model
-from stf_bench.train import outputs
+from stf_bench.train import outputs, samples
 from stf_bench.train.cli import add_arguments
 
 QUICK = ["--max-steps", "1", "--global-batch-size", "2", "--warmup-ratio", "0", "--save-steps", "1"]
@@ -120,7 +120,7 @@ def test_dump_examples_writes_one_line_per_row_without_weights(tmp_path, capsys)
     dump = tmp_path / "rows.jsonl"
     assert main(["train", "--stage", "pretrain", "--dump-examples", str(dump)]) == 0
     lines = [json.loads(x) for x in dump.read_text().splitlines()]
-    assert len(lines) == 96 and set(lines[0]) == {"id", "input_ids", "labels"}
+    assert len(lines) == samples.N_IMAGES and set(lines[0]) == {"id", "input_ids", "labels"}  # a caption per image
     assert all(r["input_ids"][:2] == [1, -200] and r["labels"][:2] == [-100, -100] for r in lines)
 
 
@@ -181,7 +181,8 @@ def test_resume_after_a_crash_ends_with_the_weights_of_an_uninterrupted_run(tmp_
     assert json.loads((tmp_path / "cut" / "training.json").read_text())["steps"] == 4
 
 
-def test_two_processes_with_torchrun_train_and_the_first_alone_writes(tmp_path):
+@pytest.mark.slow
+def test_two_processes_with_torchrun_train_and_the_first_alone_writes(tmp_path, free_port):
     import os
     import subprocess
     import sys
@@ -197,7 +198,8 @@ def test_two_processes_with_torchrun_train_and_the_first_alone_writes(tmp_path):
     (tmp_path / "rows.json").write_text(json.dumps(rows))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "stf_bench.cli", "train",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port),
+         "-m", "stf_bench.cli", "train",
          "--stage", "finetune", "--model", "llava-tiny", "--data-path", str(tmp_path / "rows.json"),
          "--image-folder", str(tmp_path / "images"), "--output-dir", str(tmp_path / "out"), "--max-steps", "2",
          "--global-batch-size", "4", "--per-device-batch-size", "2", "--warmup-ratio", "0"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from stf_bench.eval.samples import BUILDERS
+from stf_bench.accuracy import BENCHMARKS
 from stf_bench.models import load_model
 from stf_bench.train.data import load
 from stf_bench.train.labels import build_example, tokenization
@@ -32,8 +32,8 @@ def test_samples_are_deterministic_and_checked_rows_with_nothing_masked(tmp_path
 def test_no_training_image_is_an_evaluation_image():
     train = {_digest(data) for data in build_train_samples()[0].values()}
     evaluation = set()
-    for build in BUILDERS.values():
-        for _, rows in build().values():
+    for bench in BENCHMARKS.values():
+        for _, rows in bench.hook("sample_files")().values():
             for row in rows:
                 cell = row.get("image")
                 if isinstance(cell, dict) and cell.get("bytes"):

@@ -57,18 +57,16 @@ def dump_prompts(out: Path) -> None:
     """Step 1 (stf-bench's environment): every sample row's full llava-protocol prompt, then the adversarial ones."""
     import yaml
 
-    from stf_bench.benchmarks import names
-    from stf_bench.eval import llava_protocol
-    from stf_bench.eval.samples import BUILDERS
+    from stf_bench.accuracy import BENCHMARKS, names
     from stf_bench.models.conversation import vicuna_v1
 
     tasks = HERE.parents[2] / "tasks" / "stf_llava"
     cases = []
     for bench in names():
         text = (tasks / f"stf_{bench}.yaml").read_text()
-        spec = yaml.safe_load(text.replace("!function ", ""))  # `!function utils.x` -> "utils.x"
-        doc_to_text = getattr(llava_protocol, spec["doc_to_text"].split(".")[-1])
-        files = BUILDERS[bench]()
+        spec = yaml.safe_load(text.replace("!function ", ""))  # `!function stf_bench.accuracy.b.f` -> "...b.f"
+        doc_to_text = BENCHMARKS[bench].hook(spec["doc_to_text"].split(".")[-1])
+        files = BENCHMARKS[bench].hook("sample_files")()
         rows = next(rows for _, rows in files.values() if rows and "question" in rows[0])  # GQA: not the images
         for i, row in enumerate(rows):
             cases.append({"name": f"{bench}/{i}", "prompt": vicuna_v1(doc_to_text(row), 1)})

@@ -6,12 +6,25 @@ functions (checked on the task objects lmms-eval builds, in test_tasks.py, and o
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
 
-from stf_bench.eval import llava_protocol as lp
-from stf_bench.eval import scoring
+from stf_bench.accuracy import (
+    chartqa,
+    gqa,
+    mmbench,
+    mmbench_cn_dev,
+    mmbench_en_dev,
+    ocrbench,
+    pope,
+    rules,
+    scienceqa_img,
+    textvqa_val,
+    vizwiz_vqa_val,
+    vqav2_val,
+)
 
 # ---------------------------------------------------------------- VQA accuracy: min(1, matches/3) over 10 leave-one-out
 
@@ -29,14 +42,14 @@ def _crowd(right: str, n_right: int, wrong: str = "cat") -> list[str]:
     (10, 1.0),
 ])
 def test_vqa_accuracy_leave_one_out(n_right, expected):
-    assert scoring.vqa_accuracy("dog", _crowd("dog", n_right)) == pytest.approx(expected)
+    assert rules.vqa_accuracy("dog", _crowd("dog", n_right)) == pytest.approx(expected)
 
 
 def test_vqa_accuracy_normalises_both_sides():
     crowd = ["two"] * 3 + ["2"] + ["a dog"] * 6
-    assert scoring.vqa_accuracy("2", crowd) == pytest.approx(1.0)  # "two" -> "2": four matches
-    assert scoring.vqa_accuracy("Dog.", crowd) == pytest.approx(1.0)  # case, period and article
-    assert scoring.vqa_accuracy("dogs", crowd) == 0.0
+    assert rules.vqa_accuracy("2", crowd) == pytest.approx(1.0)  # "two" -> "2": four matches
+    assert rules.vqa_accuracy("Dog.", crowd) == pytest.approx(1.0)  # case, period and article
+    assert rules.vqa_accuracy("dogs", crowd) == 0.0
 
 
 def _vqav2_doc(crowd: list[str]) -> dict:
@@ -47,8 +60,8 @@ def _vqav2_doc(crowd: list[str]) -> dict:
 def test_vqav2_rule_matches_hand_worked_values_and_keeps_the_doc():
     doc = _vqav2_doc(["Yes"] * 2 + ["no"] * 8)
     before = [dict(a) for a in doc["answers"]]
-    assert scoring.vqav2_accuracy("yes", doc) == pytest.approx(0.6)
-    assert scoring.vqav2_accuracy("No.", doc) == pytest.approx(1.0)  # normalised like LLaVA's submission script
+    assert vqav2_val.accuracy("yes", doc) == pytest.approx(0.6)
+    assert vqav2_val.accuracy("No.", doc) == pytest.approx(1.0)  # normalised like LLaVA's submission script
     assert doc["answers"] == before  # lmms-eval's function edits answers in place; ours works on a copy
 
 
@@ -71,7 +84,7 @@ def test_vqav2_rule_matches_hand_worked_values_and_keeps_the_doc():
     ("no", ["yes"] * 9 + ["no"], 0.3),                 # one match: 9 of 10 subsets give 1/3
 ])
 def test_vqav2_official_table(prediction, crowd, expected):
-    assert scoring.vqav2_accuracy(prediction, _vqav2_doc(crowd)) == pytest.approx(expected)
+    assert vqav2_val.accuracy(prediction, _vqav2_doc(crowd)) == pytest.approx(expected)
 
 
 def test_vqa_official_differs_from_lmms_eval_on_unnormalised_references():
@@ -79,7 +92,7 @@ def test_vqa_official_differs_from_lmms_eval_on_unnormalised_references():
 
     doc = _vqav2_doc(["Dog"] * 10)
     assert vqav2_process_results(doc, ["dog"])["exact_match"] == 1.0  # lmms-eval normalises the ten every time
-    assert scoring.vqav2_accuracy("dog", _vqav2_doc(["Dog"] * 10)) == 0.0
+    assert vqav2_val.accuracy("dog", _vqav2_doc(["Dog"] * 10)) == 0.0
 
 
 # Expected values reasoned from LLaVA's scripts/convert_vizwiz_for_submission.py (EvalAI normaliser on the
@@ -110,30 +123,30 @@ def test_vqa_official_differs_from_lmms_eval_on_unnormalised_references():
 ])
 def test_vizwiz_official_table(prediction, crowd, expected):
     doc = {"question_id": "VizWiz_val_00000001", "answers": list(crowd)}
-    assert scoring.vizwiz_accuracy(prediction, doc) == pytest.approx(expected)
+    assert vizwiz_vqa_val.accuracy(prediction, doc) == pytest.approx(expected)
     assert doc["answers"] == crowd  # the doc is not modified
 
 
 def test_vizwiz_api_rule_processes_the_prediction_only():
     # the API's own processing (no EvalAI step): contractions gain a curly apostrophe, "a"/"the" go, "none" -> "0"
-    assert scoring.vizwiz_official_accuracy("dont", ["don\u2019t"] * 10) == 1.0
-    assert scoring.vizwiz_official_accuracy("dont", ["don't"] * 10) == 0.0
-    assert scoring.vizwiz_official_accuracy("None", ["0"] * 10) == 1.0
-    assert scoring.vizwiz_official_accuracy("a (blue) box", ["blue box"] * 10) == 1.0
-    assert scoring.vizwiz_official_accuracy("blue", ["Blue"] * 10) == 0.0
+    assert vizwiz_vqa_val.official_accuracy("dont", ["don\u2019t"] * 10) == 1.0
+    assert vizwiz_vqa_val.official_accuracy("dont", ["don't"] * 10) == 0.0
+    assert vizwiz_vqa_val.official_accuracy("None", ["0"] * 10) == 1.0
+    assert vizwiz_vqa_val.official_accuracy("a (blue) box", ["blue box"] * 10) == 1.0
+    assert vizwiz_vqa_val.official_accuracy("blue", ["Blue"] * 10) == 0.0
 
 
 def test_vizwiz_differs_from_lmms_eval_on_unnormalised_references():
     from lmms_eval.tasks.vizwiz_vqa.utils import vizwiz_vqa_process_results
 
     assert vizwiz_vqa_process_results({"question_id": "q", "answers": ["Red"] * 10}, ["red"])["exact_match"] == 1.0
-    assert scoring.vizwiz_accuracy("red", {"question_id": "q", "answers": ["Red"] * 10}) == 0.0
+    assert vizwiz_vqa_val.accuracy("red", {"question_id": "q", "answers": ["Red"] * 10}) == 0.0
 
 
 def test_vizwiz_and_textvqa_rules():
     doc = {"question_id": "VizWiz_val_00000001", "answers": ["unanswerable"] * 3 + ["red"] * 7}
-    assert scoring.vizwiz_accuracy("Unanswerable", doc) == pytest.approx(0.9)
-    assert scoring.textvqa_accuracy("RED", {"question_id": 7, "answers": doc["answers"]}) == pytest.approx(1.0)
+    assert vizwiz_vqa_val.accuracy("Unanswerable", doc) == pytest.approx(0.9)
+    assert textvqa_val.accuracy("RED", {"question_id": 7, "answers": doc["answers"]}) == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------- POPE
@@ -150,7 +163,7 @@ def test_vizwiz_and_textvqa_rules():
     ("Absolutely", "yes"),
 ])
 def test_pope_lenient_parsing(text, parsed):
-    assert scoring.pope_parse(text) == parsed
+    assert pope.parse(text) == parsed
 
 
 def _pope_items(category: str, pairs: list[tuple[str, str]]) -> list[dict]:
@@ -166,16 +179,16 @@ def test_pope_f1_is_averaged_over_splits():
     popular = _pope_items("popular", [("yes", "yes"), ("no", "no")])
     random = _pope_items("random", [("yes", "yes"), ("yes", "yes"), ("yes", "no"), ("yes", "no")])
     items = adversarial + popular + random
-    assert scoring.pope_f1(adversarial) == pytest.approx(2 / 3)
-    assert scoring.pope_f1(random) == pytest.approx(2 / 3)
-    assert scoring.pope_f1_average(items) == pytest.approx(7 / 9)
+    assert pope.f1(adversarial) == pytest.approx(2 / 3)
+    assert pope.f1(random) == pytest.approx(2 / 3)
+    assert pope.f1_average(items) == pytest.approx(7 / 9)
     # pooled F1 (lmms-eval's `pope` task) differs: TP=5 FP=3 FN=1 -> P=5/8, R=5/6, F1=5/7
-    assert scoring.pope_f1(items) == pytest.approx(5 / 7)
+    assert pope.f1(items) == pytest.approx(5 / 7)
 
 
 def test_pope_process_results_feeds_each_split_and_the_average():
     doc = {"question_id": "3", "category": "popular", "answer": "no", "question": "Is there a dog in the image?"}
-    out = lp.pope_process_results(doc, ["No, there is not."])
+    out = pope.process_results(doc, ["No, there is not."])
     assert set(out) == {"pope_f1_avg", "pope_accuracy", "pope_f1_popular"}
     assert out["pope_f1_popular"]["prediction"] == "no" and out["pope_accuracy"]["score"] == 1.0
 
@@ -199,7 +212,7 @@ def _answer_all(rows: list[dict], wrong_at: set[int] = frozenset(), style: str =
     for k, row in enumerate(rows):
         letter = row["answer"] if k not in wrong_at else next(x for x in "ABCD" if x != row["answer"] and row[x])
         text = {"letter": letter, "dotted": f"{letter}. {row[letter]}", "text": f"It is {row[letter]}"}[style]
-        items.append(scoring.mmbench_item(row, text))
+        items.append(mmbench.item_of(row, text))
     return items
 
 
@@ -207,17 +220,17 @@ def test_mmbench_circular_needs_every_copy_right():
     q1 = _mmbench_rows(7, ["red", "blue", "green", "black"], "green")
     q2 = _mmbench_rows(8, ["one", "two", "three"], "two")
     assert [r["answer"] for r in q1] == ["C", "B", "A", "D"]  # the right option moves with each rotation
-    assert scoring.mmbench_circular(_answer_all(q1) + _answer_all(q2)) == pytest.approx(1.0)
+    assert mmbench.circular(_answer_all(q1) + _answer_all(q2)) == pytest.approx(1.0)
     # one wrong copy of q1 sinks q1 only: 1 of 2 questions
-    assert scoring.mmbench_circular(_answer_all(q1, wrong_at={2}) + _answer_all(q2)) == pytest.approx(0.5)
+    assert mmbench.circular(_answer_all(q1, wrong_at={2}) + _answer_all(q2)) == pytest.approx(0.5)
     # a copy answered wrongly fails the question even if the original is right
-    assert scoring.mmbench_circular(_answer_all(q2, wrong_at={1})) == 0.0
+    assert mmbench.circular(_answer_all(q2, wrong_at={1})) == 0.0
 
 
 @pytest.mark.parametrize("style", ["dotted", "text"])
 def test_mmbench_extracts_answers_without_a_judge(style):
     q = _mmbench_rows(3, ["red", "blue", "green", "black"], "blue")
-    assert scoring.mmbench_circular(_answer_all(q, style=style)) == pytest.approx(1.0)
+    assert mmbench.circular(_answer_all(q, style=style)) == pytest.approx(1.0)
 
 
 _COLOURS = {"A": "red", "B": "blue", "C": "green", "D": "black"}
@@ -252,42 +265,42 @@ _COLOURS = {"A": "red", "B": "blue", "C": "green", "D": "black"}
     ("", _COLOURS, None),
 ])
 def test_mmbench_can_infer_table(prediction, choices, inferred):
-    assert scoring.mmbench_can_infer(prediction, dict(choices)) == inferred
+    assert mmbench.can_infer(prediction, dict(choices)) == inferred
 
 
 def test_mmbench_unmatched_and_double_answers_fail_the_question():
     q = _mmbench_rows(4, ["red", "blue", "green", "black"], "blue")
     items = _answer_all(q)
-    assert scoring.mmbench_circular(items) == 1.0
+    assert mmbench.circular(items) == 1.0
     other = next(x for x in "ABCD" if x != q[2]["answer"])
-    hedged = [*items[:2], scoring.mmbench_item(q[2], f"{q[2]['answer']} or {other}"), *items[3:]]
-    assert scoring.mmbench_circular(hedged) == 0.0  # one copy names two options
-    unmatched = [*items[:3], scoring.mmbench_item(q[3], "I cannot tell")]
-    assert scoring.mmbench_circular(unmatched) == 0.0  # one copy says nothing readable
-    refused = [scoring.mmbench_item(q[0], "Z"), *items[1:]]
-    assert scoring.mmbench_circular(refused) == 0.0
-    assert scoring.mmbench_question_hits(unmatched) == {4: False}
+    hedged = [*items[:2], mmbench.item_of(q[2], f"{q[2]['answer']} or {other}"), *items[3:]]
+    assert mmbench.circular(hedged) == 0.0  # one copy names two options
+    unmatched = [*items[:3], mmbench.item_of(q[3], "I cannot tell")]
+    assert mmbench.circular(unmatched) == 0.0  # one copy says nothing readable
+    refused = [mmbench.item_of(q[0], "Z"), *items[1:]]
+    assert mmbench.circular(refused) == 0.0
+    assert mmbench.question_hits(unmatched) == {4: False}
 
 
 def test_mmbench_copies_without_their_main_row_are_not_scored():
     q = _mmbench_rows(6, ["red", "blue"], "red")
-    assert scoring.mmbench_question_hits(_answer_all(q)[1:]) == {}
-    assert math.isnan(scoring.mmbench_circular(_answer_all(q)[1:]))
+    assert mmbench.question_hits(_answer_all(q)[1:]) == {}
+    assert math.isnan(mmbench.circular(_answer_all(q)[1:]))
 
 
 def test_mmbench_llava_rule_is_stricter_than_lmms_evals_fallback():
     q = _mmbench_rows(9, ["red", "blue", "green", "black"], "blue")
-    hedges = [scoring.mmbench_item(r, f"{r['answer']} or {next(x for x in 'ABCD' if x != r['answer'])}") for r in q]
-    assert scoring.lmms_mmbench_circular(hedges) == 1.0  # lmms-eval's extractor takes the first letter
-    assert scoring.mmbench_circular(hedges) == 0.0
+    hedges = [mmbench.item_of(r, f"{r['answer']} or {next(x for x in 'ABCD' if x != r['answer'])}") for r in q]
+    assert mmbench.lmms_circular(hedges) == 1.0  # lmms-eval's extractor takes the first letter
+    assert mmbench.circular(hedges) == 0.0
 
 
 def test_mmbench_prompt_follows_llava():
     row = {**_mmbench_rows(5, ["red", "blue", "green"], "blue")[0], "hint": "Look at the shapes."}
-    assert lp.mmbench_en_doc_to_text(row) == ("Look at the shapes.\nWhat color is the circle?\nA. red\nB. blue\n"
+    assert mmbench_en_dev.doc_to_text(row) == ("Look at the shapes.\nWhat color is the circle?\nA. red\nB. blue\n"
                                               "C. green\nAnswer with the option's letter from the given choices "
                                               "directly.")
-    assert lp.mmbench_cn_doc_to_text({**row, "hint": "nan"}).endswith("C. green\n请直接回答选项字母。")
+    assert mmbench_cn_dev.doc_to_text({**row, "hint": "nan"}).endswith("C. green\n请直接回答选项字母。")
 
 
 # ---------------------------------------------------------------- SQA, GQA, OCRBench, ChartQA
@@ -315,30 +328,30 @@ def test_mmbench_prompt_follows_llava():
     ("", 3, -1), ("E", 5, 4),
 ])
 def test_sqa_parser_is_llavas(text, n, index):
-    assert scoring.sqa_parse(text, n) == index
+    assert scienceqa_img.parse(text, n) == index
 
 
 def test_sqa_prompt_and_score():
     doc = {"question": "Which shape is shown?", "choices": ["circle", "square"], "answer": 1, "hint": "A picture."}
-    assert lp.sqa_doc_to_text(doc) == ("Context: A picture.\nWhich shape is shown?\nA. circle\nB. square\n"
+    assert scienceqa_img.doc_to_text(doc) == ("Context: A picture.\nWhich shape is shown?\nA. circle\nB. square\n"
                                        "Answer with the option's letter from the given choices directly.")
-    assert lp.sqa_process_results(doc, ["B"])["exact_match"] == 1.0
-    assert lp.sqa_process_results(doc, ["A"])["exact_match"] == 0.0
-    assert not lp.sqa_doc_to_text({**doc, "hint": ""}).startswith("Context")
+    assert scienceqa_img.process_results(doc, ["B"])["exact_match"] == 1.0
+    assert scienceqa_img.process_results(doc, ["A"])["exact_match"] == 0.0
+    assert not scienceqa_img.doc_to_text({**doc, "hint": ""}).startswith("Context")
 
 
 @pytest.mark.parametrize("text, answer, ok", [
     ("Yes.", "yes", True), (" left ", "left", True), ("Left...", "left", True), ("the left", "left", False),
 ])
 def test_gqa_normalisation(text, answer, ok):
-    assert scoring.gqa_correct(text, answer) is ok
+    assert gqa.correct(text, answer) is ok
 
 
 def test_textvqa_prompt_carries_ocr_tokens():
     doc = {"question": "what is the first word?", "ocr_tokens": ["HOTEL", "MARKET"]}
-    assert lp.textvqa_doc_to_text(doc) == ("what is the first word?\nReference OCR token: HOTEL, MARKET\n"
+    assert textvqa_val.doc_to_text(doc) == ("what is the first word?\nReference OCR token: HOTEL, MARKET\n"
                                            "Answer the question using a single word or phrase.")
-    assert "Reference" not in lp.textvqa_doc_to_text({**doc, "ocr_tokens": []})
+    assert "Reference" not in textvqa_val.doc_to_text({**doc, "ocr_tokens": []})
 
 
 def test_ocrbench_points_and_the_reset_aggregate(tmp_path, monkeypatch):
@@ -347,32 +360,32 @@ def test_ocrbench_points_and_the_reset_aggregate(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # lmms-eval's aggregate writes results/ocrbench_results.txt into the cwd
 
     items = [{"question_type": "Regular Text Recognition", "score": s} for s in (1, 0, 1, 1)]
-    assert scoring.ocrbench_points(items) == pytest.approx(750.0)
+    assert ocrbench.points(items) == pytest.approx(750.0)
     # lmms-eval's own aggregate accumulates a module-global total: a second call doubles it
     first = ocr.ocrbench_aggregate_accuracy(items, None)
     assert ocr.ocrbench_aggregate_accuracy(items, None) == pytest.approx(2 * first)
     # ours resets it, so every call returns lmms-eval's first-call value (points / 1000)
-    assert scoring.lmms_ocrbench_aggregate(items) == pytest.approx(0.003)
-    assert scoring.lmms_ocrbench_aggregate(items) == pytest.approx(0.003)
+    assert ocrbench.lmms_aggregate(items) == pytest.approx(0.003)
+    assert ocrbench.lmms_aggregate(items) == pytest.approx(0.003)
 
 
 def test_ocrbench_row_rule():
     doc = {"dataset": "HME100k", "question_type": "Handwritten Mathematical Expression Recognition",
            "answer": ["x+1=3"], "question": "q"}
-    assert scoring.ocrbench_score("$x + 1 = 3$", doc) == 1  # HME ignores spaces
+    assert ocrbench.score("$x + 1 = 3$", doc) == 1  # HME ignores spaces
     doc = {"dataset": "IIIT5K", "question_type": "Regular Text Recognition", "answer": ["hotel"], "question": "q"}
-    assert scoring.ocrbench_score("It says HOTEL", doc) == 1 and scoring.ocrbench_score("motel", doc) == 0
+    assert ocrbench.score("It says HOTEL", doc) == 1 and ocrbench.score("motel", doc) == 0
 
 
 @pytest.mark.parametrize("pred, answer, ok", [
     ("10.4", "10", True), ("10.6", "10", False), ("5%", "0.05", True), ("fig", "Fig", True), ("Figs", "Fig", False),
 ])
 def test_chartqa_relaxed_accuracy(pred, answer, ok):
-    assert scoring.relaxed_correct(pred, answer) is ok
+    assert rules.relaxed_correct(pred, answer) is ok
 
 
 def test_chartqa_rows_feed_their_split():
-    out = lp.chartqa_process_results({"type": "augmented_test", "answer": "12"}, ["12.3"])
+    out = chartqa.process_results({"type": "augmented_test", "answer": "12"}, ["12.3"])
     assert out == {"relaxed_overall": 1.0, "relaxed_augmented_split": 1.0}
 
 
@@ -385,7 +398,7 @@ def test_lmms_mmbench_static_equals_lmms_evals_evaluator():
     q = _mmbench_rows(1, ["a", "b", "c", "d"], "c") + _mmbench_rows(2, ["x", "y"], "y")
     items = _answer_all(q[:4], wrong_at={3}) + _answer_all(q[4:])
     expected, _, _ = MMBench_Evaluator(sys_prompt="There are several options:").eval_result(items, "static")
-    assert scoring.lmms_mmbench_static_for("mmbench_en_dev")(items) == pytest.approx(100 * expected) == pytest.approx(50.0)
+    assert mmbench.lmms_static_for("mmbench_en_dev")(items) == pytest.approx(100 * expected) == pytest.approx(50.0)
 
 
 def test_mmbench_category_block_names_the_benchmark_and_prints_once(capsys):
@@ -394,7 +407,7 @@ def test_mmbench_category_block_names_the_benchmark_and_prints_once(capsys):
     q = _mmbench_rows(1, ["a", "b", "c", "d"], "c") + _mmbench_rows(2, ["x", "y"], "y")
     items = _answer_all(q[:4], wrong_at={3}) + _answer_all(q[4:])
     for name in ("mmbench_en_dev", "mmbench_cn_dev"):
-        scoring.lmms_mmbench_static_for(name)(items)
+        mmbench.lmms_static_for(name)(items)
     out, err = capsys.readouterr()
     assert out == "" and "Category Acc." not in err
     assert [line.split(":")[0] for line in err.splitlines() if not line.startswith(" ")] == [
@@ -402,8 +415,8 @@ def test_mmbench_category_block_names_the_benchmark_and_prints_once(capsys):
 
 
 def test_empty_inputs_do_not_pretend_to_score():
-    assert math.isnan(scoring.ocrbench_points([]))
-    assert math.isnan(scoring.mmbench_circular([]))
+    assert math.isnan(ocrbench.points([]))
+    assert math.isnan(mmbench.circular([]))
 
 
 def test_pope_split_without_a_yes_prediction_scores_f1_zero():
@@ -411,8 +424,8 @@ def test_pope_split_without_a_yes_prediction_scores_f1_zero():
     # zero and the script stops; stf-bench scores that split's F1 as 0 and averages it with the others.
     silent = _pope_items("adversarial", [("no", "yes"), ("no", "no"), ("no", "yes")])
     perfect = _pope_items("popular", [("yes", "yes"), ("no", "no")])
-    assert scoring.pope_f1(silent) == 0.0
-    assert scoring.pope_f1_average(silent + perfect) == pytest.approx(0.5)
+    assert pope.f1(silent) == 0.0
+    assert pope.f1_average(silent + perfect) == pytest.approx(0.5)
 
 
 # ---------------------------------------------------------------- thread safety (lmms-eval 0.7.3 scores each row in
@@ -444,17 +457,21 @@ def _row_scoring_jobs() -> list[tuple]:
 
     import yaml
 
-    from stf_bench.eval.samples import BUILDERS
+    from stf_bench.accuracy import BENCHMARKS
     from stf_bench.eval.tasks import TASKS_DIR
 
+    def function(path: str):
+        module, _, name = path.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+
     jobs = []
-    for bench, build in BUILDERS.items():
+    for bench, declared in BENCHMARKS.items():
         text = (TASKS_DIR / f"stf_{bench}.yaml").read_text()
-        process = getattr(lp, re.search(r"process_results: !function utils\.(\w+)", text).group(1))
-        target = yaml.safe_load(re.sub(r"!function utils\.(\w+)", r"\1", text))["doc_to_target"]
-        rows = next(rows for _, rows in build().values() if "question" in rows[0])
+        process = function(re.search(r"process_results: !function ([\w.]+)", text).group(1))
+        target = yaml.safe_load(re.sub(r"!function ([\w.]+)", r"\1", text))["doc_to_target"]
+        rows = next(rows for _, rows in declared.hook("sample_files")().values() if "question" in rows[0])
         for doc in rows:
-            right = getattr(lp, target)(doc) if hasattr(lp, target) else doc[target]
+            right = function(target)(doc) if "." in target else doc[target]
             right = "ABCDE"[right] if isinstance(right, int) else str(right)
             for prediction in (right, f"The answer is {right}.", "No, it's two dogs."):
                 jobs.append((process, doc, prediction))
@@ -466,8 +483,7 @@ def test_row_scorers_give_the_same_values_in_concurrent_threads(frequent_thread_
     import json
 
     jobs = _row_scoring_jobs()
-    assert {job[0].__name__ for job in jobs} >= {"gqa_process_results", "vizwiz_process_results",
-                                                 "ocrbench_process_results", "mmbench_process_results"}
+    assert {job[0].__module__.rpartition(".")[2] for job in jobs} >= {"gqa", "vizwiz_vqa_val", "ocrbench", "mmbench"}
 
     def score(job):
         process, doc, prediction = job
@@ -484,10 +500,10 @@ def test_ocrbench_aggregates_in_concurrent_threads_each_count_their_own_rows(tmp
     monkeypatch.chdir(tmp_path)  # lmms-eval's aggregate writes results/ocrbench_results.txt into the cwd
     runs = [[{"question_type": "Regular Text Recognition", "score": int(i % n == 0)} for i in range(3000)]
             for n in (1, 2, 3, 5, 7, 11, 13, 17)]
-    serial = [scoring.lmms_ocrbench_aggregate(items) for items in runs]
+    serial = [ocrbench.lmms_aggregate(items) for items in runs]
     assert serial == [sum(i["score"] for i in items) / 1000 for items in runs]
     for _ in range(3):
-        assert _in_threads(scoring.lmms_ocrbench_aggregate, runs) == serial
+        assert _in_threads(ocrbench.lmms_aggregate, runs) == serial
 
 
 def test_mmbench_aggregates_in_concurrent_threads_leave_stdout_alone(frequent_thread_switches):
@@ -497,6 +513,6 @@ def test_mmbench_aggregates_in_concurrent_threads_leave_stdout_alone(frequent_th
     items = [{"index": i + copy * 1_000_000, "question": f"q{i}", "answer": "A", "hint": "nan", "source": "s",
               "split": "dev", "category": "c", "L2-category": "l", "A": "cat", "B": "dog", "C": "nan", "D": "nan",
               "prediction": "A" if i % 2 else "B"} for i in range(6) for copy in range(2)]
-    serial = scoring.lmms_mmbench_circular(items)
-    assert _in_threads(lambda _: scoring.lmms_mmbench_circular(items), range(8)) == [serial] * 8
+    serial = mmbench.lmms_circular(items)
+    assert _in_threads(lambda _: mmbench.lmms_circular(items), range(8)) == [serial] * 8
     assert sys.stdout is stdout

@@ -161,6 +161,11 @@ PRESETS: dict[str, Preset] = PresetTable({p.name: p for p in [
     *_family("tokenconcat-7b", "token_concat", "vicuna-1.5-7b", None, "2x2 token concatenation + MLP (Table 6)",
              "tokenconcat-tiny"),
     *_family("qformer-7b", "qformer", "vicuna-1.5-7b", None, "Q-Former, 144 queries (Table 6)", "qformer-tiny"),
+    # Meant as the default model of `stf-bench run`: stf-tiny with the weights scripts/make_default_model.py trained on
+    # the sample data (stf_bench/models/default_model.py); its scores show training works, they measure nothing.
+    Preset("stf-tiny-trained", "mbtf+stf", "vicuna-tiny", "clip-tiny", None, {},
+           "stf-tiny trained by stf-bench on its sample data; not a real score",
+           shipped="stf-tiny-trained.safetensors"),
     *_family("llava-llama3.1-8b", "mlp2x_gelu", "llama-3.1-8b", None, "LLaVA on Llama-3.1-8B (Table 12)",
              "llava-llama3.1-tiny"),
     *_family("stf-llama3.1-8b", "mbtf+stf", "llama-3.1-8b", None, "MBTF+STF on Llama-3.1-8B (Table 12)",

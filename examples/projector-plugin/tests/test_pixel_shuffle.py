@@ -21,6 +21,8 @@ def plugin():
     """The plug-in's module (pip-installed, or imported from this folder as the stf-bench suite runs it); the presets
     its import adds are taken out again afterwards, so that other tests see the built-ins only."""
     saved = dict(dict.items(presets.PRESETS))
+    # imported afresh, so that its preset line runs even where another test imported it and took its presets out
+    sys.modules.pop("stf_pixel_shuffle", None)
     if importlib.util.find_spec("stf_pixel_shuffle") is None:
         sys.path.insert(0, str(SRC))
     module = importlib.import_module("stf_pixel_shuffle")

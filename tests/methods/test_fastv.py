@@ -173,6 +173,16 @@ def test_on_a_hand_set_attention_map_the_expected_tokens_are_kept():
     assert kept.tolist() == [[0, 1, 2, 4, 6, 7, 8], [0, 1, 2, 3, 4, 7, 8]]  # the two best visual, all text, in order
 
 
+def _cached_and_recomputed(model, inputs, steps: int = 5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(new tokens, cached logits, recomputed logits) of `steps` greedy steps: `generate` with the KV cache against
+    `_recomputed` (shared by the in-LLM methods that decode from a pruned cache)."""
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=steps, do_sample=False, use_cache=True, output_scores=True,
+                             return_dict_in_generate=True)
+    return out.sequences[:, inputs["input_ids"].shape[1]:], torch.stack(out.scores, dim=1), _recomputed(model, inputs,
+                                                                                                        steps)
+
+
 def _recomputed(model, inputs, steps: int) -> torch.Tensor:
     """(B, steps, vocab) greedy logits with no cache: every step runs the whole sequence through
     `FastV.forward_llm`, ranked by the last prompt token (the cached kind's ranking, which later tokens cannot
@@ -201,14 +211,9 @@ def test_decoding_from_the_pruned_cache_equals_recomputation(r):
     has two layers, so layer 1 decodes from a pruned cache and layer 0 from a full one)."""
     model, processor = load_model("llava-tiny", method="fastv", **{"method.k": 1, "method.r": r})
     for questions in (("What is in the picture?",), ("What is it?", "Which colour is the biggest shape here?")):
-        inputs = _inputs(processor, questions)
-        with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=5, do_sample=False, use_cache=True, output_scores=True,
-                                 return_dict_in_generate=True)
-        want = _recomputed(model, inputs, 5)
-        got = torch.stack(out.scores, dim=1)
+        new_tokens, got, want = _cached_and_recomputed(model, _inputs(processor, questions))
         assert torch.equal(got.argmax(-1), want.argmax(-1))
-        assert torch.equal(out.sequences[:, inputs["input_ids"].shape[1]:], want.argmax(-1))
+        assert torch.equal(new_tokens, want.argmax(-1))
         assert torch.allclose(got, want, atol=1e-5)
 
 

@@ -14,7 +14,7 @@ import torch
 
 # FastV's tests: the prompts, the recomputation at every step (decisions of the prompt's last token: rank_at) and
 # the independent per-layer FLOPs count
-from test_fastv import _inputs, _llm_flops, _recomputed
+from test_fastv import _cached_and_recomputed, _inputs, _llm_flops
 
 from stf_bench.cli import main
 from stf_bench.errors import StfBenchError
@@ -130,13 +130,8 @@ def test_decoding_from_the_pruned_cache_equals_recomputation(preset):
     left-padded batch whose rows keep different counts (layers=0: layer 1 decodes from a pruned cache)."""
     model, processor = _sparse(**{**PRESETS[preset], "layers": "0"})
     for questions in (("What is in the picture?",), ("What is it?", "Which colour is the biggest shape here?")):
-        inputs = _inputs(processor, questions)
-        with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=5, do_sample=False, use_cache=True, output_scores=True,
-                                 return_dict_in_generate=True)
-        want = _recomputed(model, inputs, 5)
-        got = torch.stack(out.scores, dim=1)
-        assert torch.equal(out.sequences[:, inputs["input_ids"].shape[1]:], want.argmax(-1))
+        new_tokens, got, want = _cached_and_recomputed(model, _inputs(processor, questions))
+        assert torch.equal(new_tokens, want.argmax(-1))
         torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
     counts = model.model.token_method.counts
     assert len({c[1] for c in counts}) > 1  # adaptive: the rows kept different counts

@@ -129,7 +129,7 @@ class StfBenchLmms(RunState, lmms):
         self._head_cache: dict = {}  # the last greedy batch's last head, prefilled (`greedy_generate`)
         self.show_progress = True
         # What the model's methods declare decides the fast paths (`FastPaths`); fast_paths=false turns them all off
-        self.fast_paths = model.config.fast_paths if _truthy(fast_paths) else FastPaths(False, False, False)
+        self.fast_paths = model.config.fast_paths if _truthy(fast_paths) else FastPaths(False, False, False, False)
         # An in-LLM method that declares `prunes_kv_cache` prefills once and decodes from its pruned cache (its
         # algorithm, not a fast path: fast_paths=false keeps it); plain `generate()` recomputes instead
         self.pruned_cache = any(getattr(m, "prunes_kv_cache", False) for m in model.config.methods())
@@ -273,6 +273,10 @@ class StfBenchLmms(RunState, lmms):
         sampling = _sampling_kwargs(gens[0])
         if self._greedy_path(gens[0]):
             new_ids = self._greedy(prompts, images, max_new, until)
+        elif self.pruned_cache and self.fast_paths.pruned_decode and self._plain_greedy(gens[0]):
+            new_ids = generation.pruned_greedy_generate(self.model, self._inputs(prompts, images), max_new,
+                                                        eos_token_ids=eos_ids(self.model, tok),
+                                                        stop=self._stops.check(until))
         else:
             inputs = self._inputs(prompts, images)
             prompt_len = inputs["input_ids"].shape[1]
@@ -293,9 +297,13 @@ class StfBenchLmms(RunState, lmms):
 
     def _greedy_path(self, gen: dict) -> bool:
         """Whether a generate request goes through `greedy_generate` (greedy, nothing else in the generation config)."""
+        return self.fast_paths.shared_prefill and self._plain_greedy(gen)
+
+    def _plain_greedy(self, gen: dict) -> bool:
+        """Whether a generate request decodes by argmax alone (no sampling, one beam, nothing else in the
+        generation config): what our own loops (`greedy_generate`, `pruned_greedy_generate`) compute."""
         sampling = _sampling_kwargs(gen)
-        return (self.fast_paths.shared_prefill and not sampling["do_sample"] and sampling["num_beams"] == 1
-                and plain_greedy(self.model.generation_config))
+        return not sampling["do_sample"] and sampling["num_beams"] == 1 and plain_greedy(self.model.generation_config)
 
     def _greedy(self, prompts: list[str], images: list[Image.Image], max_new: list[int], until: list[list[str]]
                 ) -> list[list[int]]:

@@ -126,16 +126,20 @@ class FastPaths:
       it and runs the question through a hand-built mask: only if the method neither reads the question nor
       changes the sequence inside the LLM.
     - `lean_decode`: decode steps that bypass `LlamaModel.forward`: only if the method does not act in the LLM.
+    - `pruned_decode`: greedy decoding from an in-LLM method's pruned KV cache through our own loop
+      (`generation.pruned_greedy_generate`) instead of transformers' `generate`: only if a method that
+      `prunes_kv_cache` also `plans_decode` (methods that prune no cache leave it allowed).
     Everything else takes transformers' own `generate`.
     """
 
     visual_cache: bool = True
     shared_prefill: bool = True
     lean_decode: bool = True
+    pruned_decode: bool = True
 
     def __and__(self, other: FastPaths) -> FastPaths:
         return FastPaths(self.visual_cache and other.visual_cache, self.shared_prefill and other.shared_prefill,
-                         self.lean_decode and other.lean_decode)
+                         self.lean_decode and other.lean_decode, self.pruned_decode and other.pruned_decode)
 
 
 @dataclass
@@ -169,6 +173,18 @@ class VisionContext:
     # `vision_output` recorded for its LLM stage (one entry per image).
     counts: list[int] | None = None
     notes: list | None = None
+
+
+@dataclass
+class DecodePlan:
+    """How an in-LLM method that `plans_decode` decodes from the KV cache its prefill left, per LLM layer i:
+    `past_valid[i]` (B, S_i) bool, which of the S_i keys layer i cached are real tokens (S_i: that layer's cache
+    length after the prefill), and `positions[i]` (B,) long, the position id of each row's first new token (the
+    next ones follow it). New tokens see every real cached key and each other. Layers may share one tensor
+    (FastV's unpruned layers): the decode loop then builds one mask or one rotary embedding for them."""
+
+    past_valid: list[torch.Tensor]
+    positions: list[torch.Tensor]
 
 
 def padding_patches(width: int, height: int, image_size: int, patch_size: int) -> list[int]:
@@ -260,7 +276,9 @@ class Method:
         before_llm = getattr(cls, "reads_question", False) or (cls.text_conditioned and not in_llm)
         # a vision hook's findings (`VisionContext.notes`) reach the LLM stage with the image: not kept by the cache
         return FastPaths(visual_cache=not before_llm and cls.vision_hook is None,
-                         shared_prefill=not question and not in_llm, lean_decode=not in_llm)
+                         shared_prefill=not question and not in_llm, lean_decode=not in_llm,
+                         pruned_decode=not getattr(cls, "prunes_kv_cache", False) or getattr(cls, "plans_decode",
+                                                                                             False))
 
     @classmethod
     def describe(cls) -> dict:
@@ -268,6 +286,7 @@ class Method:
         return {"name": cls.name, "acts_on": cls.acts_on, "text_conditioned": cls.text_conditioned,
                 "trainable": cls.trainable, "needs_attention": cls.needs_attention,
                 "prunes_kv_cache": getattr(cls, "prunes_kv_cache", False),
+                "plans_decode": getattr(cls, "plans_decode", False),
                 "params": [p.to_dict() for p in cls.params], "aliases": list(cls.aliases), "summary": cls.summary,
                 "source": cls.source, "reads_question": getattr(cls, "reads_question", False),
                 "after_projector": getattr(cls, "after_projector", False), "vision_hook": cls.vision_hook,
@@ -351,11 +370,18 @@ class LlmMethod(Method):
     into a KV cache, and decoding continues from that pruned cache (one new token per step, not the whole prompt).
     The model takes it when `generate` is asked for a cache (`use_cache=True`; the evaluation adapter always asks,
     except with beam search); plain `generate()` still recomputes through `forward_llm`.
+
+    `plans_decode = True` (with `prunes_kv_cache`) declares that after the prefill `decode_plan` tells, layer by
+    layer, which cached keys a new token sees and its position id: greedy answers then decode through
+    `generation.pruned_greedy_generate`, the base model's loop (no `generate` per step, finished rows leave the
+    batch), instead of `generate` calling `forward_llm_cached` per step. The tokens must be the same (a test per
+    method: tests/methods/test_pruned_decode.py).
     """
 
     acts_on = "llm"
     uses_kv_cache: ClassVar[bool] = False
     prunes_kv_cache: ClassVar[bool] = False
+    plans_decode: ClassVar[bool] = False
 
     def forward_llm(self, llm: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor | None,
                     image_mask: torch.Tensor | None, visual_per_row: int) -> torch.Tensor:
@@ -369,6 +395,12 @@ class LlmMethod(Method):
         keeps, layer by layer. Filled cache (decoding): `embeds` are the new tokens, `attention_mask` (B, past + q)
         covers every position of the unpruned sequence (positions keep their original numbers)."""
         raise NotImplementedError(f"{self.name} declares prunes_kv_cache but has no forward_llm_cached")
+
+    def decode_plan(self, cache: Any, attention_mask: torch.Tensor | None) -> DecodePlan:
+        """With `plans_decode`: after `forward_llm_cached`'s prefill filled `cache` from a prompt whose real tokens
+        `attention_mask` (B, T) marks (None: all), what its decode steps do at each layer (`DecodePlan`), as its
+        own `forward_llm_cached` would decode them."""
+        raise NotImplementedError(f"{self.name} declares plans_decode but has no decode_plan")
 
     def hook_vision(self, hidden: torch.Tensor, ctx: VisionContext) -> list[torch.Tensor]:
         """With `vision_hook = L`: CLIP block L's output (B, 1 + N, C), CLS first -> one (1, 1 + n_b, C) tensor per

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from stf_bench import compat
 from stf_bench.errors import StfBenchError
-from stf_bench.methods.base import LlmMethod, Param
+from stf_bench.methods.base import DecodePlan, LlmMethod, Param
 from stf_bench.methods.registry import register
 
 if TYPE_CHECKING:
@@ -103,6 +103,7 @@ class FastV(LlmMethod):
     text_conditioned = True
     needs_attention = True
     prunes_kv_cache = True
+    plans_decode = True  # greedy answers decode through generation.pruned_greedy_generate (`decode_plan`)
     params = (Param("k", 2, int, "the layer after which tokens are dropped (the ranking is layer k-1's attention)",
                     minimum=1),
               Param("r", 0.5, float, "fraction of the visual tokens dropped", minimum=0.0, maximum=1.0))
@@ -158,6 +159,22 @@ class FastV(LlmMethod):
         layers = llm.config.num_hidden_layers
         return decode_step(llm, embeds, [full if i < self.args["k"] else pruned for i in range(layers)],
                            new_positions, cache)
+
+    def decode_plan(self, cache, attention_mask: torch.Tensor | None) -> DecodePlan:
+        """What `forward_llm_cached` decodes with after its prefill: layers 0..k-1 see every real prompt token,
+        layers k, ... the kept ones; a new token's position continues the unpruned numbering (the number of real
+        prompt tokens, then one more per new token)."""
+        import torch
+
+        prompt, index = cache.stf_fastv_kept
+        b = cache.layers[0].keys.shape[0]
+        valid = torch.ones(b, prompt, dtype=torch.bool, device=cache.layers[0].keys.device) \
+            if attention_mask is None else attention_mask[:, :prompt].bool()
+        pruned = valid if index is None else valid.gather(1, index)
+        positions = valid.long().sum(-1)
+        k = self.args["k"]
+        layers = len(cache.layers)
+        return DecodePlan([valid if i < k else pruned for i in range(layers)], [positions] * layers)
 
     @staticmethod
     def _valid(embeds: torch.Tensor, attention_mask: torch.Tensor | None, past: int = 0) -> torch.Tensor:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from stf_bench import compat
 from stf_bench.errors import StfBenchError
-from stf_bench.methods.base import LlmMethod, Param, VisionContext
+from stf_bench.methods.base import DecodePlan, LlmMethod, Param, VisionContext
 from stf_bench.methods.registry import register
 
 if TYPE_CHECKING:
@@ -147,6 +147,7 @@ class MustDrop(LlmMethod):
     vision_hook = 1  # after CLIP's first block (the reference's idx == 0)
     varying_tokens = True
     prunes_kv_cache = True
+    plans_decode = True  # greedy answers decode through generation.pruned_greedy_generate (`decode_plan`)
     uses_kv_cache = True
     presets = PRESETS  # the published settings by visual-token budget (Table 4 picks the 128 one)
     params = (Param("global_thr", 0.0012, float, "drop a token whose summed attention from the question is below "
@@ -262,11 +263,19 @@ class MustDrop(LlmMethod):
         state["seen"] += embeds.shape[1]
         return hidden
 
+    def decode_plan(self, cache: Any, attention_mask: torch.Tensor | None) -> DecodePlan:
+        """What `forward_llm_cached` decodes with after its prefill: each layer sees the real tokens it kept, and a
+        new token's position is that layer's count of them (the reference's cache length)."""
+        layer_valid = cache.stf_mustdrop["layer_valid"]
+        counts = {id(v): v.long().sum(-1) for v in layer_valid}  # layers of one stage share their count
+        return DecodePlan(list(layer_valid), [counts[id(v)] for v in layer_valid])
+
     def _prefill(self, llm: nn.Module, embeds: torch.Tensor, valid: torch.Tensor, image_mask: torch.Tensor | None,
                  vision: VisionContext | None, cache: Any, record: bool) -> tuple[torch.Tensor, dict]:
         import torch
 
         from stf_bench.methods.fastv import causal_mask
+        from stf_bench.models.generation import replace_cached
 
         b, t, _ = embeds.shape
         image = image_mask if image_mask is not None else torch.zeros(b, t, dtype=torch.bool, device=embeds.device)
@@ -341,9 +350,10 @@ class MustDrop(LlmMethod):
             if prune_at and i >= prune_at[0] and final[s] is not None:
                 entry = _cache_layer(cache, i)
                 select = final[s][:, None, :, None]
-                entry.keys = entry.keys.gather(2, select.expand(-1, entry.keys.shape[1], -1, entry.keys.shape[3]))
-                entry.values = entry.values.gather(
-                    2, select.expand(-1, entry.values.shape[1], -1, entry.values.shape[3]))
+                replace_cached(entry, entry.keys.gather(2, select.expand(-1, entry.keys.shape[1], -1,
+                                                                         entry.keys.shape[3])),
+                               entry.values.gather(2, select.expand(-1, entry.values.shape[1], -1,
+                                                                    entry.values.shape[3])))
                 layer_valid.append(stage_valid[-1])
             else:
                 layer_valid.append(stage_valid[s])

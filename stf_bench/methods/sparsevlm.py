@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from stf_bench import compat
 from stf_bench.errors import StfBenchError
-from stf_bench.methods.base import LlmMethod, Param
+from stf_bench.methods.base import DecodePlan, LlmMethod, Param
 from stf_bench.methods.fastv import causal_mask, decode_mask
 from stf_bench.methods.registry import register
 
@@ -154,6 +154,7 @@ class SparseVLM(LlmMethod):
     text_conditioned = True
     needs_attention = True
     prunes_kv_cache = True
+    plans_decode = True  # greedy answers decode through generation.pruned_greedy_generate (`decode_plan`)
     presets = PRESETS  # the published settings by visual-token budget (Table 4 picks the 128 one)
     params = (Param("scale", 13.5, float, "tokens kept per rank of the raters' attention (published: 13.5, 9, 0.8)",
                     minimum=0.0),
@@ -249,6 +250,12 @@ class SparseVLM(LlmMethod):
                            position_embeddings=llm.rotary_emb(hidden, position_ids=positions), use_cache=True,
                            **compat.cache_kw(cache))
         return llm.norm(hidden)
+
+    def decode_plan(self, cache, attention_mask: torch.Tensor | None) -> DecodePlan:
+        """What `forward_llm_cached` decodes with after its prefill: each layer sees the real tokens it cached
+        (left-padded row by row) and numbers a new token after them."""
+        _, valids, lengths = cache.stf_sparsevlm
+        return DecodePlan(list(valids), list(lengths))
 
     def _prefill(self, llm: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor | None,
                  image_mask: torch.Tensor | None, visual_per_row: int, cache, rank_at: int) -> torch.Tensor:

@@ -66,6 +66,13 @@ class ReservedLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length
 
+    def replace(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Hold exactly `keys`, `values` (B, heads, tokens, head_dim), e.g. the tokens a method kept after its
+        prefill, with room after them as before; later updates append after these."""
+        self.length = 0
+        self.is_initialized = False
+        self.update(keys, values)
+
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.is_initialized:
             self._keys, self._values = self._keys[indices], self._values[indices]
@@ -79,6 +86,16 @@ def reserved_cache(model, answer_tokens: int) -> Cache:
     Each layer keeps its own length, so an in-LLM method may store fewer tokens in some layers (FastV)."""
     room = min(max(answer_tokens, 1), DECODE_ROOM)
     return Cache(layers=[ReservedLayer(room) for _ in range(model.config.text_config.num_hidden_layers)])
+
+
+def replace_cached(cache_layer, keys: torch.Tensor, values: torch.Tensor) -> None:
+    """Make one KV-cache layer hold exactly `keys`, `values` (an in-LLM method pruning its cache after the
+    prefill): a `ReservedLayer` rewrites its storage and length (assigning its `keys` alone would leave its next
+    update writing after the unpruned length); any other layer takes the tensors."""
+    if isinstance(cache_layer, ReservedLayer):
+        cache_layer.replace(keys, values)
+    else:
+        cache_layer.keys, cache_layer.values = keys, values
 
 
 def plain_greedy(generation_config) -> bool:
@@ -182,41 +199,106 @@ def _lean_layer(layer, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tenso
     return hidden + x
 
 
-def _decode_step(llm, embeds: torch.Tensor, mask: torch.Tensor | list[torch.Tensor], positions: torch.Tensor,
-                 cache: Cache, lean: bool) -> torch.Tensor:
+def _decode_step(llm, embeds: torch.Tensor, mask: torch.Tensor | list[torch.Tensor],
+                 positions: torch.Tensor | list[torch.Tensor], cache: Cache, lean: bool) -> torch.Tensor:
     """The LLM backbone on one new token per row, as `LlamaModel.forward` computes it when handed a ready 4D mask;
     through `_lean_layer` where `lean` (what `_lean_decodable` says of `llm`), else through the layers' forward.
     `mask`: one (rows, 1, 1, S) mask for every layer, or a list of one per layer (an in-LLM method whose layers
-    cache different tokens: FastV's pruned layers)."""
+    cache different tokens: FastV's pruned layers); `positions` likewise one (rows, 1) tensor or one per layer (a
+    method whose layers number new tokens differently: SparseVLM, MustDrop). Layers given the same positions
+    object share one rotary embedding."""
+    per_layer = isinstance(mask, list) or isinstance(positions, list)
     if not all(hasattr(llm, name) for name in ("rotary_emb", "layers", "norm")):  # not Llama-shaped
-        if isinstance(mask, list):
-            raise ValueError("per-layer decode masks need a Llama-shaped backbone (rotary_emb, layers, norm)")
+        if per_layer:
+            raise ValueError("per-layer decode masks or positions need a Llama-shaped backbone (rotary_emb, layers, "
+                             "norm)")
         return llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **cache_kw(cache),
                    use_cache=True).last_hidden_state
     hidden = embeds  # (rows, 1, H)
-    rotary = llm.rotary_emb(hidden, position_ids=positions)
     layers = llm.layers[:llm.config.num_hidden_layers]
     masks = mask if isinstance(mask, list) else [mask] * len(layers)
+    places = positions if isinstance(positions, list) else [positions] * len(layers)
+    rotaries: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for p in places:
+        if id(p) not in rotaries:
+            rotaries[id(p)] = llm.rotary_emb(hidden, position_ids=p)
     if lean:
-        cos, sin = (t.unsqueeze(1) for t in rotary)  # (rows, 1, 1, head_dim): broadcast over heads
-        for layer, cache_layer, layer_mask in zip(layers, cache.layers, masks):
+        lean_rotaries = {key: tuple(t.unsqueeze(1) for t in rotary) for key, rotary in rotaries.items()}
+        for layer, cache_layer, layer_mask, p in zip(layers, cache.layers, masks, places):
+            cos, sin = lean_rotaries[id(p)]  # (rows, 1, 1, head_dim): broadcast over heads
             hidden = _lean_layer(layer, hidden, cos, sin, layer_mask, cache_layer)
         return _rms_norm(llm.norm, hidden)
-    for layer, layer_mask in zip(layers, masks):
-        hidden = layer(hidden, attention_mask=layer_mask, position_embeddings=rotary, position_ids=positions,
+    for layer, layer_mask, p in zip(layers, masks, places):
+        hidden = layer(hidden, attention_mask=layer_mask, position_embeddings=rotaries[id(p)], position_ids=p,
                        **cache_kw(cache), use_cache=True)
     return llm.norm(hidden)
 
 
-def decode_step(llm, embeds: torch.Tensor, masks: list[torch.Tensor], positions: torch.Tensor,
+def decode_step(llm, embeds: torch.Tensor, masks: list[torch.Tensor], positions: torch.Tensor | list[torch.Tensor],
                 cache: Cache) -> torch.Tensor:
-    """One decode step of new tokens `embeds` (rows, q, H) at `positions` (rows, q) through a Llama backbone whose
-    layer i attends to its cached keys with `masks[i]` (rows, 1, q, S_i); the normed last hidden state (rows, q, H).
-    One token per row on a backbone `_lean_decodable` accepts takes the lean layers (the same bits as the layers'
-    own forward, without their per-call overhead); anything else the layers' forward. For in-LLM methods that
-    decode from their pruned KV cache (FastV's `forward_llm_cached`)."""
+    """One decode step of new tokens `embeds` (rows, q, H) at `positions` (rows, q) (or one such tensor per layer)
+    through a Llama backbone whose layer i attends to its cached keys with `masks[i]` (rows, 1, q, S_i); the normed
+    last hidden state (rows, q, H). One token per row on a backbone `_lean_decodable` accepts takes the lean layers
+    (the same bits as the layers' own forward, without their per-call overhead); anything else the layers'
+    forward. For in-LLM methods that decode from their pruned KV cache (FastV's `forward_llm_cached`)."""
     lean = embeds.shape[1] == 1 and _lean_decodable(llm) and len(cache.layers) >= len(masks)
     return _decode_step(llm, embeds, masks, positions, cache, lean)
+
+
+def _rows_going(rows: list[int], next_ids: torch.Tensor, out: list[list[int]], max_new_tokens: list[int],
+                eos: set[int], stop: Callable[[list[int], list[list[int]]], list[bool]] | None) -> list[int]:
+    """Append each row's new token to `out` (an eos is not kept) and return the batch places of the rows that go
+    on: not at an eos, under their max_new_tokens, not ended by `stop` (asked once for the whole batch)."""
+    keep = []
+    for b, (row, token) in enumerate(zip(rows, next_ids.tolist())):
+        if token not in eos:
+            out[row].append(token)
+            if len(out[row]) < max_new_tokens[row]:
+                keep.append(b)
+    if stop and keep:  # one call per step for the whole batch: per-row calls cost more than the step on a GPU
+        ended = stop([rows[b] for b in keep], [out[rows[b]] for b in keep])
+        keep = [b for b, end in zip(keep, ended) if not end]
+    return keep
+
+
+def _decode_greedily(model, cache: Cache, next_ids: torch.Tensor, masks: list[torch.Tensor], starts: list[int],
+                     positions: list[torch.Tensor], layer_of: list[tuple[int, int]] | None,
+                     max_new_tokens: list[int], eos: set[int],
+                     stop: Callable[[list[int], list[list[int]]], list[bool]] | None, lean: bool) -> list[list[int]]:
+    """The greedy decode loop both `greedy_generate` and `pruned_greedy_generate` run, after their prefill chose
+    `next_ids` (n,), the first new token of each row.
+
+    `masks`: additive (n, 1, 1, W) masks, each masking out every slot from `starts[i]` on (slot starts[i] + step is
+    opened at each step); `positions`: (n,) position ids of each row's next token. `layer_of[l]` names the mask and
+    the positions LLM layer l uses (None: one mask and one positions tensor for every layer). A row leaves the batch
+    at an eos, at its max_new_tokens or when `stop` says so (`_rows_going`); the cache loses its row then too."""
+    device, embed, llm = next_ids.device, model.get_input_embeddings(), model.model.language_model
+    n = next_ids.shape[0]
+    rows = list(range(n))  # original index of each row still in the batch
+    out: list[list[int]] = [[] for _ in range(n)]
+    for step in range(max(max_new_tokens)):
+        keep = _rows_going(rows, next_ids, out, max_new_tokens, eos, stop)
+        if not keep:
+            break
+        if len(keep) < len(rows):
+            index = torch.tensor(keep, device=device)
+            cache.batch_select_indices(index)
+            masks, positions, next_ids = [m[index] for m in masks], [p[index] for p in positions], next_ids[index]
+            rows = [rows[b] for b in keep]
+        seen = []
+        for m, start in zip(masks, starts):
+            m[:, :, :, start + step] = 0.0
+            seen.append(m[:, :, :, :start + step + 1])
+        places = [p[:, None] for p in positions]
+        if layer_of is None:
+            hidden = _decode_step(llm, embed(next_ids[:, None]), seen[0], places[0], cache, lean)  # (rows, 1, H)
+        else:
+            hidden = _decode_step(llm, embed(next_ids[:, None]), [seen[m] for m, _ in layer_of],
+                                  [places[p] for _, p in layer_of], cache, lean)
+        next_ids = model.lm_head(hidden[:, -1]).argmax(-1)
+        for p in positions:
+            p += 1
+    return out
 
 
 def heads_to_prefill(head_keys: list[Hashable], head_cache: dict | None) -> list[int]:
@@ -324,31 +406,44 @@ def greedy_generate(model, heads: list[list[int]], tails: list[list[int]], head_
 
     # 3. Decode: new tokens go to slots width_head + width_tail, + 1, ...; padding slots stay masked out.
     mask = additive_mask(seen[torch.arange(n, device=device), tail_len - 1][:, None, :], dtype)  # (n, 1, 1, S)
-    first_slot = width_head + width_tail
-    positions = head_len + tail_len  # (n,) position id of each row's next token
-    rows = list(range(n))  # original index of each row still in the batch
     lean = _lean_decodable(model.model.language_model) and (paths is None or paths.lean_decode)
-    out: list[list[int]] = [[] for _ in range(n)]
-    for step in range(max(max_new_tokens)):
-        keep = []
-        for b, (row, token) in enumerate(zip(rows, next_ids.tolist())):
-            if token not in eos:
-                out[row].append(token)
-                if len(out[row]) < max_new_tokens[row]:
-                    keep.append(b)
-        if stop and keep:  # one call per step for the whole batch: per-row calls cost more than the step on a GPU
-            ended = stop([rows[b] for b in keep], [out[rows[b]] for b in keep])
-            keep = [b for b, end in zip(keep, ended) if not end]
-        if not keep:
-            break
-        if len(keep) < len(rows):
-            index = torch.tensor(keep, device=device)
-            cache.batch_select_indices(index)
-            mask, positions, next_ids = mask[index], positions[index], next_ids[index]
-            rows = [rows[b] for b in keep]
-        mask[:, :, :, first_slot + step] = 0.0
-        hidden = _decode_step(model.model.language_model, embed(next_ids[:, None]),
-                              mask[:, :, :, :first_slot + step + 1], positions[:, None], cache, lean)  # (rows, 1, H)
-        next_ids = model.lm_head(hidden[:, -1]).argmax(-1)
-        positions += 1
-    return out
+    return _decode_greedily(model, cache, next_ids, [mask], [width_head + width_tail], [head_len + tail_len], None,
+                            max_new_tokens, eos, stop, lean)
+
+
+@torch.inference_mode()
+def pruned_greedy_generate(model, inputs: dict, max_new_tokens: list[int], *, eos_token_ids: Iterable[int],
+                           stop: Callable[[list[int], list[list[int]]], list[bool]] | None = None
+                           ) -> list[list[int]]:
+    """Generated ids per row (without the eos) for a model whose in-LLM method prunes its KV cache and plans its
+    decoding (`LlmMethod.plans_decode`): the method's prefill once on `inputs` (what the model's forward takes:
+    left-padded `input_ids`, `attention_mask`, the images, the question's ids), then `_decode_greedily`, the base
+    model's loop, on the masks and positions of the method's `decode_plan` (the lean layers where the backbone
+    allows). Stops as `greedy_generate` does. The tokens are those of `generate(do_sample=False, use_cache=True)`
+    on the same cache, whose per-step `generate` and `LlavaForConditionalGeneration` work this loop does without;
+    and finished rows leave the batch."""
+    method = model.model.token_method
+    if method is None or not getattr(method, "plans_decode", False):
+        raise ValueError("pruned_greedy_generate needs an in-LLM method that plans its decoding (plans_decode)")
+    room = max(max_new_tokens)
+    cache = reserved_cache(model, room)
+    hidden = model.model(**inputs, past_key_values=cache, use_cache=True).last_hidden_state  # (n, T', H)
+    next_ids = model.lm_head(hidden[:, -1]).argmax(-1)  # left-padded: every row's last token is last
+    plan = method.decode_plan(cache, inputs.get("attention_mask"))
+    dtype = model.lm_head.weight.dtype
+    masks, starts, positions, layer_of = [], [], [], []
+    mask_of: dict[int, int] = {}  # id of a past_valid tensor -> its mask (layers sharing it share the mask)
+    place_of: dict[int, int] = {}
+    for valid, place in zip(plan.past_valid, plan.positions):
+        if id(valid) not in mask_of:  # the cached keys, then room for the answer (masked until written)
+            mask_of[id(valid)] = len(masks)
+            masks.append(additive_mask(torch.cat([valid, valid.new_zeros(valid.shape[0], room)], dim=1)[:, None],
+                                       dtype))
+            starts.append(valid.shape[1])
+        if id(place) not in place_of:
+            place_of[id(place)] = len(positions)
+            positions.append(place.clone())
+        layer_of.append((mask_of[id(valid)], place_of[id(place)]))
+    lean = _lean_decodable(model.model.language_model)
+    return _decode_greedily(model, cache, next_ids, masks, starts, positions, layer_of, max_new_tokens,
+                            set(eos_token_ids), stop, lean)

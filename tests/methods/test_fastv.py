@@ -204,6 +204,58 @@ def _recomputed(model, inputs, steps: int) -> torch.Tensor:
     return torch.stack(logits, dim=1)
 
 
+def _until_eos(ids: list[int], eos: set[int]) -> list[int]:
+    """The ids before the first eos (`generate` pads a finished row with eos here)."""
+    return next((ids[:i] for i, t in enumerate(ids) if t in eos), ids)
+
+
+def _a_stop_string(tokenizer, rows: list[list[int]]) -> tuple[int, str]:
+    """(row, text): a piece of text one row generates after its first token and not before, so that a stop string
+    ends that row early."""
+    for row, ids in enumerate(rows):
+        for k in range(1, len(ids) - 1):
+            piece = tokenizer.decode(ids[k:k + 1]).strip()
+            if piece and piece not in tokenizer.decode(ids[:k]):
+                return row, piece
+    raise AssertionError("no row generates a new piece of text to stop on")
+
+
+def assert_own_loop_answers_as_generate(model, processor) -> None:
+    """The method's own greedy loop (`pruned_greedy_generate`, what the adapter runs for a method that
+    `plans_decode`) gives exactly the tokens of the adapter's former path, `generate` on the reserved cache with
+    its stopping rules (`RowStops`), for a left-padded batch of three: one row ended by a stop string, one by a
+    short max_new_tokens (both leave the loop's batch early), one running to the longest max_new_tokens."""
+    from transformers import StoppingCriteriaList
+
+    from stf_bench.eval.stopping import GreedyStops, RowStops
+    from stf_bench.models.generation import eos_ids, pruned_greedy_generate, reserved_cache
+
+    tok = processor.tokenizer
+    inputs = _inputs(processor, ("What is it?", "Which colour is the biggest shape in this image?", "How many?"))
+    eos = eos_ids(model, tok)
+    free = pruned_greedy_generate(model, dict(inputs), [12] * 3, eos_token_ids=eos)
+    stopped, stop = _a_stop_string(tok, free)
+    short = (stopped + 1) % 3
+    max_new = [5 if row == short else 12 for row in range(3)]
+    until = [[stop] if row == stopped else ["never in this text"] for row in range(3)]
+    own = pruned_greedy_generate(model, dict(inputs), max_new, eos_token_ids=eos, stop=GreedyStops(tok).check(until))
+    prompt = inputs["input_ids"].shape[1]
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=12, do_sample=False, use_cache=True,
+                             past_key_values=reserved_cache(model, 12), pad_token_id=tok.eos_token_id,
+                             stopping_criteria=StoppingCriteriaList([RowStops(tok, prompt, max_new, until)]))
+    assert own == [_until_eos(row.tolist(), eos) for row in out[:, prompt:]]
+    assert 1 < len(own[stopped]) < 12 and stop in tok.decode(own[stopped])  # ended by its stop string
+    assert len(own[short]) == 5 and len(own[3 - stopped - short]) == 12
+
+
+@pytest.mark.parametrize("r", [0.5, 0.9])
+def test_its_own_decode_loop_gives_the_tokens_of_generate(r):
+    """Issue 27: FastV decodes through the base model's loop (`plans_decode`), not `generate`; same tokens."""
+    model, processor = load_model("llava-tiny", method="fastv", **{"method.k": 1, "method.r": r})
+    assert_own_loop_answers_as_generate(model, processor)
+
+
 @pytest.mark.parametrize("r", [0.25, 0.5, 0.75, 0.9])
 def test_decoding_from_the_pruned_cache_equals_recomputation(r):
     """The cached kind (prefill once with the drop, decode from the pruned KV cache) gives the tokens and logits

@@ -136,6 +136,31 @@ def test_cached_decoding_equals_recomputation():
     assert torch.equal(cached, _recompute(model, inputs, 6))
 
 
+@pytest.mark.parametrize("args", [TINY, {}])
+def test_its_own_decode_loop_gives_the_tokens_of_generate(args):
+    """MustDrop decodes through the base model's loop (`plans_decode`), not `generate`; same tokens, dropping
+    inside the tiny LLM (TINY) or not (the defaults prune after layers 2, 6, ...: beyond its two)."""
+    from test_fastv import assert_own_loop_answers_as_generate
+
+    model, processor = load_model("llava-tiny", method="mustdrop", **args)
+    assert_own_loop_answers_as_generate(model, processor)
+
+
+def test_decoding_into_the_adapters_reserved_cache_equals_a_plain_cache():
+    """Regression: the prefill pruned each layer's cache by assigning its `keys`, which the adapter's reserved
+    cache (`generation.ReservedLayer`, room written in place) ignored: the next step wrote after the unpruned
+    length and failed (a size mismatch) wherever MustDrop drops inside the LLM."""
+    from stf_bench.models.generation import reserved_cache
+
+    model, processor = load_model("llava-tiny", method="mustdrop", **TINY)
+    inputs = _inputs(processor, _images(), QUESTIONS)
+    with torch.no_grad():
+        plain = model.generate(**inputs, max_new_tokens=6, do_sample=False, use_cache=True, eos_token_id=None)
+        reserved = model.generate(**inputs, max_new_tokens=6, do_sample=False, use_cache=True, eos_token_id=None,
+                                  past_key_values=reserved_cache(model, 6))
+    assert torch.equal(reserved, plain)
+
+
 def test_features_from_elsewhere_are_refused():
     model, processor = load_model("llava-tiny", method="mustdrop", **TINY)
     inputs = _inputs(processor, _images()[:1], QUESTIONS[:1])

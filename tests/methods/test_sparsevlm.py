@@ -14,7 +14,7 @@ import torch
 
 # FastV's tests: the prompts, the recomputation at every step (decisions of the prompt's last token: rank_at) and
 # the independent per-layer FLOPs count
-from test_fastv import _cached_and_recomputed, _inputs, _llm_flops
+from test_fastv import _cached_and_recomputed, _inputs, _llm_flops, assert_own_loop_answers_as_generate
 
 from stf_bench.cli import main
 from stf_bench.errors import StfBenchError
@@ -137,12 +137,22 @@ def test_decoding_from_the_pruned_cache_equals_recomputation(preset):
     assert len({c[1] for c in counts}) > 1  # adaptive: the rows kept different counts
 
 
-def test_the_evaluation_adapter_prefills_once_with_the_pruning_then_decodes_one_token_per_step():
-    """Through the adapter (as `run` calls it), layer 1 sees the pruned prompt once, then one token per step."""
+@pytest.mark.parametrize("preset", [64, 192])
+def test_its_own_decode_loop_gives_the_tokens_of_generate(preset):
+    """SparseVLM decodes through the base model's loop (`plans_decode`), not `generate`; same tokens, with rows
+    that keep different counts (layers=0: layer 1 decodes from a pruned cache)."""
+    model, processor = _sparse(**{**PRESETS[preset], "layers": "0"})
+    assert_own_loop_answers_as_generate(model, processor)
+
+
+def test_the_evaluation_adapter_prefills_once_with_the_pruning_then_decodes_one_token_per_step(monkeypatch):
+    """Through the adapter (as `run` calls it), layer 1 sees the pruned prompt once, then one token per step
+    (decode steps may run the layer through `generation._lean_layer`, no module call: counted too)."""
     from lmms_eval.api.instance import Instance
     from PIL import Image
 
     from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.models import generation
 
     lm = StfBenchLmms(preset="llava-tiny", device="cpu", dtype="float32", method="sparsevlm",
                       **{f"method.{k}": v for k, v in {**PRESETS[64], "layers": "0"}.items()})
@@ -155,6 +165,13 @@ def test_the_evaluation_adapter_prefills_once_with_the_pruning_then_decodes_one_
     layers = lm.model.model.language_model.layers
     for layer in layers[:2]:
         layer.register_forward_hook(lambda m, a, o, seen=seen: seen.append(a[0].shape[1]))
+    lean_layer = generation._lean_layer
+
+    def counted_lean_layer(layer, hidden, *args):
+        seen.append(hidden.shape[1])
+        return lean_layer(layer, hidden, *args)
+
+    monkeypatch.setattr(generation, "_lean_layer", counted_lean_layer)
     lm.generate_until([request])
     (counts,) = lm.model.model.token_method.counts
     assert seen[0] > 576 and seen[1] == seen[0] - 576 + counts[1] < seen[0]  # layer 1: the pruned prompt

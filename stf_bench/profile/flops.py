@@ -84,9 +84,12 @@ def _meta_ones(*shape: int) -> torch.Tensor:
 
 
 def _llm_flops(llm: nn.Module, n: int) -> dict[str, int]:
-    """FLOPs of the LLM backbone over n tokens, batch 1: in all, per layer, and of its final norm."""
-    embeds = torch.empty(1, n, llm.config.hidden_size, device="meta")
+    """FLOPs of the LLM backbone over n tokens, batch 1: in all, per layer, and of its final norm (all 0 for
+    n = 0: a layer a method leaves no visual token, as SparseVLM's nominal schedule on a shallow LLM)."""
     layers = llm.layers[:llm.config.num_hidden_layers]
+    if n == 0:
+        return {"llm": 0, "norm": 0, **{f"layer.{i}": 0 for i in range(len(layers))}}
+    embeds = torch.empty(1, n, llm.config.hidden_size, device="meta")
     parts = {"llm": llm, "norm": llm.norm, **{f"layer.{i}": layer for i, layer in enumerate(layers)}}
     return count_flops(llm, lambda: llm(inputs_embeds=embeds, attention_mask=_meta_ones(1, n), use_cache=False),
                        parts)
@@ -102,10 +105,19 @@ def count_paper(model: nn.Module) -> dict[str, int]:
     of each one's count.
     """
     llm = counting_twin(model.model.language_model)
-    schedules = _observed(model) or [model.config.token_schedule]
+    schedules = _observed(model) or [_schedule(model)]
     by_count: dict[int, dict[str, int]] = {}
     totals = [_schedule_flops(llm, schedule, by_count) for schedule in schedules]
     return {"llm": totals[0] if len(totals) == 1 else sum(totals) / len(totals)}
+
+
+def _schedule(model: nn.Module) -> list[int]:
+    """The token schedule as the model's own method reports it: a method that measures its counts on the prompts
+    its model ran (SparseVLM) gives the measured one; the config would build a fresh method that has seen none."""
+    method = getattr(model.model, "token_method", None)
+    if method is not None and method.acts_on == "llm":
+        return method.token_schedule(model.config.num_visual_tokens)
+    return model.config.token_schedule
 
 
 def _observed(model: nn.Module) -> list[list[int]]:
@@ -188,7 +200,7 @@ def _model_details(model: nn.Module) -> dict:
     method = cfg.token_method
     if method is not None:
         details.update(method=method.name, method_args=dict(method.args), acts_on=method.acts_on)
-        schedule = cfg.token_schedule
+        schedule = _schedule(model)
         if len(set(schedule)) > 1:
             details["token_schedule"] = schedule
         seen = _observed(model)

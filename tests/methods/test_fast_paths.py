@@ -125,3 +125,41 @@ def test_fast_paths_false_is_parsed_strictly():
 
     with pytest.raises(StfBenchError, match="fast_paths must be true or false"):
         StfBenchLmms(preset="llava-tiny", device="cpu", fast_paths="maybe")
+
+
+class _PrunesWithoutPlan(LlmMethod):
+    """Decodes from a pruned KV cache but says nothing of its decode steps: `generate` must drive them."""
+
+    name = "fake-pruned-no-plan"
+    prunes_kv_cache = True
+
+
+def test_the_own_decode_loop_is_declared_by_the_method():
+    from stf_bench.methods import get_method
+
+    assert not _PrunesWithoutPlan.fast_paths().pruned_decode
+    assert _InLlm.fast_paths().pruned_decode and _ReadsQuestion.fast_paths().pruned_decode  # nothing to forbid
+    for method in list_methods():
+        if getattr(method, "prunes_kv_cache", False):
+            assert method.fast_paths().pruned_decode == method.plans_decode, method.name
+    assert get_method("fastv").plans_decode
+    assert (FastPaths() & _PrunesWithoutPlan.fast_paths()).pruned_decode is False
+
+
+def test_a_method_that_plans_its_decoding_takes_its_own_loop_with_fast_paths_on_only(monkeypatch):
+    from stf_bench.models import generation
+
+    calls: list[int] = []
+    real = generation.pruned_greedy_generate
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generation, "pruned_greedy_generate", counted)
+    own, lm = _answers({"method": "fastv", **TINY_ARGS["fastv"]})
+    assert calls and lm.fast_paths.pruned_decode
+    calls.clear()
+    with_generate, lm = _answers({"method": "fastv", **TINY_ARGS["fastv"]}, fast_paths="false")
+    assert not calls and not lm.fast_paths.pruned_decode
+    assert own == with_generate

@@ -247,6 +247,18 @@ def assert_own_loop_answers_as_generate(model, processor) -> None:
     assert own == [_until_eos(row.tolist(), eos) for row in out[:, prompt:]]
     assert 1 < len(own[stopped]) < 12 and stop in tok.decode(own[stopped])  # ended by its stop string
     assert len(own[short]) == 5 and len(own[3 - stopped - short]) == 12
+    # The logits too (the tokens of a tiny random model can survive a wrong mask or position): every row to 6 tokens
+    logits: list[torch.Tensor] = []
+    hook = model.lm_head.register_forward_hook(lambda m, a, o: logits.append(o.reshape(-1, o.shape[-1]).clone()))
+    try:
+        pruned_greedy_generate(model, dict(inputs), [6] * 3, eos_token_ids=set())
+        own_logits, logits[:] = torch.stack(logits), []
+        with torch.no_grad():
+            model.generate(**inputs, max_new_tokens=6, do_sample=False, use_cache=True, eos_token_id=None,
+                           past_key_values=reserved_cache(model, 6))
+    finally:
+        hook.remove()
+    torch.testing.assert_close(own_logits, torch.stack(logits), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("r", [0.5, 0.9])

@@ -230,6 +230,44 @@ def test_flops_is_the_per_layer_count_of_its_schedule(capsys):
     assert report["tflops"] * 1e12 == pytest.approx(want, rel=1e-12)
 
 
+def _tiny_per_layer_want(model, schedule: list[int]) -> float:
+    """An independent paper-convention count of the tiny (2-layer) backbone over `schedule`: layer 0 and the rotary
+    embedding at the entering count, layer 1 at its own, the final norm at the last count (0 tokens: nothing)."""
+    from test_mustdrop import _tiny_llm_flops
+
+    first, second = schedule
+    want = _tiny_llm_flops(model, 1, first) - _tiny_llm_flops(model, 1, first, "norm")
+    if second:
+        want += (_tiny_llm_flops(model, 2, second) - _tiny_llm_flops(model, 1, second)
+                 + _tiny_llm_flops(model, 1, second, "norm"))
+    return want
+
+
+def test_flops_on_a_shallow_llm_count_a_layer_left_without_visual_tokens_as_nothing(capsys):
+    """Regression: on the 2-layer tiny LLM the nominal schedule leaves layer 1 no visual token ([576, 0]: the mean
+    of 192 over two layers is spent in layer 0), and `flops --method sparsevlm` failed with a reshape error."""
+    assert main(["flops", "--model", "llava-tiny", "--method", "sparsevlm", "--format", "json", "--no-store"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["details"]["token_schedule"] == [576, 0]
+    model, _ = _sparse()
+    assert report["tflops"] * 1e12 == pytest.approx(_tiny_per_layer_want(model, [576, 0]), rel=1e-12)
+
+
+def test_flops_of_a_model_that_ran_prompts_count_its_measured_schedule():
+    """The paper FLOPs of a model that has run SparseVLM prompts (in the same process) count the schedule its
+    method measured, not the nominal one (the config builds a fresh method, which has seen no prompt)."""
+    from stf_bench.profile.flops import paper_report
+
+    model, processor = _sparse(**{**PRESETS[64], "layers": "0"})
+    with torch.no_grad():
+        model(**_inputs(processor))
+    measured = model.model.token_method.token_schedule(576)
+    assert measured != model.config.token_schedule and 0 < measured[1] < 576  # nominal: [576, 0]
+    report = paper_report(model, "llava-tiny + sparsevlm")
+    assert report.details["token_schedule"] == measured
+    assert report.tflops * 1e12 == pytest.approx(_tiny_per_layer_want(model, measured), rel=1e-12)
+
+
 def test_prefill_flops_run_on_meta_by_its_schedule(capsys):
     """On `meta` (the prefill convention, what `latency` also counts) the rank cannot be computed: the layers run
     over the schedule's counts; the LLM part is then below the base model's and the vision parts equal."""

@@ -1,6 +1,6 @@
 """Writing a file whole or not at all: one helper for the report's tables and the GPU benchmark's step records.
 
-(`stf_bench.eval.runner.write_files_atomically` writes several files of one run, fsynced and renamed together.)
+(`stf_bench.run.runner.write_files_atomically` writes several files of one run, fsynced and renamed together.)
 """
 
 from __future__ import annotations

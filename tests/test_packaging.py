@@ -30,7 +30,7 @@ def test_the_wheel_ships_tasks_and_baselines_and_runs_from_outside_the_checkout(
         assert shipped in names, f"{shipped} is not in the wheel"
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    code = ("import stf_bench.eval.tasks as t, stf_bench.published as p, sys; "
+    code = ("import stf_bench.run.task_specs as t, stf_bench.published as p, sys; "
             "print(t.TASKS_DIR); print(p.baselines_dir()); p.load_published(); "
             "sys.exit(0 if str(t.TASKS_DIR).startswith(sys.argv[1]) else 1)")
     run = subprocess.run([sys.executable, "-c", code, str(site)], cwd=tmp_path, capture_output=True, text=True,

@@ -458,7 +458,7 @@ def _row_scoring_jobs() -> list[tuple]:
     import yaml
 
     from stf_bench.accuracy import BENCHMARKS
-    from stf_bench.eval.tasks import TASKS_DIR
+    from stf_bench.run.task_specs import TASKS_DIR
 
     def function(path: str):
         module, _, name = path.rpartition(".")

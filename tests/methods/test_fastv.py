@@ -224,7 +224,7 @@ def test_the_evaluation_adapter_decodes_fastv_from_its_cache_not_the_whole_promp
     counted too."""
     from lmms_eval.api.instance import Instance
 
-    from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.adapter.lmms_model import StfBenchLmms
     from stf_bench.models import generation
 
     first_layers: list = []  # layer 0 of each model built below

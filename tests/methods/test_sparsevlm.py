@@ -142,7 +142,7 @@ def test_the_evaluation_adapter_prefills_once_with_the_pruning_then_decodes_one_
     from lmms_eval.api.instance import Instance
     from PIL import Image
 
-    from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.adapter.lmms_model import StfBenchLmms
 
     lm = StfBenchLmms(preset="llava-tiny", device="cpu", dtype="float32", method="sparsevlm",
                       **{f"method.{k}": v for k, v in {**PRESETS[64], "layers": "0"}.items()})

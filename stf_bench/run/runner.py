@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stf_bench.accuracy import scorer_versions
+from stf_bench.adapter.progress import progress_bars
 from stf_bench.compat import lenient_images, lmms_evaluator_patched
 from stf_bench.errors import StfBenchError
-from stf_bench.eval import scorer_versions
-from stf_bench.eval.progress import progress_bars
 
 RESUME_DIR = ".resume"
 LOCK_FILE = ".stf-bench.lock"  # in the output dir, held by the run (or `score`) writing there
@@ -77,7 +77,7 @@ def quiet_loguru(level: str = "WARNING") -> None:
 
 def build_model(spec: RunSpec):
     """The stf_bench lmms-eval model for `spec` (loading errors become StfBenchError)."""
-    from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.adapter.lmms_model import StfBenchLmms
 
     return StfBenchLmms(preset=spec.model, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size,
                         **spec.model_args)
@@ -184,7 +184,7 @@ def _gather_skipped(lm) -> dict[str, list[dict]]:
 
 def check_honest(results: dict, skipped: dict[str, list[dict]]) -> None:
     """Refuse results that would look like scores but are not: empty datasets, tasks with every row skipped."""
-    from stf_bench.eval.tasks import rows_scored
+    from stf_bench.run.task_specs import rows_scored
 
     for task, counts in results.get("n-samples", {}).items():
         rows = rows_scored(counts)
@@ -344,7 +344,7 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     """Run `spec` end to end; returns the outcome on rank 0 and None on other ranks.
 
     `lm`: an adapter to reuse (else built from `spec`); `task_registry`: anything with `expand_tasks`, `resolve`
-    and `paper_scores` (default: stf_bench.eval.tasks, every declared benchmark). The output folder is locked
+    and `paper_scores` (default: stf_bench.run.task_specs, every declared benchmark). The output folder is locked
     for the whole run (`output_dir_lock`).
     """
     with output_dir_lock(Path(spec.output_dir)):
@@ -354,7 +354,7 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
 def _evaluate(spec: RunSpec, lm, task_registry) -> RunOutcome | None:
     """`evaluate` inside the output folder's lock."""
     if task_registry is None:
-        from stf_bench.eval import tasks as task_registry
+        from stf_bench.run import task_specs as task_registry
 
     names = task_registry.expand_tasks(spec.tasks)
     setup = task_registry.resolve(names, spec.protocol, data=spec.data, data_dir=spec.data_dir)
@@ -373,7 +373,7 @@ def _evaluate(spec: RunSpec, lm, task_registry) -> RunOutcome | None:
     output_dir = Path(spec.output_dir)
     cache = None
     if spec.resume:
-        from stf_bench.eval.resume import AnswerCache
+        from stf_bench.adapter.resume import AnswerCache
 
         cache = AnswerCache(output_dir / RESUME_DIR / lm.identity_hash, lm.rank)
     lm.begin_run(cache, spec.show_progress)
@@ -434,7 +434,7 @@ def _package_version(name: str) -> str | None:
 def rows_by_benchmark(n_samples: dict[str, dict], lmms_names: dict[str, str], groups: dict[str, list]
                       ) -> dict[str, int]:
     """Rows scored per benchmark name, from lmms-eval's n-samples (a group's subtasks summed)."""
-    from stf_bench.eval.tasks import rows_scored
+    from stf_bench.run.task_specs import rows_scored
 
     return {bench: sum(rows_scored(n_samples.get(task, {})) for task in {lmms_name, *groups.get(lmms_name, [])})
             for bench, lmms_name in lmms_names.items()}

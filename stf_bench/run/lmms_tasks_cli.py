@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from stf_bench.errors import writable_dir
-from stf_bench.eval.lmms_tasks import write_task_files
+from stf_bench.run.lmms_tasks import write_task_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the files, then say how lmms-eval finds them."""
-    from stf_bench.eval.tasks import check_task_files, expand_tasks
+    from stf_bench.run.task_specs import check_task_files, expand_tasks
 
     benchmarks = expand_tasks(args.tasks)
     check_task_files("", benchmarks)

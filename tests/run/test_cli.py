@@ -16,7 +16,7 @@ import pytest
 from stf_bench import accuracy as benchmarks
 from stf_bench.cli import main
 from stf_bench.errors import StfBenchError
-from stf_bench.eval import cli as run_cli
+from stf_bench.run import cli as run_cli
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -54,9 +54,9 @@ def test_bad_flags_are_clear_errors(argv, message):
 
 
 def test_unknown_model_exits_2_with_a_message(tmp_path, tiny_tasks, monkeypatch, capsys):
-    import stf_bench.eval
+    import stf_bench.run
 
-    monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(), raising=False)
+    monkeypatch.setattr(stf_bench.run, "task_specs", tiny_tasks(), raising=False)
     code = main(["run", "--model", "no-such-model", "--output-dir", str(tmp_path), "--no-store"])
     err = capsys.readouterr().err
     assert code == 2 and "unknown model preset 'no-such-model'" in err
@@ -64,10 +64,10 @@ def test_unknown_model_exits_2_with_a_message(tmp_path, tiny_tasks, monkeypatch,
 
 
 def test_json_output_is_only_json_and_the_run_is_stored(tmp_path, tiny_tasks, monkeypatch, capsys):
-    import stf_bench.eval
+    import stf_bench.run
     from stf_bench.store.db import open_store
 
-    monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(rows=3), raising=False)
+    monkeypatch.setattr(stf_bench.run, "task_specs", tiny_tasks(rows=3), raising=False)
     db = tmp_path / "store.sqlite"
     monkeypatch.setenv("STF_BENCH_DB", str(db))
     code = main(["run", "--output-dir", str(tmp_path / "out"), "--format", "json", "--no-progress"])
@@ -82,10 +82,10 @@ def test_json_output_is_only_json_and_the_run_is_stored(tmp_path, tiny_tasks, mo
 
 
 def test_table_output(tmp_path, tiny_tasks, monkeypatch, capsys):
-    import stf_bench.eval
-    import stf_bench.eval.tasks  # noqa: F401  (imported first, run's own import cannot undo the stand-in)
+    import stf_bench.run
+    import stf_bench.run.task_specs  # noqa: F401  (imported first, run's own import cannot undo the stand-in)
 
-    monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(rows=3, bad_rows=(1,)), raising=False)
+    monkeypatch.setattr(stf_bench.run, "task_specs", tiny_tasks(rows=3, bad_rows=(1,)), raising=False)
     assert main(["run", "--output-dir", str(tmp_path), "--no-store", "--no-progress"]) == 0
     captured = capsys.readouterr()
     header, table, _ = captured.out.split("\n\n")
@@ -104,7 +104,7 @@ def _argv(out: Path) -> list[str]:  # batch 1: one fsynced cache write per answe
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_scores(tmp_path, tiny_tasks, monkeypatch, capsys,
                                                                     cli_child, sample_predictions):
-    import stf_bench.eval
+    import stf_bench.run
 
     reg = tiny_tasks(rows=8, max_new=24)
     total = 16
@@ -130,7 +130,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_scores(tmp_path, ti
 
     resumed = subprocess.run(command, env=env, capture_output=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
-    monkeypatch.setattr(stf_bench.eval, "tasks", reg, raising=False)  # the uninterrupted reference, in this process
+    monkeypatch.setattr(stf_bench.run, "task_specs", reg, raising=False)  # the uninterrupted reference, in this process
     capsys.readouterr()
     assert main(_argv(tmp_path / "fresh")) == 0
     assert json.loads(resumed.stdout) == json.loads(capsys.readouterr().out)
@@ -176,11 +176,11 @@ def test_lmms_eval_protocol_tasks_that_write_submission_files(tmp_path, capsys):
 
 
 def test_ingesting_our_own_output_keeps_data_source_and_fingerprint(tmp_path, tiny_tasks, monkeypatch, capsys):
-    import stf_bench.eval
+    import stf_bench.run
     from stf_bench.report.compare import report_label
     from stf_bench.store.db import open_store
 
-    monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(rows=3), raising=False)
+    monkeypatch.setattr(stf_bench.run, "task_specs", tiny_tasks(rows=3), raising=False)
     ran, ingested = tmp_path / "run.sqlite", tmp_path / "ingest.sqlite"
     assert main(["run", "--output-dir", str(tmp_path / "out"), "--db", str(ran), "--no-progress"]) == 0
     assert main(["ingest", str(tmp_path / "out"), "--db", str(ingested)]) == 0

@@ -48,7 +48,7 @@ def spec_from_args(args: argparse.Namespace):
     """The RunSpec the flags describe."""
     from stf_bench.args import parse_model_args
     from stf_bench.devices import check_device_name
-    from stf_bench.eval.runner import RunSpec
+    from stf_bench.run.runner import RunSpec
 
     check_device_name(args.device)
     if args.batch_size < 1:
@@ -128,8 +128,8 @@ def format_table(outcome) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; 0 on success (StfBenchError -> exit 2 in stf_bench.cli)."""
     from stf_bench.devices import resolve_device
-    from stf_bench.eval.tasks import expand_tasks
     from stf_bench.models.presets import check_model_name
+    from stf_bench.run.task_specs import expand_tasks
 
     spec = spec_from_args(args)
     check_model_name(spec.model)  # an unknown model or a missing path, before torch, lmms-eval and the data load
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_store(args.db)
     writable_dir(spec.output_dir)
-    from stf_bench.eval.runner import end_distributed, evaluate  # lmms-eval, torch, transformers: now
+    from stf_bench.run.runner import end_distributed, evaluate  # lmms-eval, torch, transformers: now
 
     try:
         outcome = evaluate(spec)
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
 def record_and_print(outcome, spec, args: argparse.Namespace, command: str) -> int:
     """Record a finished run in the store (unless --no-store), then print its scores; 1 if recording failed
     (the results are written either way), else 0. Shared by `run` and `score`."""
-    from stf_bench.eval.runner import json_ready, record_in_store
+    from stf_bench.run.runner import json_ready, record_in_store
 
     status = 0
     if not args.no_store:

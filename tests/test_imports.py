@@ -71,8 +71,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "data": {"adapter", "run"},
 }
 """folder -> the folders it must not import."""
-RUN_READERS = {"stf_bench.cli", "run",
-               "train"}  # train/outputs.py still borrows the runner's file writer
+RUN_READERS = {"stf_bench.cli", "run"}
 """The only modules or folders that may import `stf_bench.run`."""
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import errno
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from stf_bench.accuracy import scorer_versions
 from stf_bench.adapter.progress import progress_bars
 from stf_bench.compat import lenient_images, lmms_evaluator_patched
 from stf_bench.errors import StfBenchError
+from stf_bench.files import write_files_atomically
 
 RESUME_DIR = ".resume"
 LOCK_FILE = ".stf-bench.lock"  # in the output dir, held by the run (or `score`) writing there
@@ -278,48 +278,6 @@ def _results_text(tracker, results: dict, samples: dict) -> str:
     return json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False)
 
 
-def _write_error(exc: OSError, path: Path, output_dir: Path) -> StfBenchError:
-    """One line for a failed write: 'no space left on ...' for a full disk or quota, else the OS's reason."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StfBenchError(f"no space left on {output_dir} (writing {path.name}); no results were written: free "
-                             f"some space or pass another --output-dir, then run the same command again")
-    return StfBenchError(f"could not write {path} ({exc.strerror or exc}); no results were written: check that "
-                         f"--output-dir {output_dir} is writable")
-
-
-def write_files_atomically(files: list[tuple[Path, Iterable[str]]], output_dir: Path) -> None:
-    """Write each (path, text chunks) so that a path exists only complete, and the last one (the results JSON)
-    only once every file is: each goes to a temp file beside it, is flushed and fsynced, and only when all are
-    written are they renamed into place, in order. A failed write (a full disk) removes every temp file and
-    raises a StfBenchError: nothing that looks like a result is left behind."""
-    temps: list[tuple[Path, Path]] = []
-    current = files[0][0] if files else output_dir
-    try:
-        for path, chunks in files:
-            current = path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            temps.append((tmp, path))
-            with open(tmp, "w", encoding="utf-8") as fh:
-                for chunk in chunks:
-                    fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-        for tmp, path in temps:
-            current = path
-            os.replace(tmp, path)
-        for folder in {path.parent for _, path in temps}:  # the renames themselves survive a crash
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    except OSError as exc:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
-        raise _write_error(exc, current, output_dir) from None
-
-
 def _save(tracker, results: dict, samples: dict, datetime_str: str, output_dir: Path, model_dir: str
           ) -> tuple[Path, list[Path]]:
     """Write the per-task samples and the results in lmms-eval's layout and format, atomically: the results JSON
@@ -336,7 +294,7 @@ def _save(tracker, results: dict, samples: dict, datetime_str: str, output_dir: 
     sample_paths = [folder / f"{date_id}_samples_{t}.jsonl" for t in tasks]
     results_text = _results_text(tracker, results, samples)  # hashes the samples before they are rewritten
     write_files_atomically([*((p, _sample_lines(samples[t])) for p, t in zip(sample_paths, tasks)),
-                            (results_path, [results_text])], output_dir)
+                            (results_path, [results_text])], output_dir, subject="results")
     return results_path, sample_paths
 
 

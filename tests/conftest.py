@@ -173,11 +173,14 @@ def sample_predictions():
     """`sample_predictions(out)` -> {task file: sorted [(doc_id, answer)]} from a run's samples JSONL files."""
     import json
 
-    def read(out: Path, model: str = "stf-tiny") -> dict:
+    from stf_bench.models.default_model import DEFAULT_MODEL
+
+    def read(out: Path, model: str = DEFAULT_MODEL) -> dict:
         preds = {}
         for path in sorted(out.glob(f"{model}/*_samples_*.jsonl")):
             rows = [json.loads(line) for line in path.read_text().splitlines()]
             preds[path.name.split("_samples_")[1]] = sorted((r["doc_id"], r["filtered_resps"]) for r in rows)
+        assert preds, f"no {model}/*_samples_*.jsonl under {out}"  # two empty readings must not compare equal
         return preds
 
     return read

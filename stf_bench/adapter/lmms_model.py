@@ -41,6 +41,7 @@ from stf_bench.errors import StfBenchError
 from stf_bench.methods import FastPaths
 from stf_bench.models import generation
 from stf_bench.models.conversation import TEMPLATE_ID, vicuna_v1
+from stf_bench.models.default_model import DEFAULT_MODEL
 from stf_bench.models.generation import eos_ids, greedy_generate, heads_to_prefill, plain_greedy, share_heads
 from stf_bench.models.loading import parse_dtype
 
@@ -92,7 +93,7 @@ class StfBenchLmms(RunState, lmms):
 
         drop_lmms_filelock_patch()  # lmms-eval's own CLI calls its filelock patch after building this model
 
-        self.name = str(preset or pretrained or "stf-tiny")
+        self.name = str(preset or pretrained or DEFAULT_MODEL)
         try:
             self.batch_size_per_gpu = max(1, int(batch_size))
         except (TypeError, ValueError):

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from stf_bench.errors import writable_dir
+from stf_bench.models.default_model import DEFAULT_MODEL
 from stf_bench.run.lmms_tasks import write_task_files
 
 
@@ -28,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
     written = write_task_files(out_dir, benchmarks, args.data, args.data_dir)
     names = ",".join(p.stem for p in written)
     print(f"wrote {len(written)} task files to {out_dir}; run them with:\n"
-          f"  python -m lmms_eval --model stf_bench --model_args preset=stf-tiny,device=cpu --tasks {names} "
+          f"  python -m lmms_eval --model stf_bench --model_args preset={DEFAULT_MODEL},device=cpu --tasks {names} "
           f"--include_path {out_dir}", file=sys.stderr)
     return 0

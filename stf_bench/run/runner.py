@@ -26,6 +26,7 @@ from stf_bench.adapter.progress import progress_bars
 from stf_bench.compat import lenient_images, lmms_evaluator_patched
 from stf_bench.errors import StfBenchError
 from stf_bench.files import write_files_atomically
+from stf_bench.models.default_model import DEFAULT_MODEL
 
 RESUME_DIR = ".resume"
 LOCK_FILE = ".stf-bench.lock"  # in the output dir, held by the run (or `score`) writing there
@@ -35,7 +36,7 @@ LOCK_FILE = ".stf-bench.lock"  # in the output dir, held by the run (or `score`)
 class RunSpec:
     """Everything that defines a run (the CLI flags, as data)."""
 
-    model: str = "stf-tiny"
+    model: str = DEFAULT_MODEL
     model_args: dict = field(default_factory=dict)
     tasks: str = "all"
     protocol: str = "llava"
@@ -298,6 +299,18 @@ def _save(tracker, results: dict, samples: dict, datetime_str: str, output_dir: 
     return results_path, sample_paths
 
 
+def training_record(model: str) -> dict | None:
+    """The provenance `stf-bench train` wrote for `model`: beside a checkpoint directory, or, for a preset with
+    shipped weights (`stf-tiny-trained`), the record shipped with them; None for anything else (a preset built from
+    a seed, a hub id, a checkpoint made elsewhere)."""
+    from stf_bench.models.default_model import DEFAULT_DIR
+    from stf_bench.models.presets import PRESETS
+    from stf_bench.store.ingest import read_training
+
+    preset = PRESETS.get(model)
+    return read_training(DEFAULT_DIR if preset is not None and preset.shipped else model)
+
+
 def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     """Run `spec` end to end; returns the outcome on rank 0 and None on other ranks.
 
@@ -316,9 +329,7 @@ def _evaluate(spec: RunSpec, lm, task_registry) -> RunOutcome | None:
 
     names = task_registry.expand_tasks(spec.tasks)
     setup = task_registry.resolve(names, spec.protocol, data=spec.data, data_dir=spec.data_dir)
-    from stf_bench.store.ingest import read_training
-
-    training = read_training(spec.model)  # a checkpoint `stf-bench train` made: its provenance, checked before work
+    training = training_record(spec.model)  # what `stf-bench train` recorded, checked before work
 
     import lmms_eval.evaluator as lmms_evaluator
     from lmms_eval.loggers.evaluation_tracker import EvaluationTracker

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from stf_bench.cli import main
+from stf_bench.models.default_model import DEFAULT_MODEL
 
 
 def _argv(out: Path) -> list[str]:
@@ -42,7 +43,7 @@ def test_two_processes_match_one(tmp_path, tiny_tasks, monkeypatch, capsys, cli_
     assert outputs[1][1].strip() == "", "only rank 0 reports"
     two = json.loads(outputs[0][1])
     assert sorted(p.name for p in (out2 / ".resume").glob("*/*.jsonl")) == ["answers.rank0.jsonl", "answers.rank1.jsonl"]
-    saved = json.loads(next(out2.glob("stf-tiny/*_results.json")).read_text())
+    saved = json.loads(next(out2.glob(f"{DEFAULT_MODEL}/*_results.json")).read_text())
     assert saved["stf_bench"]["world_size"] == 2 and saved["n-samples"]["stfb_tiny_a"]["effective"] == 5
 
     monkeypatch.setattr(stf_bench.run, "task_specs", reg, raising=False)

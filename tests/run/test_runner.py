@@ -18,6 +18,7 @@ def lm():
 
 
 def _spec(tmp_path, **kw) -> RunSpec:
+    kw.setdefault("model", "stf-tiny")  # the model `lm` was built from (the run names its output folder after it)
     return RunSpec(output_dir=str(tmp_path / "out"), show_progress=False, **kw)
 
 
@@ -112,7 +113,7 @@ def test_a_task_that_fails_to_load_is_named_not_printed_as_its_config(monkeypatc
 
 @pytest.mark.parametrize("show", [True, False])
 def test_no_progress_silences_lmms_evals_bars_too(tmp_path, lm, tiny_tasks, capfd, show):
-    spec = RunSpec(output_dir=str(tmp_path / "out"), show_progress=show, resume=False)
+    spec = RunSpec(model="stf-tiny", output_dir=str(tmp_path / "out"), show_progress=show, resume=False)
     outcome = evaluate(spec, lm=lm, task_registry=tiny_tasks())
     err = capfd.readouterr().err
     assert outcome.rows == {"stfb_tiny_a": 6, "stfb_tiny_b": 6}

@@ -1,7 +1,7 @@
 """Scoring rules on rows built like the real datasets, with hand-worked expected values.
 
 The llava protocol must follow LLaVA-1.5's official rules; the lmms-eval protocol must equal lmms-eval's own
-functions (checked on the task objects lmms-eval builds, in test_tasks.py, and on single rows here).
+functions (checked on the task objects lmms-eval builds, in tests/run/test_task_specs.py, and on single rows here).
 """
 
 from __future__ import annotations

@@ -35,15 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def build_requests(tasks: str, limit: int | None) -> tuple[dict, list]:
     """lmms-eval's generate_until requests for the sample data (llava protocol), and the task datasets they read."""
-    from stf_bench.eval import tasks as registry
-    from stf_bench.eval.runner import load_tasks, quiet_loguru
+    from stf_bench.run import task_specs as registry
+    from stf_bench.run.runner import load_tasks, quiet_loguru
 
     quiet_loguru("ERROR")
     setup = registry.resolve(registry.expand_tasks(tasks), "llava", data="samples")
     with contextlib.redirect_stdout(sys.stderr):
         task_dict = load_tasks(setup.task_specs, setup.task_manager)
     datasets, requests = {}, []
-    from stf_bench.eval.runner import _leaf_tasks
+    from stf_bench.run.runner import _leaf_tasks
 
     for name, task in _leaf_tasks(task_dict):
         task.build_all_requests(limit=limit, rank=0, world_size=1)
@@ -67,7 +67,7 @@ def timed(lm, requests: list) -> tuple[list[str], float]:
     """Answers and wall seconds of one generate_until call over all the requests, as a fresh evaluation: our
     adapter's visual-token cache starts empty, as its `clean()` leaves it between lmms-eval evaluations (never call
     `clean()` on llava_hf: lmms-eval's base `clean()` deletes the model)."""
-    from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.adapter.lmms_model import StfBenchLmms
 
     if isinstance(lm, StfBenchLmms):
         lm.clean()
@@ -158,7 +158,7 @@ def measure_throughput(args: argparse.Namespace) -> dict:
 
     LlavaHf = llava_hf_class()
     from stf_bench import load_model
-    from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.adapter.lmms_model import StfBenchLmms
     from stf_bench.models.export import export_llava_hf
 
     datasets, requests = build_requests(args.tasks, args.limit)

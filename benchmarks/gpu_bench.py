@@ -221,7 +221,7 @@ def environment() -> dict:
 
 def write_json(path: Path, data: dict) -> None:
     """Write whole or not at all (a step killed mid-write leaves the previous version)."""
-    write_text_atomically(path, json.dumps(data, indent=2, default=str) + "\n")
+    write_text_atomically(path, json.dumps(data, indent=2, default=str) + "\n", subject="step records", flag="--out")
 
 
 CARRY_LIMIT = 64 * 2**20  # what one call of the GPU tool takes along: the working tree plus the carried paths

@@ -36,7 +36,7 @@ GENERATE_LOOP = "{} (pruned KV cache, generate loop)"
 def measure(preset: str, method: str, method_args: dict, tasks: str, limit: int, batch_size: int, repeats: int,
             recompute: bool) -> dict:
     """Median seconds per subject over the same requests, the answers of each, and the ratio to the base model."""
-    from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.adapter.lmms_model import StfBenchLmms
     from stf_bench.methods.options import method_model_args
 
     datasets, requests = build_requests(tasks, limit)

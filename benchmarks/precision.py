@@ -34,7 +34,7 @@ def compare_precision(presets: list[str], device: str, tasks: str, limit: int, b
     """For each preset in turn: requests, answers changed (in all and per task) and a few examples, yielded as soon
     as that preset is done."""
     from stf_bench import load_model
-    from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.adapter.lmms_model import StfBenchLmms
 
     datasets, requests = build_requests(tasks, limit)
     for preset in presets:

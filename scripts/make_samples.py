@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from stf_bench.eval import samples
+from stf_bench.data import samples
 
 
 def _digest(root: Path) -> dict[str, str]:

@@ -19,11 +19,11 @@ from stf_bench.errors import StfBenchError
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("stf_bench.models.cli", "list the model presets"),
     "methods": ("stf_bench.methods.cli", "list the compression methods (built in and installed plug-ins)"),
-    "run": ("stf_bench.eval.cli", "accuracy on the benchmarks through lmms-eval"),
+    "run": ("stf_bench.run.cli", "accuracy on the benchmarks through lmms-eval"),
     "flops": ("stf_bench.profile.flops_cli", "TFLOPs of a preset under a named convention"),
     "latency": ("stf_bench.profile.latency_cli", "time to first token at batch 16"),
-    "lmms-tasks": ("stf_bench.eval.lmms_tasks_cli", "task files for lmms-eval's own CLI, on the sample or local data"),
-    "score": ("stf_bench.eval.score_cli", "re-score a run's saved predictions with today's scorers (no model)"),
+    "lmms-tasks": ("stf_bench.run.lmms_tasks_cli", "task files for lmms-eval's own CLI, on the sample or local data"),
+    "score": ("stf_bench.run.score_cli", "re-score a run's saved predictions with today's scorers (no model)"),
     "train": ("stf_bench.train.cli", "train a preset with LLaVA-1.5's two-stage recipe (pretrain, finetune)"),
     "ingest": ("stf_bench.store.cli", "import lmms-eval output into the results store"),
     "report": ("stf_bench.report.cli", "the paper's tables, published next to reproduced"),
@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # The commands whose --model/--model-args are checked before any work, and the model arguments each reads itself
 # besides the model's config fields and load options: `run`'s are the lmms-eval adapter's own
-# (stf_bench.eval.adapter.StfBenchLmms; tests/test_errors.py keeps the two in step).
+# (stf_bench.adapter.lmms_model.StfBenchLmms; tests/test_errors.py keeps the two in step).
 COMMAND_MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
     "run": ("random_weights", "cache_dir", "visual_cache", "fast_paths", "max_batch_size"),
     "flops": (),
@@ -176,7 +176,7 @@ def _resume_note(args: argparse.Namespace) -> str:
         return ""
     if getattr(args, "no_resume", False):
         return " (with --no-resume no answers were kept; the same command starts over)"
-    from stf_bench.eval.runner import RESUME_DIR
+    from stf_bench.run.runner import RESUME_DIR
 
     cache = Path(args.output_dir) / RESUME_DIR
     return (f"; the answers finished so far are kept in {cache}: run the same command again to resume from them "

@@ -100,7 +100,7 @@ def write_tiny_tasks(folder: Path, rows: int = 6, bad_rows: tuple[int, ...] = ()
 
 
 def tiny_registry(folder: Path) -> SimpleNamespace:
-    """A stand-in for stf_bench.eval.tasks over the tiny tasks (same interface: expand_tasks, resolve, paper_scores)."""
+    """A stand-in for stf_bench.run.task_specs over the tiny tasks (same interface: expand_tasks, resolve, paper_scores)."""
     from lmms_eval.tasks import TaskManager
 
     names = ["stfb_tiny_a", "stfb_tiny_b"]
@@ -122,7 +122,7 @@ def tiny_registry(folder: Path) -> SimpleNamespace:
         return {b: {m: 100 * results["results"][t][f"{m},none"] for m in ("pred_len", "first_byte", "match")}
                 for b, t in lmms_names.items()}
 
-    from stf_bench.eval.tasks import rows_scored  # not about the tasks: the runner's row count, kept as it is
+    from stf_bench.run.task_specs import rows_scored  # not about the tasks: the runner's row count, kept as it is
 
     return SimpleNamespace(expand_tasks=expand_tasks, resolve=resolve, paper_scores=paper_scores,
                            rows_scored=rows_scored)
@@ -141,14 +141,14 @@ def tiny_tasks(tmp_path):
     return make
 
 
-# A child process that runs the `stf-bench` CLI over the tiny tasks (swapped in for stf_bench.eval.tasks).
+# A child process that runs the `stf-bench` CLI over the tiny tasks (swapped in for stf_bench.run.task_specs).
 CLI_CHILD = """
 import importlib.util, sys
 from pathlib import Path
 spec = importlib.util.spec_from_file_location("stfb_conftest", {conftest!r})
 conf = importlib.util.module_from_spec(spec); spec.loader.exec_module(conf)
-import stf_bench.eval
-stf_bench.eval.tasks = sys.modules["stf_bench.eval.tasks"] = conf.tiny_registry(Path({folder!r}))
+import stf_bench.run
+stf_bench.run.task_specs = sys.modules["stf_bench.run.task_specs"] = conf.tiny_registry(Path({folder!r}))
 from stf_bench.cli import main
 sys.exit(main({argv!r}))
 """
@@ -173,11 +173,14 @@ def sample_predictions():
     """`sample_predictions(out)` -> {task file: sorted [(doc_id, answer)]} from a run's samples JSONL files."""
     import json
 
-    def read(out: Path, model: str = "stf-tiny") -> dict:
+    from stf_bench.models.default_model import DEFAULT_MODEL
+
+    def read(out: Path, model: str = DEFAULT_MODEL) -> dict:
         preds = {}
         for path in sorted(out.glob(f"{model}/*_samples_*.jsonl")):
             rows = [json.loads(line) for line in path.read_text().splitlines()]
             preds[path.name.split("_samples_")[1]] = sorted((r["doc_id"], r["filtered_resps"]) for r in rows)
+        assert preds, f"no {model}/*_samples_*.jsonl under {out}"  # two empty readings must not compare equal
         return preds
 
     return read

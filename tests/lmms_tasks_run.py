@@ -20,7 +20,7 @@ def pope_data_dir(root: Path, answer: str) -> Path:
     import pyarrow.parquet as pq
 
     from stf_bench.accuracy import BENCHMARKS
-    from stf_bench.eval.samples import ensure_samples
+    from stf_bench.data.samples import ensure_samples
 
     folder = BENCHMARKS["pope"].source.folder
     if (root / folder).exists():

@@ -193,11 +193,11 @@ def test_impossible_model_args_are_named_before_a_download(monkeypatch):
 
 
 def test_every_missing_dataset_is_listed(monkeypatch):
-    from stf_bench.eval import data_sources
+    from stf_bench.data import sources
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(StfBenchError) as info:
-        data_sources.locate(["gqa", "pope", "chartqa"], data="hub")
+        sources.locate(["gqa", "pope", "chartqa"], data="hub")
     message = str(info.value)
     assert "3 of 3 datasets are missing" in message
     for repo in ("lmms-lab-encoder/GQA", "lmms-lab-encoder/POPE", "lmms-lab-encoder/ChartQA"):
@@ -302,8 +302,8 @@ def test_the_run_options_the_cli_lets_through_are_the_adapters():
     """`run --model-args` may also carry the lmms-eval adapter's own options; the early check knows them by name."""
     import inspect
 
+    from stf_bench.adapter.lmms_model import StfBenchLmms
     from stf_bench.cli import COMMAND_MODEL_OPTIONS
-    from stf_bench.eval.adapter import StfBenchLmms
 
     own = set(inspect.signature(StfBenchLmms.__init__).parameters) - {"self", "overrides"}
     flags = {"preset", "pretrained", "device", "dtype", "batch_size"}  # set by `run`'s own flags

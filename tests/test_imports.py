@@ -1,5 +1,8 @@
 """The package has no import circle: every `import` of a stf_bench module, at the top of a file or inside a
-function (a lazy import is a dependency too), forms a graph without cycles."""
+function (a lazy import is a dependency too), forms a graph without cycles. And the folders keep their layers:
+the benchmarks (`accuracy/`) know no adapter, data location or run; the lmms-eval adapter (`adapter/`) knows no
+benchmark, data or run; the data (`data/`) no adapter or run; the run orchestration (`run/`) is read by the
+command map (`stf_bench/cli.py`) alone."""
 
 from __future__ import annotations
 
@@ -62,11 +65,50 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+FORBIDDEN: dict[str, set[str]] = {
+    "accuracy": {"adapter", "data", "run"},
+    "adapter": {"accuracy", "data", "run"},
+    "data": {"adapter", "run"},
+}
+"""folder -> the folders it must not import."""
+RUN_READERS = {"stf_bench.cli", "run"}
+"""The only modules or folders that may import `stf_bench.run`."""
+
+
+def folder_of(module: str) -> str:
+    """`stf_bench.run.cli` -> `run`; a top-level module (`stf_bench.cli`) names itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (PACKAGE / parts[-1]).is_dir() else module
+
+
+def layer_breaks(graph: dict[str, set[str]], forbidden: dict[str, set[str]], run_readers: set[str]) -> list[str]:
+    """Every import that crosses a forbidden line, as `importer -> imported`."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        here = folder_of(module)
+        for target in sorted(targets):
+            there = folder_of(target)
+            if there in forbidden.get(here, set()) or (there == "run" and here not in run_readers):
+                found.append(f"{module} -> {target}")
+    return found
+
+
 def test_the_detector_finds_a_planted_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def test_no_import_circle_in_the_package():
     graph = module_graph()
-    assert "stf_bench.eval.runner" in graph and graph["stf_bench.eval.runner"]  # the walk saw the package
+    assert "stf_bench.run.runner" in graph and graph["stf_bench.run.runner"]  # the walk saw the package
     assert cycles(graph) == []
+
+
+def test_the_layer_check_finds_planted_breaks():
+    graph = {"stf_bench.adapter.x": {"stf_bench.accuracy.y"}, "stf_bench.report.z": {"stf_bench.run.w"},
+             "stf_bench.run.w": {"stf_bench.data.v"}, "stf_bench.data.v": set(), "stf_bench.accuracy.y": set()}
+    assert layer_breaks(graph, FORBIDDEN, RUN_READERS) == ["stf_bench.adapter.x -> stf_bench.accuracy.y",
+                                                           "stf_bench.report.z -> stf_bench.run.w"]
+
+
+def test_the_folders_keep_their_layers():
+    assert layer_breaks(module_graph(), FORBIDDEN, RUN_READERS) == []

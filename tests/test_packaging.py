@@ -18,6 +18,22 @@ def test_every_package_folder_is_listed_in_pyproject():
     assert on_disk <= listed, f"add {sorted(on_disk - listed)} to [tool.setuptools] packages in pyproject.toml"
 
 
+def test_the_installed_lmms_eval_entry_point_is_pyproject_s_and_loads():
+    """The entry point is written into the install's metadata: after a move of its module an install made before
+    it points lmms-eval at a module that is gone (lmms-eval only logs a warning, then `--model stf_bench` is
+    unknown). Named here, with the fix."""
+    from importlib.metadata import entry_points
+
+    declared = re.search(r'^\[project\.entry-points\."lmms_eval\.models"\]\nstf_bench = "([\w.:]+)"',
+                         (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    installed = [ep for ep in entry_points(group="lmms_eval.models") if ep.name == "stf_bench"]
+    assert [ep.value for ep in installed] == [declared], (
+        f"the metadata in {installed[0].dist.locate_file('') if installed else 'the install'} is stale: re-run "
+        f"`bash scripts/install.sh test`, and delete a stf_bench.egg-info an earlier build left in the checkout (Python "
+        f"started there reads it first)")
+    assert [m.model_id for m in installed[0].load()()] == ["stf_bench"]
+
+
 def test_the_wheel_ships_tasks_and_baselines_and_runs_from_outside_the_checkout(tmp_path):
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                             "-w", str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True, timeout=300)
@@ -30,7 +46,7 @@ def test_the_wheel_ships_tasks_and_baselines_and_runs_from_outside_the_checkout(
         assert shipped in names, f"{shipped} is not in the wheel"
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    code = ("import stf_bench.eval.tasks as t, stf_bench.published as p, sys; "
+    code = ("import stf_bench.run.task_specs as t, stf_bench.published as p, sys; "
             "print(t.TASKS_DIR); print(p.baselines_dir()); p.load_published(); "
             "sys.exit(0 if str(t.TASKS_DIR).startswith(sys.argv[1]) else 1)")
     run = subprocess.run([sys.executable, "-c", code, str(site)], cwd=tmp_path, capture_output=True, text=True,

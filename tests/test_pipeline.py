@@ -12,7 +12,8 @@ from scripted_lm import ScriptedLM
 
 from stf_bench import accuracy as benchmarks
 from stf_bench.cli import main
-from stf_bench.eval import samples, tasks
+from stf_bench.data import samples
+from stf_bench.run import task_specs
 
 COLUMN = {"gqa": "GQA", "scienceqa_img": "SQA", "textvqa_val": "VQA^T", "pope": "POPE", "mmbench_en_dev": "MMB",
           "mmbench_cn_dev": "MMB^CN", "vqav2_val": "VQA^v2", "vizwiz_vqa_val": "VisWiz", "ocrbench": "OCRBench",
@@ -39,7 +40,7 @@ def lmms_output(tmp_path_factory) -> tuple[Path, dict]:
         mp.setenv("STF_BENCH_CACHE", str(root / "cache"))
         mp.chdir(root)
         samples.ensure_samples()
-        setup = tasks.resolve(list(benchmarks.names()), "llava")
+        setup = task_specs.resolve(list(benchmarks.names()), "llava")
         tracker = EvaluationTracker(output_path=str(root / "out"))
         cli_args = argparse.Namespace(output_path=str(root / "out" / "noisy-oracle"), process_with_media=False,
                                       reasoning_tags=None, agentic_trace_mode="basic", log_samples_suffix="")
@@ -52,7 +53,7 @@ def lmms_output(tmp_path_factory) -> tuple[Path, dict]:
         for task_name in results["configs"]:
             if task_name in sample_logs:
                 tracker.save_results_samples(task_name=task_name, samples=sample_logs[task_name])
-    headline = tasks.paper_scores(results, setup.lmms_names)
+    headline = task_specs.paper_scores(results, setup.lmms_names)
     return root / "out", headline
 
 

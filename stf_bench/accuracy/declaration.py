@@ -87,7 +87,7 @@ class Benchmark:
     module: str = ""  # the module holding its code (its `__name__`): prompts, scores, aggregations, sample data
     columns: tuple[str, ...] = ()  # the columns the tasks of either protocol read (checked before a run; () = none)
     image_columns: tuple[str, ...] = ()  # those of its images config (`source.images_config`), if any
-    scorer_version: str = "1"  # of the llava task; bump when a rule changes (eval/scorer_versions.py)
+    scorer_version: str = "1"  # of the llava task; bump when a rule changes (accuracy/scorer_versions.py)
     lmms_scorer_version: str = "1"  # of lmms-eval's own task (its scorers, plus stf-bench's fixes)
     task_dir: Path | None = None  # the folder holding `stf_<name>.yaml`; None: the shipped tasks/stf_llava
     latency_prompts: bool = False  # its rows are the requests of `stf-bench latency` and the prefill FLOPs

@@ -39,7 +39,7 @@ def process_results(doc: dict, results: list[str]) -> dict:
 
 
 def local_process_docs(files):
-    """process_docs for local parquet files (`eval.data_sources.DataFiles`): the join on `imageId`."""
+    """process_docs for local parquet files (`stf_bench.data.sources.DataFiles`): the join on `imageId`."""
     return lambda dataset: join_images(dataset, files.image_files)
 
 

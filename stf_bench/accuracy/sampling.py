@@ -2,7 +2,7 @@
 
 A builder (`sample_files()` in a benchmark module) returns {path under the dataset folder: (features, rows)}: rows
 in the exact schema of the real dataset, images drawn (`drawing.py`) so that the builder knows each answer.
-`stf_bench.eval.samples` writes them as parquet in the hub's layout. Bump SAMPLES_VERSION whenever a row or a
+`stf_bench.data.samples` writes them as parquet in the hub's layout. Bump SAMPLES_VERSION whenever a row or a
 drawing changes.
 """
 

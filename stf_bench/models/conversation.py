@@ -1,5 +1,5 @@
 """The vicuna_v1 conversation LLaVA-1.5 was trained and evaluated with: the model family's prompt format, applied
-to every lmms-eval context (eval/adapter.py) and to the requests latency and prefill FLOPs are measured on (profile/).
+to every lmms-eval context (adapter/lmms_model.py) and to the requests latency and prefill FLOPs are measured on (profile/).
 No imports: the tokenizer and the CLIs read it before anything heavy loads."""
 
 from __future__ import annotations

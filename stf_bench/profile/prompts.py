@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stf_bench.accuracy import prompts_for_latency
+from stf_bench.data.sources import locate
 from stf_bench.errors import StfBenchError
-from stf_bench.eval.data_sources import locate
 from stf_bench.models.conversation import vicuna_v1
 
 if TYPE_CHECKING:

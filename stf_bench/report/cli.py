@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from stf_bench.errors import StfBenchError, writable_dir
-from stf_bench.files import write_text_atomically
+from stf_bench.files import write_files_atomically
 from stf_bench.published import load_published
 from stf_bench.report.bootstrap import DEFAULT_ITERS, DEFAULT_SEED
 from stf_bench.report.formats import EXTENSIONS, FORMATS, render
@@ -106,12 +106,15 @@ def run(args: argparse.Namespace) -> int:
         for p in plots:
             if p.suffix == ".svg":
                 figures.setdefault(PLOT_TABLE[p.stem], []).append((p.stem, p.read_bytes()))
+    pages: list[tuple[Path, list[str]]] = []
     for f in fmts:
         for t in tables:
-            written.append(write_text_atomically(out / f"table_{t.id}.{EXTENSIONS[f]}", render([t], f, footer, figures.get(t.id))))
+            pages.append((out / f"table_{t.id}.{EXTENSIONS[f]}", [render([t], f, footer, figures.get(t.id))]))
         if len(tables) > 1:
             every = [fig for t in tables for fig in figures.get(t.id, [])]
-            written.append(write_text_atomically(out / f"report.{EXTENSIONS[f]}", render(tables, f, footer, every)))
+            pages.append((out / f"report.{EXTENSIONS[f]}", [render(tables, f, footer, every)]))
+    write_files_atomically(pages, out, subject="tables")  # all of them or none
+    written += [path for path, _ in pages]
     log = sys.stdout
     if args.stdout and len(fmts) == 1:
         print(render(tables, fmts[0]))

@@ -178,7 +178,7 @@ def _add_run_scores(rep: Reproduced, run_id: int, scores: list, where: dict, hea
                     versions: dict[str, str] | None = None) -> None:
     """Put one run's headline score per task into `rep`'s cells, replacing an earlier run's; a task scored with an
     older scorer version than the current one (`versions`: what the run recorded) is marked stale."""
-    from stf_bench.eval import scorer_versions
+    from stf_bench.accuracy import scorer_versions
 
     versions = versions or {}
     by_task: dict[str, dict[str, tuple[float, float | None, int | None, str]]] = {}

@@ -361,7 +361,7 @@ class Store:
         """Record one lmms-eval results JSON and its samples files (None: those beside it with the same stamp).
 
         `scorer_versions` ({task: version}; None: the results JSON's stf_bench.scorer_versions, if any) are what the
-        scores were computed with (stf_bench.eval.scorer_versions)."""
+        scores were computed with (stf_bench.accuracy.scorer_versions)."""
         run = parse_results(Path(results_path), [Path(p) for p in samples_paths] if samples_paths is not None
                             else None, model=model, model_args=model_args)
         with self._tx() as cur:

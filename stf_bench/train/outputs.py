@@ -103,7 +103,7 @@ def write_provenance(output_dir: Path, record: dict) -> Path:
     `stf-bench run` writes its results), so that a checkpoint never carries a half-written provenance. A finetune
     started from a stage-1 output that carries its own record gets it under `pretrain`, so that the checkpoint
     alone says how both stages were made. `stf-bench run` reads it back (`stf_bench.store.ingest.read_training`)."""
-    from stf_bench.eval.runner import write_files_atomically
+    from stf_bench.files import write_files_atomically
 
     record = dict(record)
     if record.get("projector") and "pretrain" not in record:

@@ -210,7 +210,7 @@ def write_train_samples(root: Path) -> None:
 
 def ensure_train_samples(root: Path | None = None) -> Path:
     """The training samples directory, written on first use; concurrent callers never see a half-written one."""
-    from stf_bench.eval.samples import build_once, cache_root
+    from stf_bench.data.samples import build_once, cache_root
 
     return build_once((root or cache_root()) / f"train-samples-v{TRAIN_SAMPLES_VERSION}", write_train_samples,
                       _MARKER, f"stf-bench train samples v{TRAIN_SAMPLES_VERSION}\n")

@@ -117,10 +117,11 @@ def fake_benchmark(monkeypatch, tmp_path):
 
 def test_an_added_benchmark_is_run_scored_reported_and_written_for_lmms_eval(fake_benchmark, capsys):
     from stf_bench.cli import main
-    from stf_bench.eval import samples, tasks
+    from stf_bench.data import samples
+    from stf_bench.run import task_specs
 
     tmp = fake_benchmark
-    assert tasks.expand_tasks("all")[-1] == "fakeqa" and "fakeqa" not in tasks.expand_tasks("paper8")
+    assert task_specs.expand_tasks("all")[-1] == "fakeqa" and "fakeqa" not in task_specs.expand_tasks("paper8")
     db = tmp / "store.sqlite"
     code = main(["run", "--tasks", "fakeqa", "--output-dir", str(tmp / "out"), "--db", str(db), "--format", "json",
                  "--no-progress"])

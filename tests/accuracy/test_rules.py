@@ -1,7 +1,7 @@
 """Scoring rules on rows built like the real datasets, with hand-worked expected values.
 
 The llava protocol must follow LLaVA-1.5's official rules; the lmms-eval protocol must equal lmms-eval's own
-functions (checked on the task objects lmms-eval builds, in test_tasks.py, and on single rows here).
+functions (checked on the task objects lmms-eval builds, in tests/run/test_task_specs.py, and on single rows here).
 """
 
 from __future__ import annotations
@@ -458,7 +458,7 @@ def _row_scoring_jobs() -> list[tuple]:
     import yaml
 
     from stf_bench.accuracy import BENCHMARKS
-    from stf_bench.eval.tasks import TASKS_DIR
+    from stf_bench.run.task_specs import TASKS_DIR
 
     def function(path: str):
         module, _, name = path.rpartition(".")

@@ -11,8 +11,8 @@ import pytest
 from lmms_eval.api.instance import Instance
 from PIL import Image
 
-from stf_bench.eval import adapter as adapter_mod
-from stf_bench.eval.adapter import StfBenchLmms
+from stf_bench.adapter import lmms_model as adapter_mod
+from stf_bench.adapter.lmms_model import StfBenchLmms
 from stf_bench.methods import FastPaths, LlmMethod, Param, TokenMethod, list_methods, register
 from stf_bench.models import load_model
 from stf_bench.models.generation import greedy_generate

@@ -227,7 +227,7 @@ def assert_own_loop_answers_as_generate(model, processor) -> None:
     short max_new_tokens (both leave the loop's batch early), one running to the longest max_new_tokens."""
     from transformers import StoppingCriteriaList
 
-    from stf_bench.eval.stopping import GreedyStops, RowStops
+    from stf_bench.adapter.stopping import GreedyStops, RowStops
     from stf_bench.models.generation import eos_ids, pruned_greedy_generate, reserved_cache
 
     tok = processor.tokenizer
@@ -288,7 +288,7 @@ def test_the_evaluation_adapter_decodes_fastv_from_its_cache_not_the_whole_promp
     counted too."""
     from lmms_eval.api.instance import Instance
 
-    from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.adapter.lmms_model import StfBenchLmms
     from stf_bench.models import generation
 
     first_layers: list = []  # layer 0 of each model built below

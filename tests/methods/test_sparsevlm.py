@@ -151,7 +151,7 @@ def test_the_evaluation_adapter_prefills_once_with_the_pruning_then_decodes_one_
     from lmms_eval.api.instance import Instance
     from PIL import Image
 
-    from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.adapter.lmms_model import StfBenchLmms
     from stf_bench.models import generation
 
     lm = StfBenchLmms(preset="llava-tiny", device="cpu", dtype="float32", method="sparsevlm",

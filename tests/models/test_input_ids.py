@@ -194,7 +194,7 @@ def test_adapter_feeds_the_official_ids_on_every_path(tmp_path, clip, monkeypatc
     from lmms_eval.api.instance import Instance
     from PIL import Image
 
-    import stf_bench.eval.adapter as adapter_mod
+    import stf_bench.adapter.lmms_model as adapter_mod
 
     ckpt, _, _ = write_liuhaotian_checkpoint(tmp_path / "ckpt", tokenizer_model=TOKENIZER_MODEL,
                                              model_type="llava_llama")

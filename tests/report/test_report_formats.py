@@ -88,6 +88,29 @@ def test_report_without_a_store_shows_published_numbers(tmp_path, capsys):
     assert "| STF-7B (ours, k=2, E=1) | published | 301 | 18.1 |" in (out / "table_8.md").read_text()
 
 
+def test_a_full_disk_writes_no_table_and_says_so_in_one_line(tmp_path, capsys, monkeypatch):
+    """The tables were written one by one and never fsynced: a full disk at the last one left the first ones
+    behind. Now all of them or none, and one error line naming the folder."""
+    import errno
+    import os
+
+    real = os.fsync
+
+    def fsync(fd):
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(".report.md."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "o"
+    assert main(["report", "--db", str(tmp_path / "none.sqlite"), "--output-dir", str(out), "--table", "2,8",
+                 "--format", "md", "--no-plots"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert errors == [f"stf-bench report: error: no space left on {out} (writing report.md); no tables were written: "
+                      f"free some space or pass another --output-dir, then run the same command again"]
+    assert list(out.iterdir()) == []
+
+
 @pytest.mark.parametrize("args, message", [(["--table", "1"], "unknown table '1'"),
                                            (["--format", "pdf"], "unknown format 'pdf'"),
                                            (["--bootstrap-iters", "0"], "must be at least 1")])

@@ -6,8 +6,7 @@ import dataclasses
 
 from lmms_run import results_file
 
-from stf_bench.accuracy import BENCHMARKS
-from stf_bench.eval import scorer_versions
+from stf_bench.accuracy import BENCHMARKS, scorer_versions
 from stf_bench.published import load_published
 from stf_bench.report.formats import ranks, render
 from stf_bench.report.tables import STALE, build_tables, table_ids

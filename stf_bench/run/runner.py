@@ -13,19 +13,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import errno
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stf_bench.accuracy import scorer_versions
+from stf_bench.adapter.progress import progress_bars
 from stf_bench.compat import lenient_images, lmms_evaluator_patched
 from stf_bench.errors import StfBenchError
-from stf_bench.eval import scorer_versions
-from stf_bench.eval.progress import progress_bars
+from stf_bench.files import write_files_atomically
+from stf_bench.models.default_model import DEFAULT_MODEL
 
 RESUME_DIR = ".resume"
 LOCK_FILE = ".stf-bench.lock"  # in the output dir, held by the run (or `score`) writing there
@@ -35,7 +36,7 @@ LOCK_FILE = ".stf-bench.lock"  # in the output dir, held by the run (or `score`)
 class RunSpec:
     """Everything that defines a run (the CLI flags, as data)."""
 
-    model: str = "stf-tiny"
+    model: str = DEFAULT_MODEL
     model_args: dict = field(default_factory=dict)
     tasks: str = "all"
     protocol: str = "llava"
@@ -77,7 +78,7 @@ def quiet_loguru(level: str = "WARNING") -> None:
 
 def build_model(spec: RunSpec):
     """The stf_bench lmms-eval model for `spec` (loading errors become StfBenchError)."""
-    from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.adapter.lmms_model import StfBenchLmms
 
     return StfBenchLmms(preset=spec.model, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size,
                         **spec.model_args)
@@ -184,7 +185,7 @@ def _gather_skipped(lm) -> dict[str, list[dict]]:
 
 def check_honest(results: dict, skipped: dict[str, list[dict]]) -> None:
     """Refuse results that would look like scores but are not: empty datasets, tasks with every row skipped."""
-    from stf_bench.eval.tasks import rows_scored
+    from stf_bench.run.task_specs import rows_scored
 
     for task, counts in results.get("n-samples", {}).items():
         rows = rows_scored(counts)
@@ -278,48 +279,6 @@ def _results_text(tracker, results: dict, samples: dict) -> str:
     return json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False)
 
 
-def _write_error(exc: OSError, path: Path, output_dir: Path) -> StfBenchError:
-    """One line for a failed write: 'no space left on ...' for a full disk or quota, else the OS's reason."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StfBenchError(f"no space left on {output_dir} (writing {path.name}); no results were written: free "
-                             f"some space or pass another --output-dir, then run the same command again")
-    return StfBenchError(f"could not write {path} ({exc.strerror or exc}); no results were written: check that "
-                         f"--output-dir {output_dir} is writable")
-
-
-def write_files_atomically(files: list[tuple[Path, Iterable[str]]], output_dir: Path) -> None:
-    """Write each (path, text chunks) so that a path exists only complete, and the last one (the results JSON)
-    only once every file is: each goes to a temp file beside it, is flushed and fsynced, and only when all are
-    written are they renamed into place, in order. A failed write (a full disk) removes every temp file and
-    raises a StfBenchError: nothing that looks like a result is left behind."""
-    temps: list[tuple[Path, Path]] = []
-    current = files[0][0] if files else output_dir
-    try:
-        for path, chunks in files:
-            current = path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            temps.append((tmp, path))
-            with open(tmp, "w", encoding="utf-8") as fh:
-                for chunk in chunks:
-                    fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-        for tmp, path in temps:
-            current = path
-            os.replace(tmp, path)
-        for folder in {path.parent for _, path in temps}:  # the renames themselves survive a crash
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    except OSError as exc:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
-        raise _write_error(exc, current, output_dir) from None
-
-
 def _save(tracker, results: dict, samples: dict, datetime_str: str, output_dir: Path, model_dir: str
           ) -> tuple[Path, list[Path]]:
     """Write the per-task samples and the results in lmms-eval's layout and format, atomically: the results JSON
@@ -336,15 +295,27 @@ def _save(tracker, results: dict, samples: dict, datetime_str: str, output_dir: 
     sample_paths = [folder / f"{date_id}_samples_{t}.jsonl" for t in tasks]
     results_text = _results_text(tracker, results, samples)  # hashes the samples before they are rewritten
     write_files_atomically([*((p, _sample_lines(samples[t])) for p, t in zip(sample_paths, tasks)),
-                            (results_path, [results_text])], output_dir)
+                            (results_path, [results_text])], output_dir, subject="results")
     return results_path, sample_paths
+
+
+def training_record(model: str) -> dict | None:
+    """The provenance `stf-bench train` wrote for `model`: beside a checkpoint directory, or, for a preset with
+    shipped weights (`stf-tiny-trained`), the record shipped with them; None for anything else (a preset built from
+    a seed, a hub id, a checkpoint made elsewhere)."""
+    from stf_bench.models.default_model import DEFAULT_DIR
+    from stf_bench.models.presets import PRESETS
+    from stf_bench.store.ingest import read_training
+
+    preset = PRESETS.get(model)
+    return read_training(DEFAULT_DIR if preset is not None and preset.shipped else model)
 
 
 def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
     """Run `spec` end to end; returns the outcome on rank 0 and None on other ranks.
 
     `lm`: an adapter to reuse (else built from `spec`); `task_registry`: anything with `expand_tasks`, `resolve`
-    and `paper_scores` (default: stf_bench.eval.tasks, every declared benchmark). The output folder is locked
+    and `paper_scores` (default: stf_bench.run.task_specs, every declared benchmark). The output folder is locked
     for the whole run (`output_dir_lock`).
     """
     with output_dir_lock(Path(spec.output_dir)):
@@ -354,13 +325,11 @@ def evaluate(spec: RunSpec, lm=None, task_registry=None) -> RunOutcome | None:
 def _evaluate(spec: RunSpec, lm, task_registry) -> RunOutcome | None:
     """`evaluate` inside the output folder's lock."""
     if task_registry is None:
-        from stf_bench.eval import tasks as task_registry
+        from stf_bench.run import task_specs as task_registry
 
     names = task_registry.expand_tasks(spec.tasks)
     setup = task_registry.resolve(names, spec.protocol, data=spec.data, data_dir=spec.data_dir)
-    from stf_bench.store.ingest import read_training
-
-    training = read_training(spec.model)  # a checkpoint `stf-bench train` made: its provenance, checked before work
+    training = training_record(spec.model)  # what `stf-bench train` recorded, checked before work
 
     import lmms_eval.evaluator as lmms_evaluator
     from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
@@ -373,7 +342,7 @@ def _evaluate(spec: RunSpec, lm, task_registry) -> RunOutcome | None:
     output_dir = Path(spec.output_dir)
     cache = None
     if spec.resume:
-        from stf_bench.eval.resume import AnswerCache
+        from stf_bench.adapter.resume import AnswerCache
 
         cache = AnswerCache(output_dir / RESUME_DIR / lm.identity_hash, lm.rank)
     lm.begin_run(cache, spec.show_progress)
@@ -434,7 +403,7 @@ def _package_version(name: str) -> str | None:
 def rows_by_benchmark(n_samples: dict[str, dict], lmms_names: dict[str, str], groups: dict[str, list]
                       ) -> dict[str, int]:
     """Rows scored per benchmark name, from lmms-eval's n-samples (a group's subtasks summed)."""
-    from stf_bench.eval.tasks import rows_scored
+    from stf_bench.run.task_specs import rows_scored
 
     return {bench: sum(rows_scored(n_samples.get(task, {})) for task in {lmms_name, *groups.get(lmms_name, [])})
             for bench, lmms_name in lmms_names.items()}

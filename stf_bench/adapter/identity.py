@@ -1,4 +1,4 @@
-"""What names a loaded model for the answer cache (`stf_bench.eval.resume`): its name, dtype, loading arguments,
+"""What names a loaded model for the answer cache (`stf_bench.adapter.resume`): its name, dtype, loading arguments,
 a fingerprint of its weights and the prompt template, so that cached answers are reused only by the same model;
 and the run API every lmms-eval model of ours offers the runner (`RunState`: `begin_run`, `run_summary`).
 """

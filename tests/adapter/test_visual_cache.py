@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from stf_bench.adapter import visual_cache as visual_cache_mod
+from stf_bench.adapter.visual_cache import VisualTokenCache, visual_cache_bytes
 from stf_bench.errors import StfBenchError
-from stf_bench.eval import visual_cache as visual_cache_mod
-from stf_bench.eval.visual_cache import VisualTokenCache, visual_cache_bytes
 
 
 def test_lru_evicts_the_least_recently_used_and_skips_oversized():

@@ -14,8 +14,8 @@ from datasets import Features, Image
 from PIL import Image as PILImage
 
 from stf_bench import accuracy as benchmarks
-from stf_bench.eval import samples
-from stf_bench.eval.data_sources import local_files
+from stf_bench.data import samples
+from stf_bench.data.sources import local_files
 
 
 def target(bench: str, doc: dict) -> str:

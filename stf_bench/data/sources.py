@@ -162,7 +162,7 @@ def locate(benchmarks: list[str], data: str = "samples", data_dir: Path | str | 
                                 f"(see docs/protocols.md), e.g.:\n  {fetch_command(benchmarks[0], str(root))}")
         return _every(benchmarks, lambda b: local_files(b, root))
     if data == "samples":
-        from stf_bench.eval.samples import ensure_samples
+        from stf_bench.data.samples import ensure_samples
 
         root = ensure_samples()
         return _every(benchmarks, lambda b: local_files(b, root))

@@ -1,5 +1,6 @@
 """`stf-bench run`: accuracy of a model on the benchmarks through lmms-eval; with no flags, the embedded default
-(stf-tiny on the sample data of all ten tasks, llava protocol, CPU).
+(`stf-tiny-trained`, stf-tiny trained by `stf-bench train` on the training samples, on the sample data of all ten
+tasks, llava protocol, CPU).
 
 Multi-process: `accelerate launch --num_processes N -m stf_bench.cli run ...` on GPUs, or
 `torchrun --nproc_per_node N -m stf_bench.cli run ...` (GPUs or CPU; `accelerate launch --cpu` starts one process
@@ -16,13 +17,15 @@ import sys
 from stf_bench.accuracy import BENCHMARKS
 from stf_bench.errors import StfBenchError, writable_dir
 from stf_bench.methods.options import add_method_arguments, merge_method_args
+from stf_bench.models.default_model import DEFAULT_MODEL
 from stf_bench.store.cli import add_store_arguments
 from stf_bench.tabular import text_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `stf-bench run`."""
-    parser.add_argument("--model", default="stf-tiny", help="preset name, checkpoint directory or hub id (default stf-tiny)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"preset name, checkpoint directory or hub id (default {DEFAULT_MODEL})")
     parser.add_argument("--model-args", default="", help="k=v,... model overrides, e.g. k=4,e=8 or random_weights=true")
     add_method_arguments(parser)
     parser.add_argument("--tasks", default="all", help="all, paper8, or a comma list of task names (default all)")
@@ -48,7 +51,7 @@ def spec_from_args(args: argparse.Namespace):
     """The RunSpec the flags describe."""
     from stf_bench.args import parse_model_args
     from stf_bench.devices import check_device_name
-    from stf_bench.eval.runner import RunSpec
+    from stf_bench.run.runner import RunSpec
 
     check_device_name(args.device)
     if args.batch_size < 1:
@@ -89,6 +92,7 @@ def partial_tasks(results: dict) -> dict[str, str]:
 def run_description(results: dict) -> list[tuple[str, str]]:
     """What the scores below are of: model, method, protocol, data source and whether the run is partial."""
     from stf_bench.methods.options import method_suffix, split_method_args
+    from stf_bench.report.attributes import training_data, training_note
 
     meta = results.get("stf_bench") or {}
     args = dict(meta.get("model_args") or {})
@@ -98,7 +102,12 @@ def run_description(results: dict) -> list[tuple[str, str]]:
     where = f"local ({meta['data_dir']})" if data == "local" and meta.get("data_dir") else DATA_NAMES.get(data, data)
     partial = partial_tasks(results)
     limit = f" (--limit {meta['limit']:g})" if meta.get("limit") is not None else ""
-    return [("model", model), ("method", method_suffix(args).removeprefix(" + ") or "none"),
+    trained = []
+    if meta.get("training"):
+        note = training_note(meta["training"]).removeprefix("trained ")  # "with stf-bench (preset, stage, ...)"
+        on_samples = training_data(meta["training"]) == "samples"
+        trained = [("trained", note + ("; on sample data, not a real model" if on_samples else ""))]
+    return [("model", model), *trained, ("method", method_suffix(args).removeprefix(" + ") or "none"),
             ("protocol", str(meta.get("protocol"))), ("data", where),
             ("partial", "; ".join(f"{t} {why}" for t, why in partial.items()) + limit if partial else "no")]
 
@@ -128,8 +137,8 @@ def format_table(outcome) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; 0 on success (StfBenchError -> exit 2 in stf_bench.cli)."""
     from stf_bench.devices import resolve_device
-    from stf_bench.eval.tasks import expand_tasks
     from stf_bench.models.presets import check_model_name
+    from stf_bench.run.task_specs import expand_tasks
 
     spec = spec_from_args(args)
     check_model_name(spec.model)  # an unknown model or a missing path, before torch, lmms-eval and the data load
@@ -140,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_store(args.db)
     writable_dir(spec.output_dir)
-    from stf_bench.eval.runner import end_distributed, evaluate  # lmms-eval, torch, transformers: now
+    from stf_bench.run.runner import end_distributed, evaluate  # lmms-eval, torch, transformers: now
 
     try:
         outcome = evaluate(spec)
@@ -160,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
 def record_and_print(outcome, spec, args: argparse.Namespace, command: str) -> int:
     """Record a finished run in the store (unless --no-store), then print its scores; 1 if recording failed
     (the results are written either way), else 0. Shared by `run` and `score`."""
-    from stf_bench.eval.runner import json_ready, record_in_store
+    from stf_bench.run.runner import json_ready, record_in_store
 
     status = 0
     if not args.no_store:

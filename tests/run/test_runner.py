@@ -7,17 +7,18 @@ import json
 import pytest
 
 from stf_bench.errors import StfBenchError
-from stf_bench.eval.runner import RESUME_DIR, RunSpec, evaluate
+from stf_bench.run.runner import RESUME_DIR, RunSpec, evaluate
 
 
 @pytest.fixture(scope="module")
 def lm():
-    from stf_bench.eval.adapter import StfBenchLmms
+    from stf_bench.adapter.lmms_model import StfBenchLmms
 
     return StfBenchLmms(preset="stf-tiny", device="cpu", dtype="float32", batch_size=4)
 
 
 def _spec(tmp_path, **kw) -> RunSpec:
+    kw.setdefault("model", "stf-tiny")  # the model `lm` was built from (the run names its output folder after it)
     return RunSpec(output_dir=str(tmp_path / "out"), show_progress=False, **kw)
 
 
@@ -86,7 +87,7 @@ def test_unknown_task_is_an_error(tmp_path, lm, tiny_tasks):
 
 
 def test_honesty_check_counts_rows_of_a_fractional_limit():
-    from stf_bench.eval.runner import check_honest
+    from stf_bench.run.runner import check_honest
 
     results = {"n-samples": {"t": {"original": 10, "effective": 0.5}}}
     check_honest(results, {"t": [{"doc_id": 0, "reason": "x"}]})  # 1 of 5 rows skipped: fine
@@ -97,7 +98,7 @@ def test_honesty_check_counts_rows_of_a_fractional_limit():
 def test_a_task_that_fails_to_load_is_named_not_printed_as_its_config(monkeypatch):
     import lmms_eval.tasks
 
-    from stf_bench.eval.runner import load_tasks
+    from stf_bench.run.runner import load_tasks
 
     def get_task_dict(specs, task_manager):  # lmms-eval pops "task" out of the config, then reads the rows
         specs[0].pop("task")
@@ -112,7 +113,7 @@ def test_a_task_that_fails_to_load_is_named_not_printed_as_its_config(monkeypatc
 
 @pytest.mark.parametrize("show", [True, False])
 def test_no_progress_silences_lmms_evals_bars_too(tmp_path, lm, tiny_tasks, capfd, show):
-    spec = RunSpec(output_dir=str(tmp_path / "out"), show_progress=show, resume=False)
+    spec = RunSpec(model="stf-tiny", output_dir=str(tmp_path / "out"), show_progress=show, resume=False)
     outcome = evaluate(spec, lm=lm, task_registry=tiny_tasks())
     err = capfd.readouterr().err
     assert outcome.rows == {"stfb_tiny_a": 6, "stfb_tiny_b": 6}
@@ -145,7 +146,7 @@ def test_results_are_written_in_lmms_evals_own_format(tmp_path):
 
     from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
 
-    from stf_bench.eval.runner import _save
+    from stf_bench.run.runner import _save
 
     samples = {"t": [{"doc_id": i, "doc": {"q": i}, "target": i, "arguments": [f"prompt {i}", {}],
                       "resps": [[f"a{i}"]], "filtered_resps": [f"a{i}"], "doc_hash": f"h{i}"} for i in range(3)]
@@ -192,7 +193,7 @@ def test_a_full_disk_leaves_no_results_file_and_says_so(tmp_path, lm, tiny_tasks
 
 def test_a_second_run_into_a_locked_output_dir_is_refused(tmp_path, lm, tiny_tasks):
     """Two runs into one --output-dir interleaved their files (16 lines for 8 docs); the second is refused."""
-    from stf_bench.eval.runner import output_dir_lock
+    from stf_bench.run.runner import output_dir_lock
 
     with output_dir_lock(tmp_path / "out"):
         with pytest.raises(StfBenchError, match="is in use by another stf-bench run"):
@@ -209,9 +210,9 @@ def test_the_lock_dies_with_its_process(tmp_path):
     import subprocess
     import sys
 
-    from stf_bench.eval.runner import output_dir_lock
+    from stf_bench.run.runner import output_dir_lock
 
-    code = ("import sys, time; from pathlib import Path; from stf_bench.eval.runner import output_dir_lock\n"
+    code = ("import sys, time; from pathlib import Path; from stf_bench.run.runner import output_dir_lock\n"
             "with output_dir_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(600)")
     child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
@@ -227,7 +228,7 @@ def test_the_lock_dies_with_its_process(tmp_path):
 
 
 def test_a_run_is_started_and_read_through_the_adapter_s_run_api(lm, tmp_path):
-    from stf_bench.eval.resume import AnswerCache
+    from stf_bench.adapter.resume import AnswerCache
 
     lm.skipped = {("a task", 1): "a row of an earlier run"}
     lm.begin_run(AnswerCache(tmp_path), show_progress=False)

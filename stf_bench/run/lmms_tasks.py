@@ -31,7 +31,7 @@ def hooks_source(files: dict) -> str:
     `DataFiles`)."""
     hooked = {b: f for b, f in files.items() if BENCHMARKS[b].hook("local_process_docs") is not None}
     lines = ['"""process_docs hooks of the task files beside this one (written by `stf-bench lmms-tasks`)."""', "",
-             "from stf_bench.accuracy import BENCHMARKS", "from stf_bench.eval.data_sources import DataFiles", ""]
+             "from stf_bench.accuracy import BENCHMARKS", "from stf_bench.data.sources import DataFiles", ""]
     for bench, f in hooked.items():
         lines += ["", f"{hook_name(bench)} = BENCHMARKS[{bench!r}].hook('local_process_docs')(",
                   f"    DataFiles({f.split!r}, {json.dumps(f.files)}, {json.dumps(f.image_files)}))"]
@@ -41,7 +41,7 @@ def hooks_source(files: dict) -> str:
 def task_yaml(benchmark: str, data_files: dict[str, list[str]], hooked: bool = False) -> str:
     """One task file: the project's `stf_<benchmark>` task with its dataset replaced by local parquet files (and,
     when `hooked`, its `process_docs` taken from the hooks module)."""
-    from stf_bench.eval.tasks import lmms_name, task_dir
+    from stf_bench.run.task_specs import lmms_name, task_dir
 
     task = lmms_name(benchmark, "llava")
     body = {"task": task, "include": str(task_dir(benchmark) / f"{task}.yaml"), "dataset_path": "parquet",
@@ -55,8 +55,8 @@ def task_yaml(benchmark: str, data_files: dict[str, list[str]], hooked: bool = F
 def write_task_files(out_dir: Path, benchmarks: list[str], data: str = "samples",
                      data_dir: str | None = None) -> list[Path]:
     """Write one task file per benchmark (and the hooks module) into `out_dir`; returns the task files."""
-    from stf_bench.eval.data_sources import locate
-    from stf_bench.eval.tasks import lmms_name
+    from stf_bench.data.sources import locate
+    from stf_bench.run.task_specs import lmms_name
 
     # absolute paths: lmms-eval records them in its results, and `stf-bench score` finds the data there from any folder
     files = locate(benchmarks, data, None if data_dir is None else Path(data_dir).expanduser().resolve())

@@ -16,7 +16,8 @@ import pytest
 from stf_bench import accuracy as benchmarks
 from stf_bench.cli import main
 from stf_bench.errors import StfBenchError
-from stf_bench.eval import cli as run_cli
+from stf_bench.models.default_model import DEFAULT_MODEL
+from stf_bench.run import cli as run_cli
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -28,7 +29,7 @@ def _parse(*argv: str) -> argparse.Namespace:
 def test_defaults_are_the_embedded_run():
     spec = run_cli.spec_from_args(_parse())
     assert (spec.model, spec.tasks, spec.protocol, spec.data, spec.output_dir) == (
-        "stf-tiny", "all", "llava", "samples", "results")
+        DEFAULT_MODEL, "all", "llava", "samples", "results")
     assert spec.device is None and spec.resume and spec.limit is None
 
 
@@ -54,9 +55,9 @@ def test_bad_flags_are_clear_errors(argv, message):
 
 
 def test_unknown_model_exits_2_with_a_message(tmp_path, tiny_tasks, monkeypatch, capsys):
-    import stf_bench.eval
+    import stf_bench.run
 
-    monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(), raising=False)
+    monkeypatch.setattr(stf_bench.run, "task_specs", tiny_tasks(), raising=False)
     code = main(["run", "--model", "no-such-model", "--output-dir", str(tmp_path), "--no-store"])
     err = capsys.readouterr().err
     assert code == 2 and "unknown model preset 'no-such-model'" in err
@@ -64,10 +65,10 @@ def test_unknown_model_exits_2_with_a_message(tmp_path, tiny_tasks, monkeypatch,
 
 
 def test_json_output_is_only_json_and_the_run_is_stored(tmp_path, tiny_tasks, monkeypatch, capsys):
-    import stf_bench.eval
+    import stf_bench.run
     from stf_bench.store.db import open_store
 
-    monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(rows=3), raising=False)
+    monkeypatch.setattr(stf_bench.run, "task_specs", tiny_tasks(rows=3), raising=False)
     db = tmp_path / "store.sqlite"
     monkeypatch.setenv("STF_BENCH_DB", str(db))
     code = main(["run", "--output-dir", str(tmp_path / "out"), "--format", "json", "--no-progress"])
@@ -77,19 +78,22 @@ def test_json_output_is_only_json_and_the_run_is_stored(tmp_path, tiny_tasks, mo
     assert set(scores) == {"stfb_tiny_a", "stfb_tiny_b"} and all(isinstance(v, float) for v in scores["stfb_tiny_a"].values())
     with open_store(db) as store:
         runs = store.runs()
-        assert len(runs) == 1 and runs[0].model == "stf-tiny" and runs[0].protocol == "llava"
+        assert len(runs) == 1 and runs[0].model == DEFAULT_MODEL and runs[0].protocol == "llava"
         assert {s.task for s in store.scores(runs[0].id)} == {"stfb_tiny_a", "stfb_tiny_b"}
 
 
 def test_table_output(tmp_path, tiny_tasks, monkeypatch, capsys):
-    import stf_bench.eval
-    import stf_bench.eval.tasks  # noqa: F401  (imported first, run's own import cannot undo the stand-in)
+    import stf_bench.run
+    import stf_bench.run.task_specs  # noqa: F401  (imported first, run's own import cannot undo the stand-in)
 
-    monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(rows=3, bad_rows=(1,)), raising=False)
+    monkeypatch.setattr(stf_bench.run, "task_specs", tiny_tasks(rows=3, bad_rows=(1,)), raising=False)
     assert main(["run", "--output-dir", str(tmp_path), "--no-store", "--no-progress"]) == 0
     captured = capsys.readouterr()
     header, table, _ = captured.out.split("\n\n")
-    assert header.splitlines()[0].split() == ["model:", "stf-tiny"]
+    assert header.splitlines()[0].split() == ["model:", DEFAULT_MODEL]
+    # the shipped default says what trained it (its training.json), so no one takes its scores for a real model's
+    assert header.splitlines()[1].startswith("trained:  with stf-bench (stf-tiny, finetune, ")
+    assert header.splitlines()[1].endswith("training data=samples); on sample data, not a real model")
     assert "data:     samples (the embedded sample rows" in header and "partial:  no" in header
     lines = table.splitlines()
     assert lines[0].split() == ["benchmark", "metric", "value", "unit", "rows", "skipped"]
@@ -97,14 +101,17 @@ def test_table_output(tmp_path, tiny_tasks, monkeypatch, capsys):
     assert "1 row(s) skipped" in captured.err
 
 
-def _argv(out: Path) -> list[str]:  # batch 1: one fsynced cache write per answer, easy to kill between
-    return ["run", "--output-dir", str(out), "--batch-size", "1", "--format", "json", "--no-store", "--no-progress"]
+def _argv(out: Path) -> list[str]:
+    # batch 1: one fsynced cache write per answer, easy to kill between; the untrained stf-tiny answers to the
+    # token cap (the trained default stops after a word or two, too soon to kill mid-run)
+    return ["run", "--model", "stf-tiny", "--output-dir", str(out), "--batch-size", "1", "--format", "json",
+            "--no-store", "--no-progress"]
 
 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_scores(tmp_path, tiny_tasks, monkeypatch, capsys,
                                                                     cli_child, sample_predictions):
-    import stf_bench.eval
+    import stf_bench.run
 
     reg = tiny_tasks(rows=8, max_new=24)
     total = 16
@@ -130,11 +137,11 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_scores(tmp_path, ti
 
     resumed = subprocess.run(command, env=env, capture_output=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
-    monkeypatch.setattr(stf_bench.eval, "tasks", reg, raising=False)  # the uninterrupted reference, in this process
+    monkeypatch.setattr(stf_bench.run, "task_specs", reg, raising=False)  # the uninterrupted reference, in this process
     capsys.readouterr()
     assert main(_argv(tmp_path / "fresh")) == 0
     assert json.loads(resumed.stdout) == json.loads(capsys.readouterr().out)
-    assert sample_predictions(killed_out) == sample_predictions(tmp_path / "fresh")
+    assert sample_predictions(killed_out, "stf-tiny") == sample_predictions(tmp_path / "fresh", "stf-tiny")
     saved = json.loads(next(killed_out.glob("stf-tiny/*_results.json")).read_text())
     assert saved["stf_bench"]["resumed_answers"] >= answered
 
@@ -162,7 +169,7 @@ def test_embedded_default_scores_all_ten_tasks(tmp_path, capsys):
     scores = json.loads(captured.out)
     assert sorted(scores) == sorted(benchmarks.names())
     assert all(scores[t] and all(isinstance(v, float) for v in scores[t].values()) for t in benchmarks.names())
-    assert len(list(tmp_path.glob("stf-tiny/*_samples_*.jsonl"))) == 10
+    assert len(list(tmp_path.glob(f"{DEFAULT_MODEL}/*_samples_*.jsonl"))) == 10
 
 
 def test_lmms_eval_protocol_tasks_that_write_submission_files(tmp_path, capsys):
@@ -172,25 +179,26 @@ def test_lmms_eval_protocol_tasks_that_write_submission_files(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err[-3000:]
     assert list(json.loads(captured.out)) == ["textvqa_val"]
-    assert list((tmp_path / "stf-tiny" / "submissions").glob("textvqa_submission_*.json"))
+    assert list((tmp_path / DEFAULT_MODEL / "submissions").glob("textvqa_submission_*.json"))
 
 
 def test_ingesting_our_own_output_keeps_data_source_and_fingerprint(tmp_path, tiny_tasks, monkeypatch, capsys):
-    import stf_bench.eval
+    import stf_bench.run
     from stf_bench.report.compare import report_label
     from stf_bench.store.db import open_store
 
-    monkeypatch.setattr(stf_bench.eval, "tasks", tiny_tasks(rows=3), raising=False)
+    monkeypatch.setattr(stf_bench.run, "task_specs", tiny_tasks(rows=3), raising=False)
     ran, ingested = tmp_path / "run.sqlite", tmp_path / "ingest.sqlite"
     assert main(["run", "--output-dir", str(tmp_path / "out"), "--db", str(ran), "--no-progress"]) == 0
     assert main(["ingest", str(tmp_path / "out"), "--db", str(ingested)]) == 0
     capsys.readouterr()
     with open_store(ran) as a, open_store(ingested) as b:
         (run_a,), (run_b,) = a.runs(), b.runs()
-    assert (run_b.model, run_b.model_args, run_b.protocol, run_b.checkpoint_fingerprint) == (
-        run_a.model, run_a.model_args, run_a.protocol, run_a.checkpoint_fingerprint)
+    assert (run_b.model, run_b.model_args, run_b.protocol, run_b.checkpoint_fingerprint, run_b.training) == (
+        run_a.model, run_a.model_args, run_a.protocol, run_a.checkpoint_fingerprint, run_a.training)
+    assert run_a.training["preset"] == "stf-tiny" and run_a.training["stage"] == "finetune"  # the shipped record
     label = report_label(run_b)
-    assert label.startswith("stf-tiny (data=samples) [llava] @") and label == report_label(run_a)
+    assert label.startswith(f"{DEFAULT_MODEL} (data=samples) [llava] @") and label == report_label(run_a)
 
 
 def test_table_names_units_and_rows_per_benchmark():

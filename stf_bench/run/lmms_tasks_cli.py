@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from stf_bench.errors import writable_dir
-from stf_bench.eval.lmms_tasks import write_task_files
+from stf_bench.models.default_model import DEFAULT_MODEL
+from stf_bench.run.lmms_tasks import write_task_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the files, then say how lmms-eval finds them."""
-    from stf_bench.eval.tasks import check_task_files, expand_tasks
+    from stf_bench.run.task_specs import check_task_files, expand_tasks
 
     benchmarks = expand_tasks(args.tasks)
     check_task_files("", benchmarks)
@@ -28,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
     written = write_task_files(out_dir, benchmarks, args.data, args.data_dir)
     names = ",".join(p.stem for p in written)
     print(f"wrote {len(written)} task files to {out_dir}; run them with:\n"
-          f"  python -m lmms_eval --model stf_bench --model_args preset=stf-tiny,device=cpu --tasks {names} "
+          f"  python -m lmms_eval --model stf_bench --model_args preset={DEFAULT_MODEL},device=cpu --tasks {names} "
           f"--include_path {out_dir}", file=sys.stderr)
     return 0

@@ -9,9 +9,9 @@ from lmms_eval.api.model import lmms
 from PIL import Image
 
 from stf_bench import devices as devices_mod
+from stf_bench.adapter.lmms_model import StfBenchLmms
 from stf_bench.devices import check_fits
 from stf_bench.errors import StfBenchError
-from stf_bench.eval.adapter import StfBenchLmms
 from stf_bench.models.conversation import vicuna_v1
 
 
@@ -113,7 +113,7 @@ def test_every_until_string_cuts_at_the_earliest(lm):
 
 def test_generation_stops_at_the_token_that_completes_a_stop_string(lm, monkeypatch):
     """Not just cut afterwards: the row leaves the batch at that token, even far past the decoded window."""
-    from stf_bench.eval import adapter as adapter_mod
+    from stf_bench.adapter import lmms_model as adapter_mod
 
     generated = []
 
@@ -226,7 +226,7 @@ def test_corrupt_and_missing_images_are_skipped_not_crashed(lm):
 
 
 def test_answers_are_cached_and_reused(lm, tmp_path):
-    from stf_bench.eval.resume import AnswerCache
+    from stf_bench.adapter.resume import AnswerCache
 
     lm.answer_cache = AnswerCache(tmp_path)
     try:
@@ -242,7 +242,7 @@ def test_answers_are_cached_and_reused(lm, tmp_path):
 def test_registered_through_the_entry_point():
     from lmms_eval.models import get_model
 
-    from stf_bench.eval.registration import manifests
+    from stf_bench.adapter.registration import manifests
 
     assert manifests()[0].model_id == "stf_bench"
     assert get_model("stf_bench") is StfBenchLmms

@@ -24,7 +24,7 @@ from stf_bench.errors import StfBenchError
 from stf_bench.resources import shipped_dir
 
 if TYPE_CHECKING:
-    from stf_bench.eval.data_sources import DataFiles
+    from stf_bench.data.sources import DataFiles
 
 PROTOCOLS = ("llava", "lmms-eval")
 TASKS_DIR = shipped_dir("tasks") / "stf_llava"
@@ -93,7 +93,7 @@ def resolve(tasks: list[str], protocol: str, data: str = "samples", data_dir: Pa
     `judge=True` lets MMBench call lmms-eval's GPT judge for answers its rules cannot parse (needs
     OPENAI_API_KEY); by default no judge is ever called.
     """
-    from stf_bench.eval.data_sources import locate
+    from stf_bench.data.sources import locate
 
     if protocol not in PROTOCOLS:
         raise StfBenchError(f"unknown protocol {protocol!r}; use one of: {', '.join(PROTOCOLS)}")

@@ -12,8 +12,9 @@ from PIL import Image
 
 from stf_bench import accuracy as benchmarks
 from stf_bench.accuracy import gqa
+from stf_bench.data import samples, sources
 from stf_bench.errors import StfBenchError
-from stf_bench.eval import data_sources, samples, tasks
+from stf_bench.run import task_specs
 
 ROWS = {"gqa": 24, "scienceqa_img": 20, "textvqa_val": 20, "pope": 36, "mmbench_en_dev": 36, "mmbench_cn_dev": 36,
         "vqav2_val": 20, "vizwiz_vqa_val": 20, "ocrbench": 20, "chartqa": 20}
@@ -37,17 +38,17 @@ def cache_env(sample_root, monkeypatch):
 
 
 def test_expand_tasks():
-    assert tasks.expand_tasks("all") == list(benchmarks.names())
-    assert tasks.expand_tasks("paper8") == ["gqa", "scienceqa_img", "textvqa_val", "pope", "mmbench_en_dev",
+    assert task_specs.expand_tasks("all") == list(benchmarks.names())
+    assert task_specs.expand_tasks("paper8") == ["gqa", "scienceqa_img", "textvqa_val", "pope", "mmbench_en_dev",
                                             "mmbench_cn_dev", "vqav2_val", "vizwiz_vqa_val"]
-    assert tasks.expand_tasks(" pope,gqa,pope ") == ["pope", "gqa"]
-    assert tasks.expand_tasks("paper8,ocrbench,chartqa") == list(benchmarks.names())
+    assert task_specs.expand_tasks(" pope,gqa,pope ") == ["pope", "gqa"]
+    assert task_specs.expand_tasks("paper8,ocrbench,chartqa") == list(benchmarks.names())
 
 
 @pytest.mark.parametrize("spec", ["mme", "gqa,textvqa", "", ","])
 def test_unknown_task_names_the_valid_ones(spec):
     with pytest.raises(StfBenchError) as err:
-        tasks.expand_tasks(spec)
+        task_specs.expand_tasks(spec)
     assert "paper8" in str(err.value) and "vizwiz_vqa_val" in str(err.value)
     if spec.startswith(("mme", "gqa,")):
         assert repr(spec.split(",")[-1]) in str(err.value)
@@ -55,15 +56,15 @@ def test_unknown_task_names_the_valid_ones(spec):
 
 def test_bad_protocol_and_task_in_resolve(cache_env):
     with pytest.raises(StfBenchError, match="protocol 'vlmeval'.*llava, lmms-eval"):
-        tasks.resolve(["gqa"], "vlmeval")
+        task_specs.resolve(["gqa"], "vlmeval")
     with pytest.raises(StfBenchError, match="unknown task 'mme'"):
-        tasks.resolve(["mme"], "llava")
+        task_specs.resolve(["mme"], "llava")
 
 
 def test_judge_needs_a_key(cache_env, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(StfBenchError, match="OPENAI_API_KEY"):
-        tasks.resolve(["mmbench_en_dev"], "llava", judge=True)
+        task_specs.resolve(["mmbench_en_dev"], "llava", judge=True)
 
 
 # ---------------------------------------------------------------- sources agree with lmms-eval's own YAMLs
@@ -76,7 +77,7 @@ def test_sources_match_lmms_eval_and_our_yamls(bench):
 
     builtin = Path(lmms_eval.tasks.__file__).parent / benchmarks.BENCHMARKS[bench].lmms_dir / f"{bench}.yaml"
     theirs = load_yaml_config(str(builtin), mode="simple")
-    ours = load_yaml_config(str(tasks.TASKS_DIR / f"stf_{bench}.yaml"), mode="simple")
+    ours = load_yaml_config(str(task_specs.TASKS_DIR / f"stf_{bench}.yaml"), mode="simple")
     src = benchmarks.BENCHMARKS[bench].source
     for cfg in (theirs, ours):
         assert (cfg["dataset_path"], cfg.get("dataset_name"), cfg["test_split"]) == (src.repo, src.config, src.split)
@@ -86,12 +87,12 @@ def test_sources_match_lmms_eval_and_our_yamls(bench):
 # ---------------------------------------------------------------- both protocols load through lmms-eval
 
 
-@pytest.mark.parametrize("protocol", tasks.PROTOCOLS)
+@pytest.mark.parametrize("protocol", task_specs.PROTOCOLS)
 def test_all_ten_tasks_load_and_every_doc_works(cache_env, protocol):
     from lmms_eval.tasks import get_task_dict
 
     start = time.perf_counter()
-    setup = tasks.resolve(list(benchmarks.names()), protocol)
+    setup = task_specs.resolve(list(benchmarks.names()), protocol)
     task_dict = get_task_dict(copy.deepcopy(setup.task_specs), setup.task_manager)
     assert sorted(task_dict) == sorted(setup.lmms_names.values())
     for bench, name in setup.lmms_names.items():
@@ -111,7 +112,7 @@ def test_all_ten_tasks_load_and_every_doc_works(cache_env, protocol):
 def test_llava_prompts_carry_the_papers_suffixes(cache_env):
     from lmms_eval.tasks import get_task_dict
 
-    setup = tasks.resolve(["textvqa_val", "mmbench_cn_dev", "vizwiz_vqa_val", "gqa"], "llava")
+    setup = task_specs.resolve(["textvqa_val", "mmbench_cn_dev", "vizwiz_vqa_val", "gqa"], "llava")
     task_dict = get_task_dict(setup.task_specs, setup.task_manager)
     text = {n: task_dict[n].doc_to_text(task_dict[n].eval_docs[0]) for n in task_dict}
     assert "\nReference OCR token: " in text["stf_textvqa_val"]
@@ -128,7 +129,7 @@ def test_lmms_eval_protocol_keeps_lmms_evals_functions(cache_env):
     """Untouched task definitions: the prompt and per-row functions are lmms-eval's own."""
     from lmms_eval.tasks import get_task_dict
 
-    setup = tasks.resolve(list(benchmarks.names()), "lmms-eval")
+    setup = task_specs.resolve(list(benchmarks.names()), "lmms-eval")
     task_dict = get_task_dict(setup.task_specs, setup.task_manager)
     for name, task in task_dict.items():
         for fn in ("doc_to_text", "doc_to_visual", "process_results"):
@@ -149,24 +150,24 @@ def test_lmms_eval_protocol_keeps_lmms_evals_functions(cache_env):
 
 def test_data_dir_layout_and_dataset_card_configs(sample_root, tmp_path):
     shutil.copytree(sample_root / "POPE", tmp_path / "POPE")
-    files = data_sources.locate(["pope"], data_dir=tmp_path)["pope"]
+    files = sources.locate(["pope"], data_dir=tmp_path)["pope"]
     assert files.split == "test" and files.files[0].endswith("POPE/data/test-00000-of-00001.parquet")
     # a snapshot whose card says where the split is (non-standard file name) is followed
     (tmp_path / "POPE" / "data" / "test-00000-of-00001.parquet").rename(tmp_path / "POPE" / "pope_test.parquet")
     (tmp_path / "POPE" / "README.md").write_text(
         "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: test\n    path: pope_test.parquet\n---\n")
-    assert data_sources.locate(["pope"], data_dir=tmp_path)["pope"].files[0].endswith("pope_test.parquet")
+    assert sources.locate(["pope"], data_dir=tmp_path)["pope"].files[0].endswith("pope_test.parquet")
 
 
 def test_missing_dataset_names_it_and_the_fetch_command(tmp_path):
     with pytest.raises(StfBenchError) as err:
-        tasks.resolve(["gqa"], "llava", data_dir=tmp_path)
+        task_specs.resolve(["gqa"], "llava", data_dir=tmp_path)
     msg = str(err.value)
     assert "lmms-lab-encoder/GQA" in msg
     assert "hf download --repo-type dataset lmms-lab-encoder/GQA" in msg and f"--local-dir {tmp_path}/GQA" in msg
     assert '--include "testdev_balanced_images/testdev*"' in msg
     with pytest.raises(StfBenchError, match="is not a directory"):
-        tasks.resolve(["gqa"], "llava", data_dir=tmp_path / "nope")
+        task_specs.resolve(["gqa"], "llava", data_dir=tmp_path / "nope")
 
 
 def test_git_lfs_pointer_is_reported(sample_root, tmp_path):
@@ -174,7 +175,7 @@ def test_git_lfs_pointer_is_reported(sample_root, tmp_path):
     (tmp_path / "ChartQA" / "data" / "test-00000-of-00001.parquet").write_text(
         "version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
     with pytest.raises(StfBenchError, match="not a parquet file"):
-        data_sources.locate(["chartqa"], data_dir=tmp_path)
+        sources.locate(["chartqa"], data_dir=tmp_path)
 
 
 def test_hub_offline_fails_fast_with_the_command(monkeypatch, tmp_path):
@@ -186,7 +187,7 @@ def test_hub_offline_fails_fast_with_the_command(monkeypatch, tmp_path):
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
     start = time.perf_counter()
     with pytest.raises(StfBenchError) as err:
-        tasks.resolve(["vqav2_val"], "lmms-eval", data="hub")
+        task_specs.resolve(["vqav2_val"], "lmms-eval", data="hub")
     assert time.perf_counter() - start < 10
     assert "lmms-lab-encoder/VQAv2" in str(err.value) and "hf download --repo-type dataset" in str(err.value)
 
@@ -205,7 +206,7 @@ def test_hub_downloads_only_the_split_the_card_names(sample_root, tmp_path, monk
         return str(snapshot)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    files = data_sources.locate(["mmbench_cn_dev"], data="hub")["mmbench_cn_dev"]
+    files = sources.locate(["mmbench_cn_dev"], data="hub")["mmbench_cn_dev"]
     assert calls[0] == ("lmms-lab-encoder/MMBench", "dataset", ["README.md"])
     assert calls[1][2] == ["cn/dev-*", "README.md"]  # only the cn dev files, as the card says
     assert files.files == [str(snapshot / "cn" / "dev-00000-of-00001.parquet")]
@@ -216,7 +217,7 @@ def test_gqa_join_checks_the_image_table(sample_root, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    files = data_sources.locate(["gqa"], data_dir=sample_root)["gqa"]
+    files = sources.locate(["gqa"], data_dir=sample_root)["gqa"]
     questions = datasets.load_dataset("parquet", data_files=files.data_files(), split="testdev")
     joined = gqa.join_images(questions, files.image_files)
     assert isinstance(joined[0]["image"], Image.Image) and joined[0]["question"] == questions[0]["question"]
@@ -237,7 +238,7 @@ def test_gqa_join_checks_the_image_table(sample_root, tmp_path):
 
 def test_unknown_data_source():
     with pytest.raises(StfBenchError, match="unknown data source 'web'"):
-        data_sources.locate(["gqa"], data="web")
+        sources.locate(["gqa"], data="web")
 
 
 # ---------------------------------------------------------------- headline units
@@ -249,26 +250,26 @@ def _results(task: str, metrics: dict, n: int = 20) -> dict:
 
 
 def test_headline_units():
-    out = tasks.paper_scores(_results("stf_pope", {"pope_f1_avg": 0.8567, "pope_accuracy": 0.9}), {"pope": "stf_pope"})
+    out = task_specs.paper_scores(_results("stf_pope", {"pope_f1_avg": 0.8567, "pope_accuracy": 0.9}), {"pope": "stf_pope"})
     assert out == {"pope": {"f1": pytest.approx(85.67), "accuracy": pytest.approx(90.0)}}
     assert list(out["pope"])[0] == "f1"  # the headline metric comes first
-    mmb = tasks.paper_scores(_results("mmbench_en_dev", {"gpt_eval_score": 64.3}), {"mmbench_en_dev": "mmbench_en_dev"})
+    mmb = task_specs.paper_scores(_results("mmbench_en_dev", {"gpt_eval_score": 64.3}), {"mmbench_en_dev": "mmbench_en_dev"})
     assert mmb["mmbench_en_dev"]["circular_accuracy"] == pytest.approx(64.3)  # lmms-eval already x100
-    ocr = tasks.paper_scores(_results("stf_ocrbench", {"ocrbench_points": 297.0}), {"ocrbench": "stf_ocrbench"})
+    ocr = task_specs.paper_scores(_results("stf_ocrbench", {"ocrbench_points": 297.0}), {"ocrbench": "stf_ocrbench"})
     assert ocr["ocrbench"]["points"] == pytest.approx(297.0)
     # lmms-eval's OCRBench value is total/1000: 15 right of 20 rows -> 0.015 -> 750 points out of 1000
-    ocr = tasks.paper_scores(_results("ocrbench", {"ocrbench_accuracy": 0.015}, n=20), {"ocrbench": "ocrbench"})
+    ocr = task_specs.paper_scores(_results("ocrbench", {"ocrbench_accuracy": 0.015}, n=20), {"ocrbench": "ocrbench"})
     assert ocr["ocrbench"]["points"] == pytest.approx(750.0)
-    full = tasks.paper_scores(_results("ocrbench", {"ocrbench_accuracy": 0.297}, n=1000), {"ocrbench": "ocrbench"})
+    full = task_specs.paper_scores(_results("ocrbench", {"ocrbench_accuracy": 0.297}, n=1000), {"ocrbench": "ocrbench"})
     assert full["ocrbench"]["points"] == pytest.approx(297.0)
 
 
 def test_headline_refuses_to_invent_a_score():
     with pytest.raises(StfBenchError, match="no results for task 'stf_gqa'"):
-        tasks.paper_scores({"results": {}}, {"gqa": "stf_gqa"})
+        task_specs.paper_scores({"results": {}}, {"gqa": "stf_gqa"})
     with pytest.raises(StfBenchError, match="headline metric 'exact_match'"):
-        tasks.paper_scores(_results("stf_gqa", {"other": 1.0}), {"gqa": "stf_gqa"})
-    chart = tasks.paper_scores(_results("stf_chartqa", {"relaxed_overall": 0.5, "relaxed_human_split": 0.5}),
+        task_specs.paper_scores(_results("stf_gqa", {"other": 1.0}), {"gqa": "stf_gqa"})
+    chart = task_specs.paper_scores(_results("stf_chartqa", {"relaxed_overall": 0.5, "relaxed_human_split": 0.5}),
                            {"chartqa": "stf_chartqa"})
     assert chart == {"chartqa": {"relaxed_accuracy": 50.0, "relaxed_human": 50.0}}  # absent split: left out
 
@@ -292,7 +293,7 @@ def test_mmbench_string_index_is_cast_where_the_data_is_loaded(sample_root, tmp_
     from datasets import load_dataset
 
     _string_index_mmbench(sample_root, tmp_path)
-    spec = tasks.resolve(["mmbench_en_dev"], "llava", data_dir=tmp_path).task_specs[0]
+    spec = task_specs.resolve(["mmbench_en_dev"], "llava", data_dir=tmp_path).task_specs[0]
     dataset = load_dataset("parquet", data_files=spec["dataset_kwargs"]["data_files"], split="dev")
     cast = spec["process_docs"](dataset)
     assert cast.features["index"].dtype == "int64"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stf_bench.eval import lmms_tasks
-from stf_bench.eval.tasks import TASKS_DIR
+from stf_bench.run import lmms_tasks
+from stf_bench.run.task_specs import TASKS_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,7 +63,7 @@ def test_task_files_include_the_project_s_and_read_local_parquet(tmp_path):
 
 def test_a_relative_data_dir_is_written_as_an_absolute_path(tmp_path, monkeypatch):
     """lmms-eval copies the task's data files into its results; `stf-bench score` must find them from any folder."""
-    from stf_bench.eval.samples import ensure_samples
+    from stf_bench.data.samples import ensure_samples
 
     monkeypatch.chdir(ensure_samples().parent)
     lmms_tasks.write_task_files(tmp_path, ["pope"], data_dir=ensure_samples().name)

@@ -2,7 +2,7 @@
 
 import json
 
-from stf_bench.eval.resume import AnswerCache, request_key
+from stf_bench.adapter.resume import AnswerCache, request_key
 
 
 def test_round_trip_across_instances(tmp_path):

@@ -9,8 +9,8 @@ import torch
 from lmms_eval.api.instance import Instance
 from PIL import Image
 
-from stf_bench.eval.adapter import StfBenchLmms
-from stf_bench.eval.visual_cache import VisualTokenCache
+from stf_bench.adapter.lmms_model import StfBenchLmms
+from stf_bench.adapter.visual_cache import VisualTokenCache
 
 COLOURS = [(200, 40, 40), (30, 160, 60), (40, 60, 210), (220, 200, 30)]
 # images A B A C | B D A C: with batch size 4, A repeats inside batch 1 and B, A, C repeat across batches

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from stf_bench.adapter.stopping import GreedyStops, cut_at_stop, max_new_tokens, until_strings
 from stf_bench.errors import StfBenchError
-from stf_bench.eval.stopping import GreedyStops, cut_at_stop, max_new_tokens, until_strings
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import shutil
 import pytest
 
 from stf_bench.accuracy import names
+from stf_bench.data import sources
+from stf_bench.data.samples import ensure_samples
 from stf_bench.errors import StfBenchError
-from stf_bench.eval import data_sources
-from stf_bench.eval.samples import ensure_samples
 
 
 @pytest.mark.parametrize(("benchmark", "folder", "column"), [("pope", "POPE", "answer"),
@@ -19,14 +19,14 @@ def test_a_renamed_column_is_named_with_the_fix(tmp_path, benchmark, folder, col
     import pyarrow.parquet as pq
 
     shutil.copytree(ensure_samples() / folder, tmp_path / folder)
-    assert data_sources.locate([benchmark], data_dir=tmp_path)  # the copy as it is: accepted
+    assert sources.locate([benchmark], data_dir=tmp_path)  # the copy as it is: accepted
     for path in (tmp_path / folder).rglob("*.parquet"):
         table = pq.read_table(path)
         if column in table.column_names:
             pq.write_table(table.rename_columns([f"{c}_renamed" if c == column else c for c in table.column_names]),
                            path)
     with pytest.raises(StfBenchError) as info:
-        data_sources.locate([benchmark], data_dir=tmp_path)
+        sources.locate([benchmark], data_dir=tmp_path)
     message = str(info.value)
     assert f"{benchmark}: " in message and f"has no column {column!r}" in message and "\n" not in message
     assert "rename the column back" in message and "hf download" in message
@@ -34,4 +34,4 @@ def test_a_renamed_column_is_named_with_the_fix(tmp_path, benchmark, folder, col
 
 def test_every_declared_benchmark_has_its_columns_in_the_sample_data():
     """The sample data carries the real schema, so every column declared as needed is in it."""
-    data_sources.locate(names(), data="samples")
+    sources.locate(names(), data="samples")

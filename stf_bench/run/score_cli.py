@@ -22,8 +22,8 @@ from typing import Any
 from lmms_eval.api.model import lmms
 
 from stf_bench.accuracy import BENCHMARKS
+from stf_bench.adapter.identity import RunState
 from stf_bench.errors import StfBenchError
-from stf_bench.eval.identity import RunState
 from stf_bench.store.cli import add_store_arguments
 
 SAMPLES = re.compile(r"^(?P<date>.+)_samples_(?P<task>.+)\.jsonl$")
@@ -147,8 +147,8 @@ def _absolute(files) -> set[Path]:
 def rescore_data(results: dict, results_path: Path, benchmarks: list[str]) -> tuple[str, str | None]:
     """(data, data_dir) of the rows the run's predictions were made on, read from its task configs; a StfBenchError
     naming what is missing when they cannot be found, or when what is there now is not the same files."""
-    from stf_bench.eval.data_sources import locate
-    from stf_bench.eval.samples import samples_dirname
+    from stf_bench.data.samples import samples_dirname
+    from stf_bench.data.sources import locate
     from stf_bench.store.ingest import HUB, SAMPLES, data_origins
 
     origins = data_origins(results)
@@ -194,8 +194,8 @@ def rescore_data(results: dict, results_path: Path, benchmarks: list[str]) -> tu
 def rescore_spec(results: dict, results_path: Path, tasks: list[str], protocol: str | None):
     """The RunSpec that replays a recorded run: its model, arguments, data and limit, written beside it."""
     from stf_bench.accuracy import of_task
-    from stf_bench.eval import tasks as task_registry
-    from stf_bench.eval.runner import RunSpec
+    from stf_bench.run import task_specs as task_registry
+    from stf_bench.run.runner import RunSpec
 
     meta = results.get("stf_bench") or {}
     recorded = meta.get("protocol") or ("llava" if all(t.startswith("stf_") for t in tasks) else "lmms-eval")
@@ -229,8 +229,8 @@ def check_targets(predictions: dict[str, dict[int, dict]], sample_paths: list[Pa
 
 def run(args: argparse.Namespace) -> int:
     """Re-score, print like `stf-bench run`, record in the store."""
-    from stf_bench.eval.cli import record_and_print
-    from stf_bench.eval.runner import evaluate
+    from stf_bench.run.cli import record_and_print
+    from stf_bench.run.runner import evaluate
 
     results_path, only = newest_run(Path(args.path))
     try:

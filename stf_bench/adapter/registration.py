@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 MODEL_ID = "stf_bench"
-CLASS_PATH = "stf_bench.eval.adapter.StfBenchLmms"
+CLASS_PATH = "stf_bench.adapter.lmms_model.StfBenchLmms"
 
 
 def manifests() -> list:

@@ -6,8 +6,8 @@ through `stf_bench.models.generation.greedy_generate`, which prefills each image
 drops finished rows; sampling goes through `generate()` with left padding), every `until` string and each
 request's own `max_new_tokens` are honoured (`stopping`), `loglikelihood` returns the summed
 log-probability of the continuation, and `clean()` leaves the model usable for a second evaluation.
-Answers can be cached per request (`stf_bench.eval.resume`) so that an interrupted run resumes where it died.
-Visual tokens are computed once per distinct image (`stf_bench.eval.visual_cache`, MiB of LRU, 0 = off).
+Answers can be cached per request (`stf_bench.adapter.resume`) so that an interrupted run resumes where it died.
+Visual tokens are computed once per distinct image (`stf_bench.adapter.visual_cache`, MiB of LRU, 0 = off).
 """
 
 from __future__ import annotations
@@ -30,17 +30,18 @@ from PIL import Image
 from tqdm import tqdm
 from transformers import StoppingCriteriaList
 
+from stf_bench.adapter.identity import RunState, model_identity, weights_fingerprint
+from stf_bench.adapter.progress import RunBar
+from stf_bench.adapter.resume import AnswerCache, request_key
+from stf_bench.adapter.stopping import GreedyStops, RowStops, cut_at_stop, max_new_tokens, until_strings
+from stf_bench.adapter.visual_cache import VisualTokenCache, image_key, visual_cache_bytes
 from stf_bench.args import parse_bool
 from stf_bench.devices import check_fits, resolve_device, weights_bytes
 from stf_bench.errors import StfBenchError
-from stf_bench.eval.identity import RunState, model_identity, weights_fingerprint
-from stf_bench.eval.progress import RunBar
-from stf_bench.eval.resume import AnswerCache, request_key
-from stf_bench.eval.stopping import GreedyStops, RowStops, cut_at_stop, max_new_tokens, until_strings
-from stf_bench.eval.visual_cache import VisualTokenCache, image_key, visual_cache_bytes
 from stf_bench.methods import FastPaths
 from stf_bench.models import generation
 from stf_bench.models.conversation import TEMPLATE_ID, vicuna_v1
+from stf_bench.models.default_model import DEFAULT_MODEL
 from stf_bench.models.generation import eos_ids, greedy_generate, heads_to_prefill, plain_greedy, share_heads
 from stf_bench.models.loading import parse_dtype
 
@@ -92,7 +93,7 @@ class StfBenchLmms(RunState, lmms):
 
         drop_lmms_filelock_patch()  # lmms-eval's own CLI calls its filelock patch after building this model
 
-        self.name = str(preset or pretrained or "stf-tiny")
+        self.name = str(preset or pretrained or DEFAULT_MODEL)
         try:
             self.batch_size_per_gpu = max(1, int(batch_size))
         except (TypeError, ValueError):

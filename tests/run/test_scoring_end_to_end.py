@@ -15,7 +15,8 @@ from scripted_lm import ScriptedLM
 
 from stf_bench import accuracy as benchmarks
 from stf_bench.compat import lmms_evaluator_patched
-from stf_bench.eval import samples, tasks
+from stf_bench.data import samples
+from stf_bench.run import task_specs
 
 
 def _target(bench: str, doc: dict) -> str:
@@ -37,15 +38,15 @@ def _run(cache, monkeypatch, tmp_path, answer, protocol, names=None) -> dict:
 
     monkeypatch.setenv("STF_BENCH_CACHE", str(cache))
     monkeypatch.chdir(tmp_path)  # lmms-eval writes submission files into the cwd when given no output path
-    setup = tasks.resolve(list(names or benchmarks.names()), protocol)
+    setup = task_specs.resolve(list(names or benchmarks.names()), protocol)
     with lmms_evaluator_patched():  # as the runner does: no filelock patch (it fails on filelock >= 4.3)
         results = evaluator.simple_evaluate(model=ScriptedLM(answer), tasks=setup.task_specs,
                                             task_manager=setup.task_manager, log_samples=False, bootstrap_iters=0,
                                             verbosity="ERROR")
-    return tasks.paper_scores(results, setup.lmms_names)
+    return task_specs.paper_scores(results, setup.lmms_names)
 
 
-@pytest.mark.parametrize("protocol", tasks.PROTOCOLS)
+@pytest.mark.parametrize("protocol", task_specs.PROTOCOLS)
 def test_oracle_scores_100_in_the_papers_units(cache, monkeypatch, tmp_path, protocol):
     out = _run(cache, monkeypatch, tmp_path, _target, protocol)
     assert list(out) == list(benchmarks.names())
@@ -98,7 +99,7 @@ def test_lmms_eval_protocol_equals_lmms_evals_own_functions(cache, monkeypatch, 
     from lmms_eval.tasks.vizwiz_vqa.utils import vizwiz_vqa_process_results
     from lmms_eval.tasks.vqav2.utils import vqav2_process_results_val
 
-    from stf_bench.eval.data_sources import locate
+    from stf_bench.data.sources import locate
 
     per_row = {"textvqa_val": (textvqa_process_results, "exact_match"), "vqav2_val": (vqav2_process_results_val,
                "exact_match"), "vizwiz_vqa_val": (vizwiz_vqa_process_results, "exact_match"),

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from stf_bench.cli import main
+from stf_bench.models.default_model import DEFAULT_MODEL
 
 
 def _argv(out: Path) -> list[str]:
@@ -18,7 +19,7 @@ def _argv(out: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path, tiny_tasks, monkeypatch, capsys, cli_child, sample_predictions, free_port):
-    import stf_bench.eval
+    import stf_bench.run
 
     reg = tiny_tasks(rows=5)  # odd: the ranks get 3 and 2 rows, lmms-eval pads the short one
     out2 = tmp_path / "two"
@@ -42,10 +43,10 @@ def test_two_processes_match_one(tmp_path, tiny_tasks, monkeypatch, capsys, cli_
     assert outputs[1][1].strip() == "", "only rank 0 reports"
     two = json.loads(outputs[0][1])
     assert sorted(p.name for p in (out2 / ".resume").glob("*/*.jsonl")) == ["answers.rank0.jsonl", "answers.rank1.jsonl"]
-    saved = json.loads(next(out2.glob("stf-tiny/*_results.json")).read_text())
+    saved = json.loads(next(out2.glob(f"{DEFAULT_MODEL}/*_results.json")).read_text())
     assert saved["stf_bench"]["world_size"] == 2 and saved["n-samples"]["stfb_tiny_a"]["effective"] == 5
 
-    monkeypatch.setattr(stf_bench.eval, "tasks", reg, raising=False)
+    monkeypatch.setattr(stf_bench.run, "task_specs", reg, raising=False)
     capsys.readouterr()
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)
@@ -60,7 +61,7 @@ def test_the_process_group_is_torn_down_before_exit(tmp_path):
     """Left to interpreter exit, gloo's threads could abort a finished rank (SIGABRT after writing its results)."""
     import torch.distributed as dist
 
-    from stf_bench.eval.runner import end_distributed
+    from stf_bench.run.runner import end_distributed
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
     assert dist.is_initialized()

@@ -181,7 +181,8 @@ def build_trainer(args, recipe, data, overrides: dict, out: Path, **load_kwargs)
         model=TrainingForward(model, tok.pad_id, recipe.model_max_length, dummy_image=recipe.zero_stage == 3),
         args=training_arguments(recipe, out),
         train_dataset=dataset, data_collator=Collator(tok.pad_id, recipe.model_max_length),
-        group_by_modality=recipe.group_by_modality, vision_tower_lr=recipe.vision_tower_lr)
+        group_by_modality=recipe.group_by_modality, vision_tower_lr=recipe.vision_tower_lr,
+        projector_lr=recipe.projector_lr)
     return Built(trainer, model, processor, examples, sum(ex.masked for ex in examples),
                  sum(p.numel() for p in model.parameters() if p.requires_grad), projector)
 

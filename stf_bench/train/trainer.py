@@ -114,27 +114,34 @@ class TrainingForward(nn.Module):
 class StageTrainer(Trainer):
     """transformers' Trainer with LLaVA's modality-grouped sampler (stage 2) and per-micro-batch loss averaging."""
 
-    def __init__(self, *args, group_by_modality: bool = False, vision_tower_lr: float | None = None, **kwargs):
+    def __init__(self, *args, group_by_modality: bool = False, vision_tower_lr: float | None = None,
+                 projector_lr: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.group_by_modality = group_by_modality
-        self.vision_tower_lr = vision_tower_lr
+        self.vision_tower_lr, self.projector_lr = vision_tower_lr, projector_lr
         self.model_accepts_loss_kwargs = False
         self.loss_is_scaled_for_ga = False  # each micro-batch's mean: the Trainer divides by the accumulation steps
 
     def create_optimizer(self, model=None):
-        """The Trainer's optimizer; with `vision_tower_lr`, the trained vision tower's parameters in groups of their
-        own at that lr (as LLaVA-NeXT's LLaVATrainer maps `mm_vision_tower_lr` onto `vision_tower` parameters,
-        llava/train/llava_trainer.py @ df17966), weight decay as the Trainer decides it."""
-        if self.vision_tower_lr is None or self.optimizer is not None:
+        """The Trainer's optimizer; with `projector_lr` / `vision_tower_lr`, the projector's / trained vision tower's
+        parameters in groups of their own at that lr (LLaVA's LLaVATrainer does so for `mm_projector_lr`,
+        llava/train/llava_trainer.py @ c121f04; LLaVA-NeXT's also for `mm_vision_tower_lr` @ df17966), weight decay
+        as the Trainer decides it."""
+        own = {".multi_modal_projector.": self.projector_lr, ".vision_tower.": self.vision_tower_lr}
+        own = {part: lr for part, lr in own.items() if lr is not None}
+        if not own or self.optimizer is not None:
             return super().create_optimizer(model)
         opt_model = self.model if model is None else model
         decay = set(self.get_decay_parameter_names(opt_model))
-        groups: dict[tuple[bool, bool], list] = {}
+        groups: dict[tuple[str | None, bool], list] = {}
         for name, param in opt_model.named_parameters():
             if param.requires_grad:
-                groups.setdefault((".vision_tower." in f".{name}", name in decay), []).append(param)
+                part = next((p for p in own if p in f".{name}"), None)
+                groups.setdefault((part, name in decay), []).append(param)
         params = [{"params": ps, "weight_decay": self.args.weight_decay if decayed else 0.0,
-                   **({"lr": self.vision_tower_lr} if tower else {})} for (tower, decayed), ps in groups.items()]
+                   **({"lr": own[part]} if part else {})}
+                  for (part, decayed), ps in sorted(groups.items(), key=lambda kv: kv[0][0] is not None)]
+        # the run's own lr first: the Trainer logs the first group's lr (trainer_state.json)
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
         self.optimizer = optimizer_cls(params, **optimizer_kwargs)
         return self.optimizer

@@ -32,7 +32,7 @@ def test_stage_1_trains_the_projector_alone_and_stage_2_never_the_vision_tower(l
     assert _trainable(llava) == {"multi_modal_projector"}
 
 
-def test_a_trained_vision_tower_gets_gradients_and_its_own_lr(llava, tmp_path):
+def test_a_trained_vision_tower_gets_gradients_and_the_tower_and_projector_their_own_lr(llava, tmp_path):
     from transformers import TrainingArguments
 
     set_trainable(llava, "finetune", unfreeze_vision_tower=True)
@@ -42,10 +42,11 @@ def test_a_trained_vision_tower_gets_gradients_and_its_own_lr(llava, tmp_path):
     tower = llava.model.vision_tower  # its blocks up to the one read (the penultimate) get gradients
     assert all(p.grad is not None for p in [*tower.embeddings.parameters(), *tower.encoder.layers[0].parameters()])
     args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, report_to=[], use_cpu=True)
-    optimizer = StageTrainer(model=forward, args=args, vision_tower_lr=1e-5).create_optimizer()
-    ids = {id(p) for p in tower.parameters()}
-    lrs = {(id(p) in ids, group["lr"]) for group in optimizer.param_groups for p in group["params"]}
-    assert lrs == {(True, 1e-5), (False, 1e-3)}
+    optimizer = StageTrainer(model=forward, args=args, vision_tower_lr=1e-5, projector_lr=1e-4).create_optimizer()
+    part = {id(p): "tower" for p in tower.parameters()}
+    part.update({id(p): "projector" for p in llava.model.multi_modal_projector.parameters()})
+    lrs = {(part.get(id(p), "llm"), group["lr"]) for group in optimizer.param_groups for p in group["params"]}
+    assert lrs == {("tower", 1e-5), ("projector", 1e-4), ("llm", 1e-3)}  # LLaVA's mm_projector_lr, LLaVA-NeXT's
     assert sum(len(g["params"]) for g in optimizer.param_groups) == \
         sum(1 for p in llava.parameters() if p.requires_grad)
     llava.zero_grad(set_to_none=True)

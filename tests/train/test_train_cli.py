@@ -69,6 +69,7 @@ def test_pretrain_then_finetune_then_run(preset, tmp_path, monkeypatch, capsys):
     assert "pope" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_unfreeze_vision_tower_trains_it_at_its_own_lr_and_the_report_calls_it_tuned(tmp_path):
     """`--unfreeze-vision-tower` (LLaVA-NeXT's unfreeze_mm_vision_tower; the paper's Table 13): stage 2 changes the
     vision tower too, the record says so, and the report's attributes mark the checkpoint `vision_tuned`, the
@@ -89,6 +90,7 @@ def test_unfreeze_vision_tower_trains_it_at_its_own_lr_and_the_report_calls_it_t
     assert run_attributes(str(out), training=plain)["vision_tuned"] is False
 
 
+@pytest.mark.slow
 def test_image_size_224_trains_and_evaluates_and_joins_table_11(tmp_path, capsys):
     """`--model-args image_size=224` (the paper's Table 11): both stages train a tiny STF at 224 px (a 16 x 16 grid,
     64 visual tokens after STF), `stf-bench run` evaluates the checkpoint at 224 px, and its attributes put it in

@@ -23,8 +23,8 @@ epochs and in stage 2 (the same numbers, computed once instead of once per epoch
 Then the stage-2 `model.safetensors` is copied to stf_bench/models/default/ (DEFAULT_WEIGHTS, float32, about 2 MB)
 with its `training.json`; the `stf-tiny-trained` preset loads it. On CPU the same command writes the same weights
 (tests/models/test_default_model.py, marked slow, runs it twice with one step a stage and compares the hashes, and
-checks that the shipped model scores above the untrained stf-tiny and reads the image). About 14 minutes on 2 shared
-CPU cores (2026-12-05: stage 1 145 s, stage 2 689 s).
+checks that the shipped model scores above the untrained stf-tiny and reads the image). 6 to 14 minutes on 2 shared
+CPU cores, as loaded (2026-12-05: stages 1 and 2 40 s + 308 s, and 145 s + 689 s under load).
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ VISION = {"clip-vit-large-patch14-336": CLIP_L_336, "clip-tiny": CLIP_TINY}
 
 # User-facing override names (lmms-eval `k=v` style) -> config fields; each projector's own arguments come from
 # its registry entry (`override_fields`). `method=NAME` picks a training-free method, `method.ARG=v` its arguments.
-BASE_OVERRIDE_FIELDS = {"image_aspect_ratio": "image_aspect_ratio", "projector": "projector_type", "method": "method"}
+BASE_OVERRIDE_FIELDS = {"image_aspect_ratio": "image_aspect_ratio", "projector": "projector_type", "method": "method",
+                        "image_size": "image_size"}  # image_size: the vision tower's input (Table 11: 224 px)
 LOAD_OPTIONS = ("attn_implementation", "seed", "projector_weights", "vision_tower")
 
 
@@ -264,12 +265,30 @@ def own_overrides(name: str, overrides: dict) -> dict:
     return {k: v for k, v in overrides.items() if k in own or k not in others}
 
 
-def preset_shape(name: str):
-    """The `ModelShape` of a preset, read off its declared configs (no torch, no transformers)."""
+def vision_config(preset: Preset, image_size=None) -> dict:
+    """The preset's vision tower config, at `image_size` (the `image_size=` model argument) when given: a positive
+    multiple of the patch size (224 for CLIP ViT-L/14 at 224 px, the paper's Table 11)."""
+    vision = dict(VISION[preset.vision])
+    if image_size is not None:
+        patch = vision["patch_size"]
+        try:
+            size = int(image_size)
+        except (TypeError, ValueError):
+            size = 0
+        if size <= 0 or size % patch:
+            raise StfBenchError(f"model argument image_size={image_size}: use a positive multiple of the patch size "
+                                f"{patch} (e.g. 224 or 336)")
+        vision["image_size"] = size
+    return vision
+
+
+def preset_shape(name: str, image_size=None):
+    """The `ModelShape` of a preset (at `image_size` when given), read off its declared configs (no torch, no
+    transformers)."""
     from stf_bench.methods.base import ModelShape
 
     preset = get_preset(name)
-    vision, text = VISION[preset.vision], LLMS[preset.llm]
+    vision, text = vision_config(preset, image_size), LLMS[preset.llm]
     return ModelShape(grid=vision["image_size"] // vision["patch_size"], vision_layers=vision["num_hidden_layers"],
                       vision_width=vision["hidden_size"], llm_width=text["hidden_size"],
                       llm_layers=text["num_hidden_layers"])
@@ -290,7 +309,7 @@ def check_model_args(name: str, model_args: dict):
     fields = {**split_overrides(preset.settings)[0], **fields}
     projector = fields.get("projector_type", preset.projector)
     refuse_foreign_fields(projector, fields, name)
-    shape = preset_shape(name)
+    shape = preset_shape(name, fields.get("image_size"))
     cls = get_projector(projector)
     built = cls(shape, **{p.name: fields[p.config_field] for p in cls.params if p.config_field in fields})
     method = get_training_free(fields["method"])(shape, **(fields.get("method_args") or {})) \
@@ -324,7 +343,7 @@ def preset_config(name: str, **overrides):
     fields.setdefault("projector_type", preset.projector)
     refuse_foreign_fields(fields["projector_type"], fields, name)
     text = LlamaConfig(**LLMS[preset.llm])
-    vision = CLIPVisionConfig(**VISION[preset.vision])
+    vision = CLIPVisionConfig(**vision_config(preset, fields.pop("image_size", None)))
     image_token = TINY_VOCAB - 1 if preset.tiny else text.vocab_size  # outside the LLM's vocab for full size
     try:
         return StfLlavaConfig(vision_config=vision, text_config=text, image_token_index=image_token,

@@ -11,7 +11,7 @@ def describe(name: str, **overrides) -> dict:
 
     preset = get_preset(name)
     projector, method = check_model_args(name, overrides)
-    tokens = preset_shape(name).grid ** 2
+    tokens = preset_shape(name, overrides.get("image_size")).grid ** 2
     if method is not None and method.acts_on == "vision":  # as StfLlavaConfig.num_visual_tokens counts them
         tokens = method.tokens_out(tokens)
     return {

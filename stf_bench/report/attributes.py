@@ -101,6 +101,8 @@ def training_attributes(training: dict | None) -> dict:
         return {}
     attrs = preset_attributes(training.get("preset"))
     attrs.update(_normalize(training.get("model_args") or {}))
+    if (training.get("recipe") or {}).get("unfreeze_vision_tower"):  # `--unfreeze-vision-tower`: Table 13's row
+        attrs["vision_tuned"] = True
     attrs[TRAINED_WITH] = "stf-bench"
     attrs[TRAINING_DATA] = training_data(training)
     return attrs

@@ -172,7 +172,7 @@ def build_trainer(args, recipe, data, overrides: dict, out: Path, **load_kwargs)
               file=sys.stderr)
     writable_dir(out)
     examples, tok = _examples(data, recipe, processor)
-    set_trainable(model, args.stage)
+    set_trainable(model, args.stage, recipe.unfreeze_vision_tower)
     model.config.use_cache = False
     if recipe.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -181,7 +181,8 @@ def build_trainer(args, recipe, data, overrides: dict, out: Path, **load_kwargs)
         model=TrainingForward(model, tok.pad_id, recipe.model_max_length, dummy_image=recipe.zero_stage == 3),
         args=training_arguments(recipe, out),
         train_dataset=dataset, data_collator=Collator(tok.pad_id, recipe.model_max_length),
-        group_by_modality=recipe.group_by_modality)
+        group_by_modality=recipe.group_by_modality, vision_tower_lr=recipe.vision_tower_lr,
+        projector_lr=recipe.projector_lr)
     return Built(trainer, model, processor, examples, sum(ex.masked for ex in examples),
                  sum(p.numel() for p in model.parameters() if p.requires_grad), projector)
 
@@ -244,11 +245,30 @@ def _train_stage(args, recipe, data, overrides: dict) -> int:
         "recipe": recipe.to_json(), "data": {"source": data.source, "rows": len(examples), "masked_rows": masked,
                                              "skipped_rows": len(data.skipped)},
         "steps": trainer.state.global_step, "train_loss": result.training_loss, "stf_bench_version": __version__,
-        "tokenization": _tokenization_note(processor), "command": sys.argv})
+        "tokenization": _tokenization_note(processor), "command": command_line(args)})
     print(f"stf-bench train: {trainer.state.global_step} steps, loss {result.training_loss:.4f}; wrote {written} "
           f"(provenance in {out / 'training.json'}); {masked} rows masked entirely, {len(data.skipped)} skipped",
           file=sys.stderr)
     return 0
+
+
+def command_line(args: argparse.Namespace) -> list[str]:
+    """The `stf-bench train` command this run's flags spell (every flag that differs from its default, in the
+    parser's order): what `training.json` records as `command`. Not `sys.argv`, which is the launcher's or the
+    calling script's when `train` runs in-process (scripts/make_default_model.py recorded its own argv)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    line = ["stf-bench", "train"]
+    for action in parser._actions:
+        value = getattr(args, action.dest, action.default)
+        if not action.option_strings or value == action.default:
+            continue
+        flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            line.append(flag)
+        else:
+            line += [flag, str(value)]
+    return line
 
 
 def memory_line(recipe, total: int, trainable: int) -> str:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -102,16 +103,21 @@ def write_provenance(output_dir: Path, record: dict) -> Path:
     """`training.json`: what made the checkpoint (`record`), written atomically (a temp file renamed into place, as
     `stf-bench run` writes its results), so that a checkpoint never carries a half-written provenance. A finetune
     started from a stage-1 output that carries its own record gets it under `pretrain`, so that the checkpoint
-    alone says how both stages were made. `stf-bench run` reads it back (`stf_bench.store.ingest.read_training`)."""
+    alone says how both stages were made. `record["projector"]` (the stage-1 file as found) is written relative to
+    `output_dir` (`../pretrain/mm_projector.bin`: the same wherever the two outputs are moved together, never the
+    absolute or working-directory path of the machine that trained) with its SHA-256 (`projector_sha256`), which
+    names the weights wherever they go. `stf-bench run` reads it back (`stf_bench.store.ingest.read_training`)."""
     from stf_bench.files import write_files_atomically
 
     record = dict(record)
-    if record.get("projector") and "pretrain" not in record:
+    if record.get("projector"):
         stage1 = Path(record["projector"])
-        earlier = read_training(stage1.parent if stage1.is_file() else stage1)
-        if earlier is not None:
-            record["pretrain"] = earlier
+        if "pretrain" not in record:
+            earlier = read_training(stage1.parent if stage1.is_file() else stage1)
+            if earlier is not None:
+                record["pretrain"] = earlier
+        record["projector"] = Path(os.path.relpath(stage1.resolve(), output_dir.resolve())).as_posix()
+        record["projector_sha256"] = hashlib.sha256(stage1.read_bytes()).hexdigest()
     path = output_dir / PROVENANCE_FILE
     write_files_atomically([(path, [json.dumps(record, indent=2, ensure_ascii=False) + "\n"])], output_dir)
     return path
-

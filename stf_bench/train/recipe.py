@@ -85,6 +85,9 @@ class Recipe:
     logging_steps: int
     dataloader_workers: int
     deepspeed: dict | None
+    unfreeze_vision_tower: bool = False  # LLaVA-NeXT's unfreeze_mm_vision_tower (the paper's Table 13)
+    vision_tower_lr: float | None = None  # LLaVA-NeXT's mm_vision_tower_lr; None: the run's learning rate
+    projector_lr: float | None = None  # LLaVA's mm_projector_lr; None: the run's learning rate
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -152,6 +155,15 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--logging-steps", type=int, default=COMMON_DEFAULTS["logging_steps"], help="(default 1)")
     g.add_argument("--dataloader-workers", type=int, default=COMMON_DEFAULTS["dataloader_workers"],
                    help="data loading processes (default 0: in the training process)")
+    g.add_argument("--unfreeze-vision-tower", action="store_true",
+                   help="finetune: train the vision tower too (LLaVA-NeXT's unfreeze_mm_vision_tower; the paper's "
+                        "Table 13 'tuning vision encoder'); default off: frozen and run without gradients, as "
+                        "LLaVA-1.5")
+    g.add_argument("--vision-tower-lr", type=float, default=None,
+                   help="the vision tower's own peak lr with --unfreeze-vision-tower (LLaVA-NeXT's "
+                        "mm_vision_tower_lr; default: --learning-rate)")
+    g.add_argument("--projector-lr", type=float, default=None,
+                   help="the projector's own peak lr (LLaVA's mm_projector_lr; default: --learning-rate)")
     g.add_argument("--deepspeed", default=None,
                    help="zero2, zero3 (LLaVA's configs + gradient_clipping 0) or a DeepSpeed JSON file (default: none)")
 
@@ -227,6 +239,17 @@ def resolve_recipe(args: argparse.Namespace) -> Recipe:
     if save_steps < 1:
         raise StfBenchError("--save-steps must be at least 1")
     group = stage["group_by_modality"] if args.group_by_modality is None else args.group_by_modality == "on"
+    unfreeze, tower_lr = getattr(args, "unfreeze_vision_tower", False), getattr(args, "vision_tower_lr", None)
+    if unfreeze and args.stage != "finetune":
+        raise StfBenchError("--unfreeze-vision-tower needs --stage finetune: stage 1 writes the projector alone "
+                            "(mm_projector.bin), so a tuned vision tower would be lost")
+    if tower_lr is not None and not unfreeze:
+        raise StfBenchError("--vision-tower-lr sets the lr of a vision tower that trains; add "
+                            "--unfreeze-vision-tower or drop it")
+    projector_lr = getattr(args, "projector_lr", None)
+    for flag, value in (("--vision-tower-lr", tower_lr), ("--projector-lr", projector_lr)):
+        if value is not None and value <= 0:
+            raise StfBenchError(f"{flag} {value} must be positive")
     return Recipe(
         stage=args.stage, learning_rate=pick("learning_rate"), global_batch_size=global_batch,
         per_device_batch_size=per_device, gradient_accumulation_steps=global_batch // (per_device * processes),
@@ -237,7 +260,8 @@ def resolve_recipe(args: argparse.Namespace) -> Recipe:
         seed=args.seed, template=pick("template"), image_aspect_ratio=pick("image_aspect_ratio"),
         group_by_modality=group, loss_averaging="per micro-batch (LLaVA-1.5 / transformers 4.37)",
         save_steps=save_steps, save_total_limit=args.save_total_limit, logging_steps=args.logging_steps,
-        dataloader_workers=args.dataloader_workers, deepspeed=deepspeed_config(args.deepspeed))
+        dataloader_workers=args.dataloader_workers, deepspeed=deepspeed_config(args.deepspeed),
+        unfreeze_vision_tower=unfreeze, vision_tower_lr=tower_lr if unfreeze else None, projector_lr=projector_lr)
 
 
 def training_arguments(recipe: Recipe, output_dir: Path):

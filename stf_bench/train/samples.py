@@ -9,7 +9,11 @@ The scenes come from their own random stream, on a grid shifted from the evaluat
 and greys, so no image is one of the evaluation samples' (tests/train/test_train_samples.py compares them all).
 - `pretrain.json`: one caption row per image (`<image>` + an instruction, then the caption), LLaVA-Pretrain style.
 - `finetune.json`: one conversation per image, single-turn for one in four and multi-turn (2-4 rounds) otherwise,
-  the image in the first turn, then text-only rows.
+  the image in the first turn; then, for each scene, a POPE row (its yes/no object question about every shape of
+  the scene and as many absent ones, half of them with a kind or colour that is in the scene) and an option row
+  (three ScienceQA / MMBench questions about its shapes), and an option row for each counting image: rows whose
+  answers need the image (version 3; version 2 had about 180 POPE-like and 100 option questions in 1059, too few
+  for the tiny default model to tie any answer to the image); then text-only rows.
 `ensure_train_samples()` writes them once into the cache directory, atomically, and reuses them; bump
 TRAIN_SAMPLES_VERSION whenever a row or a drawing changes (the default model's weights are trained on them:
 `scripts/make_default_model.py`).
@@ -21,12 +25,12 @@ import json
 import random
 from pathlib import Path
 
-from stf_bench.accuracy import gqa, mmbench_cn_dev, mmbench_en_dev, scienceqa_img, textvqa_val, vizwiz_vqa_val
+from stf_bench.accuracy import gqa, mmbench_cn_dev, mmbench_en_dev, pope, scienceqa_img, textvqa_val, vizwiz_vqa_val
 from stf_bench.accuracy.drawing import COLORS, SHAPES, Shape, png_bytes, shape_scene, text_image
 from stf_bench.accuracy.rules import SHORT
 from stf_bench.accuracy.sampling import CN_COLORS, CN_SHAPES, WORDS
 
-TRAIN_SAMPLES_VERSION = 2
+TRAIN_SAMPLES_VERSION = 3
 N_IMAGES = 480
 _MARKER = "TRAIN_SAMPLES_COMPLETE"
 COLOR_NAMES = tuple(COLORS)
@@ -140,16 +144,39 @@ def _scene_questions(rng: random.Random, shapes: list[Shape]) -> list[tuple[str,
     return qa
 
 
-def _image_and_questions(rng: random.Random, kind: str) -> tuple[object, str, list[tuple[str, str]]]:
-    """(drawing, caption, [(prompt, answer), ...]) of one training image of `kind`."""
+def _pope_rounds(rng: random.Random, shapes: list[Shape]) -> list[tuple[str, str]]:
+    """POPE's question about every shape of the scene ('yes') and as many absent ones ('no': half of them a kind or
+    a colour that is in the scene, as POPE's adversarial and popular negatives), in random order."""
+    present = [(s.color, s.kind) for s in shapes]
+    taken = set(present)
+    near = [(c, k) for c in COLOR_NAMES for k in SHAPES if (c, k) not in taken
+            and (k in {s.kind for s in shapes} or c in {s.color for s in shapes})]
+    far = [(c, k) for c in COLOR_NAMES for k in SHAPES if (c, k) not in taken and (c, k) not in near]
+    absent = []
+    for _ in present:
+        pool = [p for p in (near if near and rng.random() < 0.5 else far or near) if p not in absent]
+        absent.append(rng.choice(pool))
+    qa = [(pope.doc_to_text({"question": f"Is there a {c} {k} in the image?"}), answer)
+          for pairs, answer in ((present, "yes"), (absent, "no")) for c, k in pairs]
+    rng.shuffle(qa)
+    return qa
+
+
+def _image_and_questions(rng: random.Random, kind: str
+                         ) -> tuple[object, str, list[tuple[str, str]], list[list[tuple[str, str]]]]:
+    """(drawing, caption, [(prompt, answer), ...], drills) of one training image of `kind`: the conversation of its
+    own row, and the rounds of further rows about the same image (`drills`) whose answers need the image: POPE's
+    yes/no object questions and multiple-choice questions (ScienceQA, MMBench) about its shapes."""
     if kind == "scene":
         shapes = _scene(rng)
-        return shape_scene(shapes), _caption(shapes), _scene_questions(rng, shapes)
+        drills = [_pope_rounds(rng, shapes), [_multiple_choice(rng, shapes) for _ in range(3)]]
+        return shape_scene(shapes), _caption(shapes), _scene_questions(rng, shapes), drills
     if kind == "count":
         shape, count = rng.choice(SHAPES), rng.randint(1, 4)
         shapes = [Shape(shape, rng.choice(COLOR_NAMES), x, y) for x, y in rng.sample(CELLS, count)]
         qa = [_short(f"How many {shape}s are there?", str(count)), _multiple_choice(rng, shapes)]
-        return shape_scene(shapes), f"{count} {shape}{'s' if count > 1 else ''}.", qa
+        drills = [[_multiple_choice(rng, shapes) for _ in range(3)]]
+        return shape_scene(shapes), f"{count} {shape}{'s' if count > 1 else ''}.", qa, drills
     if kind == "single":  # VizWiz: one large shape near the centre, never the evaluation samples' size
         s = Shape(rng.choice(SHAPES), rng.choice(COLOR_NAMES), 0.5 + rng.choice((-0.03, 0.0, 0.03)), 0.5,
                   radius=rng.choice((48, 62)))
@@ -157,12 +184,12 @@ def _image_and_questions(rng: random.Random, kind: str) -> tuple[object, str, li
               (vizwiz_vqa_val.doc_to_text({"question": "What shape is this?"}), s.kind),
               _short(f"What color is the {s.kind}?", s.color)]
         rng.shuffle(qa)
-        return shape_scene([s]), _caption([s]), qa
+        return shape_scene([s]), _caption([s]), qa, []
     if kind == "blank":  # VizWiz: nothing to see (greys the evaluation samples do not use)
         grey = 115 + 10 * rng.randrange(7)
         qa = [(vizwiz_vqa_val.doc_to_text({"question": q}), "unanswerable")
               for q in ("What is this?", "What color is this?", "What does this say?")]
-        return shape_scene([], background=(grey, grey, grey)), "A blank grey picture.", qa[:1 + rng.randrange(3)]
+        return shape_scene([], background=(grey, grey, grey)), "A blank grey picture.", qa[:1 + rng.randrange(3)], []
     first, second = rng.sample(WORDS, 2)  # a sign (TextVQA, with its reference OCR tokens), scaled unlike eval's
     number = str(rng.randint(10, 999))
     lines = rng.choice(([first], [first, second], [first, number]))
@@ -172,7 +199,15 @@ def _image_and_questions(rng: random.Random, kind: str) -> tuple[object, str, li
     if number in lines:
         qa.append((textvqa_val.doc_to_text({**doc, "question": "what number is on the sign?"}), number))
     rng.shuffle(qa)
-    return text_image(lines, scale=2), f"A sign that says {' '.join(lines)}.", qa
+    return text_image(lines, scale=2), f"A sign that says {' '.join(lines)}.", qa, []
+
+
+def _turns(qa: list[tuple[str, str]]) -> list[dict]:
+    """LLaVA's conversation turns of (question, answer) rounds, the image in the first question."""
+    turns = []
+    for r, (q, a) in enumerate(qa):
+        turns += [{"from": "human", "value": f"<image>\n{q}" if r == 0 else q}, {"from": "gpt", "value": a}]
+    return turns
 
 
 def build_train_samples() -> tuple[dict[str, bytes], list[dict], list[dict]]:
@@ -180,7 +215,7 @@ def build_train_samples() -> tuple[dict[str, bytes], list[dict], list[dict]]:
     rng = _rng("scenes")
     images, pretrain, finetune = {}, [], []
     for i in range(N_IMAGES):
-        img, caption, qa = _image_and_questions(rng, KINDS[i % len(KINDS)])
+        img, caption, qa, drills = _image_and_questions(rng, KINDS[i % len(KINDS)])
         name = f"train_{i:05d}.png"
         images[name] = png_bytes(img)
         prompt = rng.choice(CAPTION_PROMPTS)
@@ -188,10 +223,9 @@ def build_train_samples() -> tuple[dict[str, bytes], list[dict], list[dict]]:
             {"from": "human", "value": f"{prompt}\n<image>" if i % 2 else f"<image>\n{prompt}"},
             {"from": "gpt", "value": caption}]})
         rounds = 1 if i % 4 == 0 else min(len(qa), 2 + i % 3)
-        turns = []
-        for r, (q, a) in enumerate(qa[:rounds]):
-            turns += [{"from": "human", "value": f"<image>\n{q}" if r == 0 else q}, {"from": "gpt", "value": a}]
-        finetune.append({"id": f"qa{i:05d}", "image": name, "conversations": turns})
+        finetune.append({"id": f"qa{i:05d}", "image": name, "conversations": _turns(qa[:rounds])})
+        finetune += [{"id": f"drill{i:05d}-{d}", "image": name, "conversations": _turns(rounds)}
+                     for d, rounds in enumerate(drills)]
     for j, (q, a) in enumerate(TEXT_ONLY):
         finetune.append({"id": f"text{j:03d}", "conversations": [
             {"from": "human", "value": q + SHORT}, {"from": "gpt", "value": a}]})

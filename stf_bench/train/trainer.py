@@ -25,10 +25,11 @@ from stf_bench.train.batches import ModalitySampler
 from stf_bench.train.labels import IGNORE, IMAGE_INDEX
 
 
-def set_trainable(model, stage: str) -> None:
-    """Stage 1: projector only; stage 2: LLM (embeddings, blocks, lm_head) + projector; never the vision tower."""
+def set_trainable(model, stage: str, unfreeze_vision_tower: bool = False) -> None:
+    """Stage 1: projector only; stage 2: LLM (embeddings, blocks, lm_head) + projector; the vision tower never, unless
+    `unfreeze_vision_tower` (stage 2, `--unfreeze-vision-tower`: LLaVA-NeXT's `unfreeze_mm_vision_tower`)."""
     model.requires_grad_(stage == "finetune")
-    model.model.vision_tower.requires_grad_(False)
+    model.model.vision_tower.requires_grad_(unfreeze_vision_tower and stage == "finetune")
     model.model.multi_modal_projector.requires_grad_(True)
 
 
@@ -49,11 +50,12 @@ class TrainingForward(nn.Module):
         return self.llava.config
 
     def visual(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(n_images, N, H): the vision tower without gradients, the projector with them."""
+        """(n_images, N, H): the vision tower without gradients (with them when it trains: `--unfreeze-vision-tower`),
+        the projector with them."""
         inner = self.llava.model
-        with torch.no_grad():
-            tower_dtype = inner.vision_tower.get_input_embeddings().weight.dtype
-            features = inner.vision_features(pixel_values.to(tower_dtype))
+        tower = inner.vision_tower
+        with torch.no_grad() if not any(p.requires_grad for p in tower.parameters()) else contextlib.nullcontext():
+            features = inner.vision_features(pixel_values.to(tower.get_input_embeddings().weight.dtype))
         return inner.multi_modal_projector(features)
 
     def splice(self, input_ids: torch.Tensor, labels: torch.Tensor, visual: torch.Tensor | None,
@@ -112,11 +114,37 @@ class TrainingForward(nn.Module):
 class StageTrainer(Trainer):
     """transformers' Trainer with LLaVA's modality-grouped sampler (stage 2) and per-micro-batch loss averaging."""
 
-    def __init__(self, *args, group_by_modality: bool = False, **kwargs):
+    def __init__(self, *args, group_by_modality: bool = False, vision_tower_lr: float | None = None,
+                 projector_lr: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.group_by_modality = group_by_modality
+        self.vision_tower_lr, self.projector_lr = vision_tower_lr, projector_lr
         self.model_accepts_loss_kwargs = False
         self.loss_is_scaled_for_ga = False  # each micro-batch's mean: the Trainer divides by the accumulation steps
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer; with `projector_lr` / `vision_tower_lr`, the projector's / trained vision tower's
+        parameters in groups of their own at that lr (LLaVA's LLaVATrainer does so for `mm_projector_lr`,
+        llava/train/llava_trainer.py @ c121f04; LLaVA-NeXT's also for `mm_vision_tower_lr` @ df17966), weight decay
+        as the Trainer decides it."""
+        own = {".multi_modal_projector.": self.projector_lr, ".vision_tower.": self.vision_tower_lr}
+        own = {part: lr for part, lr in own.items() if lr is not None}
+        if not own or self.optimizer is not None:
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(opt_model))
+        groups: dict[tuple[str | None, bool], list] = {}
+        for name, param in opt_model.named_parameters():
+            if param.requires_grad:
+                part = next((p for p in own if p in f".{name}"), None)
+                groups.setdefault((part, name in decay), []).append(param)
+        params = [{"params": ps, "weight_decay": self.args.weight_decay if decayed else 0.0,
+                   **({"lr": own[part]} if part else {})}
+                  for (part, decayed), ps in sorted(groups.items(), key=lambda kv: kv[0][0] is not None)]
+        # the run's own lr first: the Trainer logs the first group's lr (trainer_state.json)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        self.optimizer = optimizer_cls(params, **optimizer_kwargs)
+        return self.optimizer
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset

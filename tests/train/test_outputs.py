@@ -3,6 +3,8 @@ weights_only=True, and read back by `load_model(..., projector_weights=)`; the r
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 
@@ -84,6 +86,14 @@ def test_a_trained_checkpoint_is_reported_as_trained_with_stf_bench(tmp_path, mo
                  "ckpt", *quick]) == 0
     record = json.loads((tmp_path / "ckpt" / "training.json").read_text())
     assert record["pretrain"]["stage"] == "pretrain" and record["pretrain"]["steps"] == 1
+    # Paths that mean something wherever the outputs go: stage 1 relative to the checkpoint (not to the working
+    # directory of the run, nor absolute) with its digest; the command is the `stf-bench train` line of this run,
+    # not the calling process's argv (pytest's here; scripts/make_default_model.py's for the shipped model).
+    assert record["projector"] == "../pre/mm_projector.bin"
+    assert record["projector_sha256"] == hashlib.sha256((tmp_path / "pre" / "mm_projector.bin").read_bytes()).hexdigest()
+    assert record["command"] == ["stf-bench", "train", "--stage", "finetune", "--model", "avgpool-tiny", "--projector",
+                                 "pre", "--output-dir", "ckpt", "--global-batch-size", "2", "--max-steps", "1",
+                                 "--warmup-ratio", "0.0"]
     shutil.copytree(tmp_path / "ckpt", tmp_path / "copy", ignore=shutil.ignore_patterns("training.json"))
     db = str(tmp_path / "store.sqlite")
     for model in ("ckpt", "copy"):

@@ -57,3 +57,21 @@ def test_named_deepspeed_configs_are_llavas_without_gradient_clipping(monkeypatc
     assert (config["zero_optimization"].get("stage3_gather_16bit_weights_on_model_save") is True) == (stage == 3)
     config["zero_optimization"]["stage"] = 0
     assert deepspeed_config(name)["zero_optimization"]["stage"] == stage  # a copy each time
+
+
+def test_own_learning_rates_of_the_projector_and_vision_tower(monkeypatch):
+    """`--projector-lr` (LLaVA's mm_projector_lr) and `--vision-tower-lr` (LLaVA-NeXT's mm_vision_tower_lr, only with
+    `--unfreeze-vision-tower`, only in stage 2) are recorded; impossible values are refused before any model."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    recipe = resolve_recipe(_args("--stage", "finetune", "--projector-lr", "3e-4", "--unfreeze-vision-tower",
+                                  "--vision-tower-lr", "1e-5"))
+    assert (recipe.projector_lr, recipe.unfreeze_vision_tower, recipe.vision_tower_lr) == (3e-4, True, 1e-5)
+    plain = resolve_recipe(_args("--stage", "finetune"))
+    assert (plain.projector_lr, plain.unfreeze_vision_tower, plain.vision_tower_lr) == (None, False, None)
+    for argv, message in [(["--projector-lr", "0"], "--projector-lr 0.0 must be positive"),
+                          (["--unfreeze-vision-tower", "--vision-tower-lr", "-1"], "must be positive"),
+                          (["--vision-tower-lr", "1e-5"], "add --unfreeze-vision-tower")]:
+        with pytest.raises(StfBenchError, match=message):
+            resolve_recipe(_args("--stage", "finetune", *argv))
+    with pytest.raises(StfBenchError, match="needs --stage finetune"):
+        resolve_recipe(_args("--stage", "pretrain", "--unfreeze-vision-tower"))

@@ -69,6 +69,52 @@ def test_pretrain_then_finetune_then_run(preset, tmp_path, monkeypatch, capsys):
     assert "pope" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_unfreeze_vision_tower_trains_it_at_its_own_lr_and_the_report_calls_it_tuned(tmp_path):
+    """`--unfreeze-vision-tower` (LLaVA-NeXT's unfreeze_mm_vision_tower; the paper's Table 13): stage 2 changes the
+    vision tower too, the record says so, and the report's attributes mark the checkpoint `vision_tuned`, the
+    attribute Table 13's 'tuning vision encoder' row matches (baselines/tables.yaml)."""
+    from stf_bench.report.attributes import run_attributes
+
+    initial = _state(load_model("llava-tiny", seed=42)[0])
+    out = tmp_path / "tuned"
+    assert main(["train", "--stage", "finetune", "--model", "llava-tiny", "--output-dir", str(out),
+                 "--unfreeze-vision-tower", "--vision-tower-lr", "1e-3", *QUICK]) == 0
+    after = _state(load_model(out)[0])
+    changed, _ = _changed(initial, after, "model.vision_tower.")
+    assert changed  # the tower trained (frozen, it never changes: test_pretrain_then_finetune_then_run)
+    record = json.loads((out / "training.json").read_text())
+    assert record["recipe"]["unfreeze_vision_tower"] and record["recipe"]["vision_tower_lr"] == 1e-3
+    assert run_attributes(str(out), training=record)["vision_tuned"] is True
+    plain = {**record, "recipe": {**record["recipe"], "unfreeze_vision_tower": False}}
+    assert run_attributes(str(out), training=plain)["vision_tuned"] is False
+
+
+@pytest.mark.slow
+def test_image_size_224_trains_and_evaluates_and_joins_table_11(tmp_path, capsys):
+    """`--model-args image_size=224` (the paper's Table 11): both stages train a tiny STF at 224 px (a 16 x 16 grid,
+    64 visual tokens after STF), `stf-bench run` evaluates the checkpoint at 224 px, and its attributes put it in
+    Table 11 (`accepts: image_size 224 or 336`, baselines/tables.yaml)."""
+    from stf_bench.report.attributes import matches, run_attributes
+
+    pre, out = tmp_path / "pre", tmp_path / "ft"
+    size = ["--model", "stf-tiny", "--model-args", "image_size=224"]
+    assert main(["train", "--stage", "pretrain", *size, "--output-dir", str(pre), *QUICK]) == 0
+    assert main(["train", "--stage", "finetune", *size, "--projector", str(pre), "--output-dir", str(out),
+                 *QUICK]) == 0
+    model, processor = load_model(out)
+    assert model.config.vision_config.image_size == 224 and model.config.num_visual_tokens == 64
+    assert main(["run", "--model", str(out), "--tasks", "pope", "--limit", "2", "--no-progress", "--no-store",
+                 "--output-dir", str(tmp_path / "eval")]) == 0
+    capsys.readouterr()
+    record = json.loads((out / "training.json").read_text())
+    attrs = run_attributes(str(out), model_config=model.config.to_dict(), training=record)
+    assert attrs["image_size"] == 224 and matches(attrs, {"image_size": [224, 336]})
+    assert "image_size=225: use a positive multiple of the patch size 14" in _error(
+        capsys, ["train", "--stage", "pretrain", "--model", "stf-tiny", "--model-args", "image_size=225",
+                 "--output-dir", str(tmp_path / "bad")])
+
+
 def _error(capsys, argv: list[str]) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -97,6 +143,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
                                                               {"from": "human", "value": "q"}]}]))
     assert "row 0 (id 'x'): roles do not alternate" in _error(
         capsys, ["train", "--stage", "finetune", "--data-path", str(rows), "--output-dir", str(out)])
+    assert "--unfreeze-vision-tower needs --stage finetune" in _error(
+        capsys, ["train", "--stage", "pretrain", "--unfreeze-vision-tower", "--output-dir", str(out)])
+    assert "add --unfreeze-vision-tower or drop it" in _error(
+        capsys, ["train", "--stage", "finetune", "--vision-tower-lr", "1e-4", "--output-dir", str(out)])
     out.mkdir()
     (out / "training.json").write_text("{}")
     assert "already holds a training run; pass --resume" in _error(

@@ -26,6 +26,31 @@ def test_stage_1_trains_the_projector_alone_and_stage_2_never_the_vision_tower(l
     assert _trainable(llava) == {"multi_modal_projector"}
     set_trainable(llava, "finetune")
     assert _trainable(llava) == {"multi_modal_projector", "language_model", "lm_head"}
+    set_trainable(llava, "finetune", unfreeze_vision_tower=True)  # --unfreeze-vision-tower
+    assert _trainable(llava) == {"multi_modal_projector", "language_model", "lm_head", "vision_tower"}
+    set_trainable(llava, "pretrain", unfreeze_vision_tower=True)
+    assert _trainable(llava) == {"multi_modal_projector"}
+
+
+def test_a_trained_vision_tower_gets_gradients_and_the_tower_and_projector_their_own_lr(llava, tmp_path):
+    from transformers import TrainingArguments
+
+    set_trainable(llava, "finetune", unfreeze_vision_tower=True)
+    forward = TrainingForward(llava, pad_id=0, max_length=2048)
+    size = llava.config.vision_config.image_size
+    forward.visual(torch.rand(1, 3, size, size)).sum().backward()
+    tower = llava.model.vision_tower  # its blocks up to the one read (the penultimate) get gradients
+    assert all(p.grad is not None for p in [*tower.embeddings.parameters(), *tower.encoder.layers[0].parameters()])
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, report_to=[], use_cpu=True)
+    optimizer = StageTrainer(model=forward, args=args, vision_tower_lr=1e-5, projector_lr=1e-4).create_optimizer()
+    part = {id(p): "tower" for p in tower.parameters()}
+    part.update({id(p): "projector" for p in llava.model.multi_modal_projector.parameters()})
+    lrs = {(part.get(id(p), "llm"), group["lr"]) for group in optimizer.param_groups for p in group["params"]}
+    assert lrs == {("tower", 1e-5), ("projector", 1e-4), ("llm", 1e-3)}  # LLaVA's mm_projector_lr, LLaVA-NeXT's
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == \
+        sum(1 for p in llava.parameters() if p.requires_grad)
+    llava.zero_grad(set_to_none=True)
+    set_trainable(llava, "finetune")
 
 
 def test_visual_tokens_replace_the_image_index_and_are_never_labels(llava):

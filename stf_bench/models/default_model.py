@@ -32,13 +32,21 @@ def load_shipped(model, filename: str) -> None:
         raise StfBenchError(f"the shipped weights {path} are missing; re-make them with "
                             f"`python scripts/make_default_model.py` (a few minutes on CPU) or reinstall stf-bench")
     state = load_file(str(path))
-    own = model.state_dict()
-    for key, tensor in state.items():
-        if key in own and own[key].shape != tensor.shape:
+    own = {k: tuple(getattr(v, "ds_shape", v.shape)) for k, v in model.state_dict(keep_vars=True).items()}
+    for key, tensor in state.items():  # ds_shape: a parameter partitioned by ZeRO-3 (`train --deepspeed zero3`)
+        if key in own and own[key] != tuple(tensor.shape):
             raise StfBenchError(f"{path.name} does not fit the model asked for: {key} is {tuple(tensor.shape)} "
-                                f"there, {tuple(own[key].shape)} here; its model arguments change shapes the "
+                                f"there, {own[key]} here; its model arguments change shapes the "
                                 f"shipped weights were trained with (train one with `stf-bench train`)")
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    if any(hasattr(p, "ds_id") for p in model.parameters()):
+        from stf_bench.models.loading import write_weights
+
+        missing = [k for k in own if k not in state and k not in _tied(model)]
+        unexpected = [k for k in state if k not in own]
+        if not missing and not unexpected:
+            write_weights(model, state)
+    else:
+        missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in _tied(model)]
     if missing or unexpected:
         raise StfBenchError(f"{path.name} does not fit the model asked for: "

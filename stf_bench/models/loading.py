@@ -620,7 +620,8 @@ def _materialise(config: StfLlavaConfig, state: dict, device: torch.device, dtyp
 
 def check_state_dict(model: torch.nn.Module, state: dict, source: Path | str) -> None:
     """Every parameter present with its shape, nothing left over; else name the first offending key and shapes."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not IGNORED_KEYS.search(k)}
+    expected = {k: tuple(getattr(v, "ds_shape", v.shape)) for k, v in model.state_dict(keep_vars=True).items()
+                if not IGNORED_KEYS.search(k)}  # ds_shape: a parameter partitioned by ZeRO-3 holds an empty tensor
     got = {k: tuple(v.shape) for k, v in state.items() if not IGNORED_KEYS.search(k)}
     for key, shape in expected.items():
         if key not in got:
@@ -667,7 +668,29 @@ def load_projector_weights(model: StfLlavaForConditionalGeneration, path: str | 
     projector = model.model.multi_modal_projector
     check_state_dict(projector, state, path)
     ref = next(projector.parameters())
+    if hasattr(ref, "ds_id"):  # partitioned by ZeRO-3's zero.Init (`stf-bench train --deepspeed zero3`)
+        write_weights(projector, state)
+        return
     projector.load_state_dict({k: v.to(ref.device, ref.dtype) for k, v in state.items()}, assign=ref.is_meta)
+
+
+def write_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy `state` into the model's tensors of the same keys, in place (the keys and shapes checked before).
+    A parameter partitioned by ZeRO-3 (`deepspeed.zero.Init`: it has DeepSpeed's `ds_id`) is gathered whole, one at a
+    time, the first process writes it and DeepSpeed splits it again (`GatheredParameters(modifier_rank=0)`); every
+    process must make the same calls, with the same keys in the same order."""
+    own = model.state_dict(keep_vars=True)  # tied keys too, as the Parameter objects themselves
+    with torch.no_grad():
+        for key, value in state.items():
+            target = own[key]
+            if not hasattr(target, "ds_id"):
+                target.copy_(value)
+                continue
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters([target], modifier_rank=0):
+                if torch.distributed.get_rank() == 0:
+                    target.copy_(value)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -700,26 +723,27 @@ def base_weight_dirs(name: str) -> tuple[Path, Path]:
 
 
 def load_base_model(name: str, *, seed: int = 0, device: str | torch.device | None = None,
-                    dtype: torch.dtype | str | None = None, **overrides
-                    ) -> tuple[StfLlavaForConditionalGeneration, StfLlavaProcessor]:
+                    dtype: torch.dtype | str | None = None, build_context: contextlib.AbstractContextManager | None = None,
+                    **overrides) -> tuple[StfLlavaForConditionalGeneration, StfLlavaProcessor]:
     """A full-size preset as LLaVA-1.5's training starts it: the LLM's base weights (Vicuna-1.5 or Llama-3.1) and
     CLIP ViT-L/14-336's vision tower, the projector random (`seed`), the LLM's own tokenizer. Every LLM and vision
     tensor must come from the base checkpoints with its shape (else a StfBenchError naming the key). The model is
     first built with random weights, then overwritten: memory is the model once plus the base state dicts. Tiny
-    presets have no base weights (`stf-bench train` starts them from random ones)."""
+    presets have no base weights (`stf-bench train` starts them from random ones). `build_context` is entered around
+    the build alone (`stf-bench train --deepspeed zero3`: `partitioned_build`, deepspeed.zero.Init): the weights are
+    then written one gathered parameter at a time (`write_weights`)."""
     llm_dir, clip_dir = base_weight_dirs(name)
-    model, processor = load_model(name, random_weights=True, seed=seed, device=device, dtype=dtype, **overrides)
+    with build_context or contextlib.nullcontext():
+        model, processor = load_model(name, random_weights=True, seed=seed, device=device, dtype=dtype, **overrides)
     state = {("model.language_model." + k[len("model."):] if k.startswith("model.") else k): v
              for k, v in read_state_dict(llm_dir).items()}
     state.update(_clip_vision_weights(read_state_dict(clip_dir)))
     projector = "model.multi_modal_projector."
     state = {k: v for k, v in state.items() if not IGNORED_KEYS.search(k) and not k.startswith(projector)}
-    own = model.state_dict()
-    check_state_dict(model, {**state, **{k: v for k, v in own.items() if k.startswith(projector)}},
-                     f"{llm_dir.name} + {clip_dir.name}")
-    with torch.no_grad():
-        for key, value in state.items():
-            own[key].copy_(value)
+    own = {k: v for k, v in model.state_dict(keep_vars=True).items() if k.startswith(projector)}
+    check_state_dict(model, {**state, **{k: torch.empty(getattr(v, "ds_shape", v.shape), device="meta")
+                                         for k, v in own.items()}}, f"{llm_dir.name} + {clip_dir.name}")
+    write_weights(model, state)
     return model, processor
 
 

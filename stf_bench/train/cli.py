@@ -158,13 +158,20 @@ def build_trainer(args, recipe, data, overrides: dict, out: Path, **load_kwargs)
     from stf_bench.train.batches import Collator, LlavaRows
     from stf_bench.train.outputs import projector_file
     from stf_bench.train.recipe import training_arguments
-    from stf_bench.train.trainer import StageTrainer, TrainingForward, set_trainable
+    from stf_bench.train.trainer import StageTrainer, TrainingForward, numel, partitioned_build, set_trainable
 
     projector = projector_file(args.projector) if args.projector is not None else None
+    # The TrainingArguments first: under ZeRO-3 their DeepSpeed config (transformers' HfDeepSpeedConfig) is what
+    # the model is built partitioned with, as LLaVA's train.py makes them before from_pretrained.
+    training_args = training_arguments(recipe, out)
+    build = partitioned_build(recipe.zero_stage == 3)
     if _from_base(args):
-        model, processor = load_base_model(args.model, seed=recipe.seed, **load_kwargs, **overrides)
+        model, processor = load_base_model(args.model, seed=recipe.seed, build_context=build, **load_kwargs,
+                                           **overrides)
     else:
-        model, processor = load_model(args.model, random_weights=True, seed=recipe.seed, **load_kwargs, **overrides)
+        with build:
+            model, processor = load_model(args.model, random_weights=True, seed=recipe.seed, **load_kwargs,
+                                          **overrides)
     if projector is not None:
         load_projector_weights(model, projector)  # a mismatch names the key and both shapes
     elif args.stage == "finetune" and _rank_zero():
@@ -179,12 +186,12 @@ def build_trainer(args, recipe, data, overrides: dict, out: Path, **load_kwargs)
     dataset = LlavaRows(data.rows, examples, data.image_folder, processor, recipe.image_aspect_ratio == "pad")
     trainer = StageTrainer(
         model=TrainingForward(model, tok.pad_id, recipe.model_max_length, dummy_image=recipe.zero_stage == 3),
-        args=training_arguments(recipe, out),
+        args=training_args,
         train_dataset=dataset, data_collator=Collator(tok.pad_id, recipe.model_max_length),
         group_by_modality=recipe.group_by_modality, vision_tower_lr=recipe.vision_tower_lr,
         projector_lr=recipe.projector_lr)
     return Built(trainer, model, processor, examples, sum(ex.masked for ex in examples),
-                 sum(p.numel() for p in model.parameters() if p.requires_grad), projector)
+                 sum(numel(p) for p in model.parameters() if p.requires_grad), projector)
 
 
 def _train(args, recipe, data, overrides: dict) -> int:
@@ -209,20 +216,22 @@ def _train_stage(args, recipe, data, overrides: dict) -> int:
 
     from stf_bench import __version__
     from stf_bench.train.outputs import prepare_output_dir, save_model, save_projector, write_provenance
-    from stf_bench.train.trainer import gathered
+    from stf_bench.train.trainer import gathered, numel
 
     out = Path(args.output_dir).expanduser()
     resume_from = prepare_output_dir(out, args.resume, args.overwrite)
     built = build_trainer(args, recipe, data, overrides, out)
     if _rank_zero():  # after every refusal (a projector that does not fit), before training
-        print(memory_line(recipe, sum(p.numel() for p in built.model.parameters()), built.trainable), file=sys.stderr)
+        print(memory_line(recipe, sum(numel(p) for p in built.model.parameters()), built.trainable), file=sys.stderr)
     trainer, model, processor, examples, masked, trainable, projector = (
         built.trainer, built.model, built.processor, built.examples, built.masked, built.trainable, built.projector)
     main = trainer.is_world_process_zero()  # with several processes, the first one alone writes and reports
     if main:
         print(f"stf-bench train: {args.stage} {args.model} on {data.source}: {len(examples)} rows ({masked} masked "
               f"entirely by the tokenization-mismatch rule, {len(data.skipped)} skipped); {recipe.batch_line()}; "
-              f"lr {recipe.learning_rate}; {trainable:,} trainable parameters", file=sys.stderr)
+              f"lr {recipe.learning_rate}; {trainable:,} trainable parameters"
+              + (f"; model built split over {trainer.args.world_size} process(es) by ZeRO-3's zero.Init"
+                 if any(hasattr(p, "ds_id") for p in model.parameters()) else ""), file=sys.stderr)
     torch.manual_seed(recipe.seed)
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     model.config.image_aspect_ratio = "pad" if recipe.image_aspect_ratio == "pad" else "square"

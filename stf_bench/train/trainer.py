@@ -195,3 +195,49 @@ def gathered(parameters) -> contextlib.AbstractContextManager:
     import deepspeed
 
     return deepspeed.zero.GatheredParameters(parameters, modifier_rank=None)
+
+
+@contextlib.contextmanager
+def partitioned_build(enabled: bool) -> Iterator[None]:
+    """Under ZeRO-3 (`enabled`), a context in which a model is built partitioned, as LLaVA's `from_pretrained` under
+    ZeRO-3 is: each module's parameters are split over the processes as soon as its `__init__` returns
+    (`deepspeed.zero.Init`, with the config of the TrainingArguments made first: transformers'
+    `integrations.deepspeed.deepspeed_config()`), so no process ever holds the whole model.
+
+    The random weights are the ones a build outside it gives for the same seed: the constructors draw the same
+    numbers (each module is whole inside its own `__init__`), and every `post_init` (the towers' and the model's)
+    initializes the already split submodules with transformers' `initialize_weights_zero3` (each module's weights
+    gathered in turn, the first process writes) in the order of the plain `initialize_weights`.
+    `set_zero3_state()` stops the towers' `AutoModel.from_config` from opening a zero.Init of their own with
+    `no_init_weights` (transformers 5.25 `PreTrainedModel._from_config`), which would skip their constructors'
+    draws. DeepSpeed's process group is set up first (`deepspeed.init_distributed()`, as the engine would later):
+    zero.Init reads the process count from it before it would make it itself. Without `enabled` it does nothing."""
+    if not enabled:
+        yield
+        return
+    import deepspeed
+    from transformers import PreTrainedModel
+    from transformers.integrations.deepspeed import deepspeed_config, initialize_weights_zero3
+    from transformers.modeling_utils import set_zero3_state
+
+    original = PreTrainedModel.initialize_weights
+
+    def initialize_weights(model) -> None:
+        if any(hasattr(p, "ds_id") for p in model.parameters()):
+            initialize_weights_zero3(model)
+        else:
+            original(model)
+
+    if not deepspeed.comm.is_initialized():  # what the engine would do later; zero.Init reads the process count from it
+        deepspeed.init_distributed()
+    PreTrainedModel.initialize_weights = initialize_weights
+    try:
+        with deepspeed.zero.Init(config_dict_or_path=deepspeed_config()), set_zero3_state():
+            yield
+    finally:
+        PreTrainedModel.initialize_weights = original
+
+
+def numel(parameter: torch.Tensor) -> int:
+    """Elements of a parameter, whole: under ZeRO-3 a partitioned one holds an empty tensor (`ds_numel` is its size)."""
+    return getattr(parameter, "ds_numel", parameter.numel())

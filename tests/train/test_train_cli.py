@@ -283,22 +283,40 @@ def _losses(out) -> list[float]:
 
 
 @pytest.mark.slow
-def test_deepspeed_zero2_and_zero3_in_one_process_train_as_the_plain_run(tmp_path, capsys):
+def test_deepspeed_zero2_and_zero3_in_one_process_train_as_the_plain_run(tmp_path, capsys, monkeypatch):
     """One process, no launcher, CPU (fp32, bf16 off): `--deepspeed zero2` and `zero3` log the plain Trainer's losses
     and write its weights: stage 1's mm_projector.bin gathered whole under ZeRO-3, stage 2's checkpoint read by
     load_model. Tolerance 1e-5 relative on losses and 1e-6 absolute on weights: the same fp32 forward and AdamW
     arithmetic, only DeepSpeed's flattened buffers and reductions may round differently; a recipe difference (e.g.
     DeepSpeed 0.19's default gradient clipping at 1.0 against these gradient norms of ~4) moves the second loss by
-    far more."""
+    far more. Under ZeRO-3 the model is built partitioned (deepspeed.zero.Init: every parameter split before the
+    Trainer exists, the stage-1 projector written into it gathered), and its stage-2 checkpoint equals that of a
+    ZeRO-3 run whose model is built whole (DeepSpeed splitting it when the engine starts, as before zero.Init)."""
+    from transformers.modeling_utils import set_zero3_state
+
+    from stf_bench.train import trainer as trainer_module
+
+    at_trainer = {}  # run name -> (every parameter split, whole elements) when build_trainer makes the StageTrainer
+    real_init = trainer_module.StageTrainer.__init__
+
+    def recording_init(self, *a, model, **kw):
+        params = list(model.parameters())
+        at_trainer[current] = (all(hasattr(p, "ds_id") and p.numel() == 0 for p in params),
+                               sum(trainer_module.numel(p) for p in params))
+        real_init(self, *a, model=model, **kw)
+
+    monkeypatch.setattr(trainer_module.StageTrainer, "__init__", recording_init)
     run = ["train", "--model", "llava-tiny", "--max-steps", "2", "--global-batch-size", "2", "--warmup-ratio", "0",
            "--save-steps", "100"]
     pretrain = [*run, "--stage", "pretrain", *_rows(tmp_path, "pretrain", 4)]
     for name in ("plain", "zero2", "zero3"):
         ds = [] if name == "plain" else ["--deepspeed", name]
+        current = f"pre-{name}"
         assert main([*pretrain, "--output-dir", str(tmp_path / f"pre-{name}"), *ds]) == 0
         err = capsys.readouterr().err
         how = "no ZeRO" if name == "plain" else f"ZeRO-{name[-1]}"
         assert f"estimated memory per process ({how}, 1 process)" in err
+        assert ("model built split over 1 process(es) by ZeRO-3's zero.Init" in err) == (name == "zero3")
     plain = _losses(tmp_path / "pre-plain")
     assert len(plain) == 2
     weights = torch.load(tmp_path / "pre-plain" / "mm_projector.bin", weights_only=True)
@@ -311,13 +329,27 @@ def test_deepspeed_zero2_and_zero3_in_one_process_train_as_the_plain_run(tmp_pat
             assert torch.allclose(theirs[key], weights[key], rtol=0, atol=1e-6), (name, key)
 
     finetune = [*run, "--stage", "finetune", "--projector", str(tmp_path / "pre-plain"), *_rows(tmp_path, "finetune", 4)]
-    for name in ("plain", "zero3"):
-        ds = [] if name == "plain" else ["--deepspeed", name]
+    for name in ("plain", "zero3", "zero3-whole"):
+        ds = [] if name == "plain" else ["--deepspeed", "zero3"]
+        current = f"ft-{name}"
+        if name == "zero3-whole":  # the build as before zero.Init: whole in the process, split by the engine
+            # (set_zero3_state alone: transformers' own zero.Init in the towers' from_config stays off too)
+            monkeypatch.setattr(trainer_module, "partitioned_build", lambda enabled: set_zero3_state())
         assert main([*finetune, "--output-dir", str(tmp_path / f"ft-{name}"), *ds]) == 0
-    assert _losses(tmp_path / "ft-zero3") == pytest.approx(_losses(tmp_path / "ft-plain"), rel=1e-5)
-    ours, theirs = _state(load_model(tmp_path / "ft-plain")[0]), _state(load_model(tmp_path / "ft-zero3")[0])
-    assert ours.keys() == theirs.keys()
-    assert all(torch.allclose(ours[k], theirs[k], rtol=0, atol=1e-6) for k in ours)
+    total = at_trainer["pre-plain"][1]
+    assert total > 0 and at_trainer["ft-plain"] == at_trainer["pre-zero2"] == at_trainer["ft-zero3-whole"] == (False, total)
+    assert at_trainer["pre-zero3"] == at_trainer["ft-zero3"] == (True, total)
+    plain_losses = _losses(tmp_path / "ft-plain")
+    assert len(plain_losses) == 2
+    assert _losses(tmp_path / "ft-zero3") == pytest.approx(plain_losses, rel=1e-5)
+    assert _losses(tmp_path / "ft-zero3-whole") == pytest.approx(plain_losses, rel=1e-5)
+    ours = _state(load_model(tmp_path / "ft-plain")[0])
+    for other in ("ft-zero3", "ft-zero3-whole"):
+        theirs = _state(load_model(tmp_path / other)[0])
+        assert ours.keys() == theirs.keys()
+        assert all(torch.allclose(ours[k], theirs[k], rtol=0, atol=1e-6) for k in ours), other
+    whole, split = _state(load_model(tmp_path / "ft-zero3-whole")[0]), _state(load_model(tmp_path / "ft-zero3")[0])
+    assert all(torch.allclose(whole[k], split[k], rtol=0, atol=1e-6) for k in whole)
 
 
 @pytest.mark.slow
@@ -338,6 +370,7 @@ def test_two_processes_with_torchrun_and_deepspeed_zero3_complete(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "estimated memory per process (ZeRO-3, 2 processes)" in proc.stderr
     assert proc.stderr.count("stf-bench train: 2 steps") == 1
+    assert "model built split over 2 process(es) by ZeRO-3's zero.Init" in proc.stderr
     assert len(_losses(tmp_path / "out")) == 2
     model, _ = load_model(tmp_path / "out")
     reference, _ = load_model("llava-tiny")

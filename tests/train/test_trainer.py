@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -164,3 +166,102 @@ def test_gathered_does_nothing_without_zero3_and_the_group_of_one_restores_the_e
     monkeypatch.setenv("WORLD_SIZE", "2")
     with single_process_group(True):
         assert "RANK" not in os.environ  # a launcher's run: its variables and group are the launcher's
+
+
+@contextlib.contextmanager
+def _zero3(tmp_path):
+    """A one-process gloo group with the TrainingArguments of `--deepspeed zero3` made (transformers' HfDeepSpeedConfig
+    set, as `build_trainer` makes them before the model); undone after (the config and ACCELERATE_ variables: with it
+    set, every later build would be partly under zero.Init)."""
+    import os
+
+    from transformers import TrainingArguments
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled, unset_hf_deepspeed_config
+
+    from stf_bench.train.recipe import DEEPSPEED_CONFIGS
+    from stf_bench.train.trainer import LAUNCHER_ENV, single_process_group
+
+    assert not any(k in os.environ for k in LAUNCHER_ENV)
+    env = dict(os.environ)
+    with single_process_group(True):
+        args = TrainingArguments(output_dir=str(tmp_path / "out"), deepspeed=DEEPSPEED_CONFIGS["zero3"], use_cpu=True,
+                                 report_to=[])
+        assert is_deepspeed_zero3_enabled()
+        try:
+            yield args
+        finally:
+            unset_hf_deepspeed_config()
+            for key in set(os.environ) - set(env):
+                del os.environ[key]
+            os.environ.update(env)
+
+
+def _whole(model) -> dict[str, torch.Tensor]:
+    """Every tensor of a (possibly ZeRO-3 partitioned) model, whole."""
+    from stf_bench.train.trainer import gathered
+
+    with gathered(model.parameters()):
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", ["llava-tiny", "stf-tiny", "stf-tiny-trained"])
+def test_under_zero3_the_model_is_built_partitioned_with_the_weights_of_the_plain_build(name, tmp_path):
+    """`partitioned_build` (train --deepspeed zero3): every parameter is split by deepspeed.zero.Init as it is built (an
+    empty tensor here, its size in `ds_numel`), and gathered it equals the plain build of the same seed bit for bit:
+    random weights (llava-tiny, stf-tiny: the constructors' draws and each post_init in the plain order) and shipped
+    ones (stf-tiny-trained, written through gathered parameters). A stage-1 projector file loads into it too."""
+    from stf_bench.train.outputs import save_projector
+    from stf_bench.train.trainer import partitioned_build
+
+    plain, _ = load_model(name, random_weights=True, seed=5)
+    other, _ = load_model(name, random_weights=True, seed=6)
+    save_projector(other, tmp_path)
+    with _zero3(tmp_path):
+        with partitioned_build(True):
+            model, _ = load_model(name, random_weights=True, seed=5)
+        _check_partitioned(model, plain, other, tmp_path)
+
+
+def _check_partitioned(model, plain, other, tmp_path) -> None:
+    from stf_bench.models.loading import load_projector_weights
+    from stf_bench.train.trainer import numel
+
+    params = list(model.parameters())
+    assert all(hasattr(p, "ds_id") and p.numel() == 0 for p in params)
+    assert sum(numel(p) for p in params) == sum(p.numel() for p in plain.parameters())
+    ours, theirs = _whole(model), plain.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs), [k for k in theirs if not torch.equal(ours[k], theirs[k])]
+    load_projector_weights(model, tmp_path / "mm_projector.bin")
+    ours, theirs = _whole(model), other.state_dict()
+    projector = [k for k in theirs if k.startswith("model.multi_modal_projector.")]
+    assert projector and all(torch.equal(ours[k], theirs[k]) for k in projector)
+    assert torch.equal(ours["lm_head.weight"], plain.state_dict()["lm_head.weight"])  # the rest untouched
+
+
+def test_under_zero3_the_base_weights_are_written_into_the_partitioned_model(tmp_path, monkeypatch):
+    """`load_base_model` with `partitioned_build` (train --deepspeed zero3 on a full-size preset, here llava-tiny's
+    shapes): the LLM and vision tower are the base checkpoints' (written one gathered parameter at a time), the
+    projector the seeded random one of the plain build; the model stays split."""
+    from pathlib import Path
+
+    from stf_bench.models import loading
+    from stf_bench.train.trainer import partitioned_build
+
+    source = load_model("llava-tiny", random_weights=True, seed=6)[0].state_dict()
+    plain = load_model("llava-tiny", random_weights=True, seed=5)[0].state_dict()
+    llm = {k.replace("model.language_model.", "model.", 1): v for k, v in source.items()
+           if k.startswith(("model.language_model.", "lm_head."))}
+    clip = {k.replace("model.vision_tower.", "vision_model.", 1): v for k, v in source.items()
+            if k.startswith("model.vision_tower.")}
+    monkeypatch.setattr(loading, "base_weight_dirs", lambda name: (Path("llm"), Path("clip")))
+    monkeypatch.setattr(loading, "read_state_dict", lambda directory: llm if directory.name == "llm" else clip)
+    with _zero3(tmp_path):
+        model, _ = loading.load_base_model("llava-tiny", seed=5, build_context=partitioned_build(True))
+        assert all(hasattr(p, "ds_id") and p.numel() == 0 for p in model.parameters())
+        ours = _whole(model)
+    assert ours.keys() == source.keys()
+    for key, value in ours.items():
+        expected = plain[key] if key.startswith("model.multi_modal_projector.") else source[key]
+        assert torch.equal(value, expected), key
+    assert not torch.equal(ours["lm_head.weight"], plain["lm_head.weight"])  # the base weights did replace them

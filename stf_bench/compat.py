@@ -250,3 +250,43 @@ def calflops_counting(root: Any, extra: dict[tuple[Any, str], Any]) -> Iterator[
         if torch.nn.functional.linear is not unpatched_linear:  # undo the patches even if start failed halfway
             pipeline.pipline_started = pipeline.func_patched = True
         pipeline.end_flops_calculate()
+
+
+# ---------------------------------------------------------------- transformers 5.25 + DeepSpeed: ZeRO-3 build
+# 10. `stf-bench train --deepspeed zero3` builds the model inside `deepspeed.zero.Init` (no process holds it whole)
+#     with the random weights a plain build draws for the same seed. transformers' own ZeRO-3 path
+#     (`PreTrainedModel._from_config` under `is_deepspeed_zero3_enabled()`) wraps the towers' `from_config` in a
+#     zero.Init with `no_init_weights`, which skips their constructors' draws (different weights); the context
+#     `modeling_utils.set_zero3_state()` tells it a zero.Init is already open, so it opens none. Every
+#     `PreTrainedModel.initialize_weights` call (the towers' and the model's `post_init`) then initializes the
+#     already split submodules through `integrations.deepspeed.initialize_weights_zero3` (each module's weights
+#     gathered in turn, the first process writes), in the order of the plain `initialize_weights`.
+
+
+@contextlib.contextmanager
+def zero3_partitioned_build(ds_config: dict | str) -> Iterator[None]:
+    """A block in which models are built partitioned by `deepspeed.zero.Init(config_dict_or_path=ds_config)` with
+    the weights a build outside it draws (see 10 above); `PreTrainedModel.initialize_weights` is restored however
+    the block ends."""
+    import deepspeed
+    import transformers.integrations.deepspeed as hf_deepspeed
+    import transformers.modeling_utils as modeling_utils
+    from transformers import PreTrainedModel
+
+    _require(modeling_utils, "set_zero3_state", "transformers")
+    _require(hf_deepspeed, "initialize_weights_zero3", "transformers")
+    _require(PreTrainedModel, "initialize_weights", "transformers")
+    original = PreTrainedModel.initialize_weights
+
+    def initialize_weights(model) -> None:
+        if any(hasattr(p, "ds_id") for p in model.parameters()):
+            hf_deepspeed.initialize_weights_zero3(model)
+        else:
+            original(model)
+
+    PreTrainedModel.initialize_weights = initialize_weights
+    try:
+        with deepspeed.zero.Init(config_dict_or_path=ds_config), modeling_utils.set_zero3_state():
+            yield
+    finally:
+        PreTrainedModel.initialize_weights = original

@@ -159,3 +159,17 @@ def test_package_version_is_the_installed_one_or_none():
     assert package_version("transformers") == version("transformers")
     assert library("transformers") == f"transformers {version('transformers')}"
     assert package_version("stf-bench-no-such-distribution") is None
+
+
+def test_the_zero3_build_s_transformers_internals_exist():
+    """`compat.zero3_partitioned_build` (train --deepspeed zero3) wraps these; a release without them must fail here,
+    naming transformers, not inside a multi-GPU run."""
+    import transformers.integrations.deepspeed as hf_deepspeed
+    import transformers.modeling_utils as modeling_utils
+    from transformers import PreTrainedModel
+
+    from stf_bench.compat import library
+
+    for owner, name in ((modeling_utils, "set_zero3_state"), (hf_deepspeed, "initialize_weights_zero3"),
+                        (hf_deepspeed, "deepspeed_config"), (PreTrainedModel, "initialize_weights")):
+        assert callable(getattr(owner, name, None)), f"{library('transformers')}: {owner.__name__}.{name} is gone"

@@ -204,38 +204,22 @@ def partitioned_build(enabled: bool) -> Iterator[None]:
     (`deepspeed.zero.Init`, with the config of the TrainingArguments made first: transformers'
     `integrations.deepspeed.deepspeed_config()`), so no process ever holds the whole model.
 
-    The random weights are the ones a build outside it gives for the same seed: the constructors draw the same
-    numbers (each module is whole inside its own `__init__`), and every `post_init` (the towers' and the model's)
-    initializes the already split submodules with transformers' `initialize_weights_zero3` (each module's weights
-    gathered in turn, the first process writes) in the order of the plain `initialize_weights`.
-    `set_zero3_state()` stops the towers' `AutoModel.from_config` from opening a zero.Init of their own with
-    `no_init_weights` (transformers 5.25 `PreTrainedModel._from_config`), which would skip their constructors'
-    draws. DeepSpeed's process group is set up first (`deepspeed.init_distributed()`, as the engine would later):
-    zero.Init reads the process count from it before it would make it itself. Without `enabled` it does nothing."""
+    The random weights are the ones a build outside it gives for the same seed (`compat.zero3_partitioned_build`
+    holds the transformers internals this needs, and why). DeepSpeed's process group is set up first
+    (`deepspeed.init_distributed()`, as the engine would later): zero.Init reads the process count from it before it
+    would make it itself. Without `enabled` it does nothing."""
     if not enabled:
         yield
         return
     import deepspeed
-    from transformers import PreTrainedModel
-    from transformers.integrations.deepspeed import deepspeed_config, initialize_weights_zero3
-    from transformers.modeling_utils import set_zero3_state
+    from transformers.integrations.deepspeed import deepspeed_config
 
-    original = PreTrainedModel.initialize_weights
-
-    def initialize_weights(model) -> None:
-        if any(hasattr(p, "ds_id") for p in model.parameters()):
-            initialize_weights_zero3(model)
-        else:
-            original(model)
+    from stf_bench.compat import zero3_partitioned_build
 
     if not deepspeed.comm.is_initialized():  # what the engine would do later; zero.Init reads the process count from it
         deepspeed.init_distributed()
-    PreTrainedModel.initialize_weights = initialize_weights
-    try:
-        with deepspeed.zero.Init(config_dict_or_path=deepspeed_config()), set_zero3_state():
-            yield
-    finally:
-        PreTrainedModel.initialize_weights = original
+    with zero3_partitioned_build(deepspeed_config()):  # transformers' internals it relies on: stf_bench/compat.py
+        yield
 
 
 def numel(parameter: torch.Tensor) -> int:

@@ -39,7 +39,7 @@ def load_shipped(model, filename: str) -> None:
                                 f"there, {own[key]} here; its model arguments change shapes the "
                                 f"shipped weights were trained with (train one with `stf-bench train`)")
     if any(hasattr(p, "ds_id") for p in model.parameters()):
-        from stf_bench.models.loading import write_weights
+        from stf_bench.models.partitioned import write_weights
 
         missing = [k for k in own if k not in state and k not in _tied(model)]
         unexpected = [k for k in state if k not in own]

@@ -31,6 +31,7 @@ from stf_bench.compat import from_pretrained_kwargs
 from stf_bench.errors import StfBenchError
 from stf_bench.models.input_ids import SlowLlamaTokenizer
 from stf_bench.models.modeling import StfLlavaConfig, StfLlavaForConditionalGeneration
+from stf_bench.models.partitioned import write_weights
 from stf_bench.models.presets import (
     CLIP_L_336,
     LLM_TOKENIZERS,
@@ -672,25 +673,6 @@ def load_projector_weights(model: StfLlavaForConditionalGeneration, path: str | 
         write_weights(projector, state)
         return
     projector.load_state_dict({k: v.to(ref.device, ref.dtype) for k, v in state.items()}, assign=ref.is_meta)
-
-
-def write_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Copy `state` into the model's tensors of the same keys, in place (the keys and shapes checked before).
-    A parameter partitioned by ZeRO-3 (`deepspeed.zero.Init`: it has DeepSpeed's `ds_id`) is gathered whole, one at a
-    time, the first process writes it and DeepSpeed splits it again (`GatheredParameters(modifier_rank=0)`); every
-    process must make the same calls, with the same keys in the same order."""
-    own = model.state_dict(keep_vars=True)  # tied keys too, as the Parameter objects themselves
-    with torch.no_grad():
-        for key, value in state.items():
-            target = own[key]
-            if not hasattr(target, "ds_id"):
-                target.copy_(value)
-                continue
-            import deepspeed
-
-            with deepspeed.zero.GatheredParameters([target], modifier_rank=0):
-                if torch.distributed.get_rank() == 0:
-                    target.copy_(value)
 
 
 # ----------------------------------------------------------------------------------------------------------------
